@@ -1,0 +1,33 @@
+//! VIP address management for vipd (SPEC rule R3, "reconcile to the truth").
+//!
+//! - [`reconcile`]: the sans-IO core. [`Reconciler`] turns the desired set
+//!   of [`Vip`]s and an [`Observed`] kernel dump into [`ReconcileAction`]s:
+//!   add what is wanted and missing, remove what is ours and unwanted,
+//!   refuse what is wanted but not ours, report `Bound` on every
+//!   (re-)acquisition so the announcer can send its burst (R4).
+//! - [`netlink`]: kernel access with rtnetlink. Addresses vipd adds carry
+//!   `IFA_PROTO` = [`VIPD_ADDR_PROTO`]; an address without it is never
+//!   deleted ([`NetlinkError::NotOurs`]). IPv6 VIPs are added with
+//!   `IFA_F_NODAD`. [`Monitor`] follows link and address events and turns any
+//!   loss into [`MonitorEvent::Resync`].
+//! - [`task`]: [`VipManager`], the tokio task that reconciles on every
+//!   desired-set change, netlink event and period, emits [`VipEvent`]s,
+//!   publishes the bound set, and confirms removal for graceful shutdown
+//!   ([`VipManager::remove_all_now`], R7). [`preflight`] validates the
+//!   configuration before anything is touched.
+//!
+//! Everything runs in the network namespace of the calling thread (tests
+//! enter a namespace and run a current-thread runtime there).
+
+#![forbid(unsafe_code)]
+
+mod backoff;
+pub mod netlink;
+pub mod reconcile;
+pub mod task;
+
+pub use netlink::{
+    LinkInfo, Monitor, MonitorEvent, Netlink, NetlinkError, REQUEST_TIMEOUT, VIPD_ADDR_PROTO,
+};
+pub use reconcile::{KernelAddr, Observed, ReconcileAction, Reconciler, RefuseReason, Vip};
+pub use task::{preflight, ManagerError, PreflightError, VipEvent, VipManager, VipManagerConfig};
