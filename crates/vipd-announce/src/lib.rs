@@ -1,0 +1,23 @@
+//! Telling neighbours where a VIP lives, and noticing when someone else
+//! claims it (SPEC R4, R5).
+//!
+//! - [`packet`]: gratuitous ARP (request and reply forms) and IPv6
+//!   unsolicited Neighbour Advertisement frames, and parsers for the claims
+//!   we receive. Pure functions, no IO.
+//! - [`pacing`]: [`Pacer`], the sans-IO burst schedule of one VIP.
+//! - [`task`]: [`Announcer`], the tokio task that owns one interface's raw
+//!   sockets, runs the pacers and reports [`AnnounceEvent`]s.
+//!
+//! Raw sockets and every `unsafe` block live in the private `sys` module.
+
+#![deny(unsafe_code)]
+
+pub mod pacing;
+pub mod packet;
+#[allow(unsafe_code)]
+mod sys;
+pub mod task;
+
+pub use pacing::{Due, Pacer, Reason, Wave};
+pub use packet::{MacAddr, SendKind};
+pub use task::{AnnounceEvent, Announcer, AnnouncerConfig, Command};
