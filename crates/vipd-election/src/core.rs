@@ -200,6 +200,9 @@ pub struct Elector {
     /// When the next request is due.
     next_at: Instant,
     reread: bool,
+    /// A watch event arrived while a request was in flight: its content
+    /// may be newer than that request's answer, so read again after it.
+    watched_in_flight: bool,
     eligible: bool,
     shutting_down: bool,
     stopped: bool,
@@ -223,6 +226,7 @@ impl Elector {
             next_id: 0,
             next_at: now,
             reread: false,
+            watched_in_flight: false,
             eligible: true,
             shutting_down: false,
             stopped: false,
@@ -262,7 +266,11 @@ impl Elector {
         Status {
             role: self.role(),
             holder,
-            last_renewal: if self.leading { self.last_renewal } else { None },
+            last_renewal: if self.leading {
+                self.last_renewal
+            } else {
+                None
+            },
             transitions,
             observed_at: match self.observed {
                 Observed::Present(_) => Some(self.observed_at),
@@ -335,6 +343,7 @@ impl Elector {
             // unknown to us by now and the record will be re-read.
             return;
         };
+        let watched = std::mem::take(&mut self.watched_in_flight);
         match (f.purpose, result) {
             (Purpose::Read, Ok(v)) => {
                 self.reread = false;
@@ -393,6 +402,13 @@ impl Elector {
                 self.next_at = now + self.jitter(base);
             }
         }
+        if watched {
+            // The watched change may be newer than this answer (a watch
+            // stream and a GET are not ordered): look again now, or a
+            // release seen by the watch would wait for the next poll.
+            self.reread = true;
+            self.next_at = now;
+        }
     }
 
     fn on_watch(&mut self, now: Instant, ev: WatchEvent) {
@@ -416,9 +432,8 @@ impl Elector {
             self.observe(now, v);
             self.schedule_after_observation(now);
         } else {
-            // The in-flight answer will bring us up to date; look again
-            // right after it.
-            self.reread = true;
+            // Look again right after the in-flight answer.
+            self.watched_in_flight = true;
         }
     }
 

@@ -197,7 +197,10 @@ mod tests {
         assert_eq!(t2.unix_micros - t.unix_micros, 123_456);
         let t3 = WallTime::parse_rfc3339("2026-11-26T16:30:00+01:00").expect("parse");
         assert_eq!(t3, t);
-        assert_eq!(WallTime { unix_micros: 0 }.to_rfc3339(), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            WallTime { unix_micros: 0 }.to_rfc3339(),
+            "1970-01-01T00:00:00.000000Z"
+        );
         assert!(WallTime::parse_rfc3339("2026-13-26T15:30:00Z").is_none());
         assert!(WallTime::parse_rfc3339("yesterday").is_none());
     }

@@ -134,7 +134,12 @@ mod tests {
     #[test]
     fn documented_timing_sets_are_accepted() {
         // kube-vip defaults, kube-vip's recommendation, tight, flaky-link (SPEC R1).
-        for (l, r, p) in [(15.0, 10.0, 2.0), (5.0, 3.0, 1.0), (3.0, 2.0, 1.0), (30.0, 20.0, 5.0)] {
+        for (l, r, p) in [
+            (15.0, 10.0, 2.0),
+            (5.0, 3.0, 1.0),
+            (3.0, 2.0, 1.0),
+            (30.0, 20.0, 5.0),
+        ] {
             assert!(t(l, r, p).is_ok(), "{l}/{r}/{p} must be accepted");
         }
         assert!(t(3.0, 2.0, 0.5).is_ok());
@@ -142,16 +147,31 @@ mod tests {
 
     #[test]
     fn lease_shorter_than_deadline_plus_margin_is_refused() {
-        assert!(matches!(t(10.0, 10.0, 2.0), Err(TimingError::FenceMargin { .. })));
+        assert!(matches!(
+            t(10.0, 10.0, 2.0),
+            Err(TimingError::FenceMargin { .. })
+        ));
         // 20% of 20 s = 4 s margin: 20 < 17 + 4.
-        assert!(matches!(t(20.0, 17.0, 2.0), Err(TimingError::FenceMargin { .. })));
-        assert!(matches!(t(2.5, 2.0, 0.5), Err(TimingError::FenceMargin { .. })));
+        assert!(matches!(
+            t(20.0, 17.0, 2.0),
+            Err(TimingError::FenceMargin { .. })
+        ));
+        assert!(matches!(
+            t(2.5, 2.0, 0.5),
+            Err(TimingError::FenceMargin { .. })
+        ));
     }
 
     #[test]
     fn retry_period_too_close_to_deadline_is_refused() {
-        assert!(matches!(t(15.0, 10.0, 9.0), Err(TimingError::RetryTooSlow { .. })));
-        assert!(matches!(t(15.0, 2.4, 2.0), Err(TimingError::RetryTooSlow { .. })));
+        assert!(matches!(
+            t(15.0, 10.0, 9.0),
+            Err(TimingError::RetryTooSlow { .. })
+        ));
+        assert!(matches!(
+            t(15.0, 2.4, 2.0),
+            Err(TimingError::RetryTooSlow { .. })
+        ));
     }
 
     #[test]
@@ -163,6 +183,9 @@ mod tests {
     #[test]
     fn lease_seconds_round_up() {
         assert_eq!(t(3.5, 2.0, 0.5).map(|t| t.lease_duration_seconds()), Ok(4));
-        assert_eq!(t(15.0, 10.0, 2.0).map(|t| t.lease_duration_seconds()), Ok(15));
+        assert_eq!(
+            t(15.0, 10.0, 2.0).map(|t| t.lease_duration_seconds()),
+            Ok(15)
+        );
     }
 }

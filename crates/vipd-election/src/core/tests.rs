@@ -141,7 +141,10 @@ fn renew_timeout_demotes_before_any_peer_may_acquire() {
         t += 50;
     }
     let b_led_at = b_led_at.expect("b takes over");
-    assert!(b_led_at >= 5010, "b led at {b_led_at} ms, before a's lease ran out");
+    assert!(
+        b_led_at >= 5010,
+        "b led at {b_led_at} ms, before a's lease ran out"
+    );
     assert!(b_led_at > 3000 + 1000, "fence margin kept");
     assert_eq!(store.current().expect("rec").record.lease_transitions, 1);
 }
@@ -162,8 +165,18 @@ fn stale_write_loses_and_rereads() {
     store.force(foreign("b", 1));
     let r2 = store.apply(&op2, WALL);
     assert_eq!(r2, Err(StoreError::Conflict));
-    let (_, op3, _) = only_request(&a.handle(t0, Input::Response { id: id2, result: r2 }));
-    assert_eq!(op3, Op::Get, "a conflict is answered by a re-read, not a blind retry");
+    let (_, op3, _) = only_request(&a.handle(
+        t0,
+        Input::Response {
+            id: id2,
+            result: r2,
+        },
+    ));
+    assert_eq!(
+        op3,
+        Op::Get,
+        "a conflict is answered by a re-read, not a blind retry"
+    );
     assert_eq!(a.role(), Role::Follower);
 }
 
@@ -179,10 +192,24 @@ fn create_race_lost_rereads_and_follows() {
     store.force(foreign("b", 0));
     let r2 = store.apply(&op2, WALL);
     assert_eq!(r2, Err(StoreError::AlreadyExists));
-    let (id3, op3, _) = only_request(&a.handle(t0, Input::Response { id: id2, result: r2 }));
+    let (id3, op3, _) = only_request(&a.handle(
+        t0,
+        Input::Response {
+            id: id2,
+            result: r2,
+        },
+    ));
     assert_eq!(op3, Op::Get);
     let r3 = store.apply(&op3, WALL);
-    assert!(a.handle(t0, Input::Response { id: id3, result: r3 }).is_empty());
+    assert!(a
+        .handle(
+            t0,
+            Input::Response {
+                id: id3,
+                result: r3
+            }
+        )
+        .is_empty());
     assert_eq!(a.status().holder.as_deref(), Some("b"));
 }
 
@@ -240,7 +267,11 @@ fn released_record_is_taken_at_once_via_watch() {
         ms(t0, 200),
         Input::Watched(WatchEvent::Changed(v)),
     );
-    assert_eq!(seen, vec![Action::Lead], "no waiting for a poll or the lease");
+    assert_eq!(
+        seen,
+        vec![Action::Lead],
+        "no waiting for a poll or the lease"
+    );
     assert_eq!(store.current().expect("rec").record.lease_transitions, 4);
 }
 
@@ -260,7 +291,11 @@ fn foreign_holder_respected_until_its_lease_expires_on_our_clock() {
             led.get_or_insert(t);
         }
     }
-    assert_eq!(led, Some(5000), "takeover exactly at first observation + lease");
+    assert_eq!(
+        led,
+        Some(5000),
+        "takeover exactly at first observation + lease"
+    );
 }
 
 #[test]
@@ -279,8 +314,14 @@ fn a_change_of_the_record_restarts_the_wait() {
         }
     }
     let led = led.expect("eventually");
-    assert!(led >= 9000, "the renewal seen after 4 s restarts the 5 s wait: led at {led}");
-    assert!(led <= 9000 + 1200, "takes over within a poll of expiry: {led}");
+    assert!(
+        led >= 9000,
+        "the renewal seen after 4 s restarts the 5 s wait: led at {led}"
+    );
+    assert!(
+        led <= 9000 + 1200,
+        "takes over within a poll of expiry: {led}"
+    );
 }
 
 #[test]
@@ -336,7 +377,10 @@ fn reacquires_after_an_outage_without_restart() {
         }
     }
     let led = led.expect("leads again without restart");
-    assert!(led <= 21_300, "within about one retry period of the heal: {led}");
+    assert!(
+        led <= 21_300,
+        "within about one retry period of the heal: {led}"
+    );
 }
 
 #[test]
@@ -347,10 +391,20 @@ fn late_acquire_answer_past_the_renew_deadline_does_not_lead() {
     let (id, op, _) = only_request(&a.handle(t0, Input::Tick));
     let r = store.apply(&op, WALL);
     let (id2, op2, deadline) = only_request(&a.handle(t0, Input::Response { id, result: r }));
-    assert_eq!(deadline, ms(t0, 3000), "an acquire is worth nothing after the renew deadline");
+    assert_eq!(
+        deadline,
+        ms(t0, 3000),
+        "an acquire is worth nothing after the renew deadline"
+    );
     let r2 = store.apply(&op2, WALL);
     // The answer arrives 3.5 s after sending: the core already timed it out.
-    let acts = a.handle(ms(t0, 3500), Input::Response { id: id2, result: r2 });
+    let acts = a.handle(
+        ms(t0, 3500),
+        Input::Response {
+            id: id2,
+            result: r2,
+        },
+    );
     assert!(!acts.contains(&Action::Lead), "{acts:?}");
     assert_eq!(a.role(), Role::Follower);
 }
@@ -471,5 +525,9 @@ fn duplicate_claim_triggers_an_immediate_reread() {
     let acts = a.handle(ms(t0, 300), Input::Reread);
     let (_, op, deadline) = only_request(&acts);
     assert_eq!(op, Op::Get);
-    assert_eq!(deadline, ms(t0, 3000), "a leader's request never outlives its fence");
+    assert_eq!(
+        deadline,
+        ms(t0, 3000),
+        "a leader's request never outlives its fence"
+    );
 }
