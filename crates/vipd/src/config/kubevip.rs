@@ -1,0 +1,179 @@
+//! kube-vip's environment variable names (pkg/kubevip/config_envvar.go) and
+//! what vipd does with the ones it does not map to an option.
+//!
+//! SPEC §3: "kube-vip traps are reported, not copied": every kube-vip
+//! variable vipd does not honour produces exactly one warning line, so an
+//! operator swapping the image sees what changed.
+
+use std::collections::HashMap;
+
+use super::values;
+
+/// kube-vip variables that vipd maps to one of its own options (see the
+/// option table in `config.rs`), or checks for an unsupported mode.
+pub(crate) const HONOURED: &[&str] = &[
+    "address",
+    "vip_address",
+    "vip_interface",
+    "vip_subnet",
+    "vip_cidr",
+    "vip_arp",
+    "vip_arpRate",
+    "vip_nodename",
+    "vip_leasename",
+    "cp_namespace",
+    "vip_leaseduration",
+    "vip_renewdeadline",
+    "vip_retryperiod",
+    "cp_enable",
+    "svc_enable",
+    "prometheus_server",
+    "vip_loglevel",
+    "port",
+    "kubernetes_addr",
+    "k8s_config_file",
+    "vip_leaderelection",
+    "bgp_enable",
+    "vip_routingtable",
+    "vip_wireguard",
+];
+
+/// kube-vip variables vipd knows but does not act on (yet). Listed so the
+/// warning can say "not used by vipd" rather than "unknown".
+pub(crate) const IGNORED: &[&str] = &[
+    // Address and interface details.
+    "vip_ddns",
+    "dns_mode",
+    "vip_interfaceloglobal",
+    "vip_servicesinterface",
+    "vip_leaseannotations",
+    "vip_singlenode",
+    "vip_startleader",
+    "vip_configmap",
+    "annotation",
+    "cp_detect",
+    "mirror_dest_interface",
+    "config_file",
+    // Services mode (arrives later).
+    "svc_namespace",
+    "svc_election",
+    "svc_leasename",
+    "lb_class_only",
+    "lb_class_name",
+    "lb_class_legacy_handling",
+    "disable_service_updates",
+    "enable_endpoints",
+    "enable_service_security",
+    "enable_node_labeling",
+    "backend_health_check_interval",
+    "health_check_port",
+    "enable_upnp",
+    // IPVS load balancer.
+    "lb_enable",
+    "lb_port",
+    "lb_fwdmethod",
+    // BGP / zebra details (BGP itself is refused via bgp_enable).
+    "bgp_routerid",
+    "bgp_routerinterface",
+    "bgp_as",
+    "bgp_peeraddress",
+    "bgp_peers",
+    "bgp_peeras",
+    "bgp_peerpass",
+    "bgp_multihop",
+    "bgp_sourceif",
+    "bgp_sourceip",
+    "bgp_hold_time",
+    "bgp_keepalive_interval",
+    "zebra_enable",
+    "zebra_url",
+    "zebra_version",
+    "zebra_software_name",
+    "mpbgp_nexthop",
+    "mpbgp_ipv4",
+    "mpbgp_ipv6",
+    // Routing-table mode details.
+    "vip_routingtableid",
+    "vip_routingtabletype",
+    "vip_routingprotocol",
+    "vip_cleanroutingtable",
+    // Egress.
+    "egress_podcidr",
+    "egress_servicecidr",
+    "egress_withnftables",
+    "egress_clean",
+    "iptables_backend",
+    // Removed in older kube-vip releases but still found in manifests.
+    "vip_peers",
+    "vip_localpeer",
+    "vip_addpeerstolb",
+    "vip_packet",
+    "vip_packetproject",
+    "vip_packetprojectid",
+    "lb_backendport",
+    "lb_bindtovip",
+    "lb_name",
+    "lb_type",
+];
+
+/// Prefixes that mark a variable as kube-vip style, so a misspelling such as
+/// `vip_leaseduraton` is reported instead of silently doing nothing.
+const PREFIXES: &[&str] = &[
+    "vip_", "cp_", "svc_", "bgp_", "lb_", "egress_", "zebra_", "mpbgp_",
+];
+
+/// kube-vip variables that switch on a mode vipd does not implement. Set to
+/// a true value they are a configuration error, naming the variable.
+pub(crate) const UNSUPPORTED_MODES: &[(&str, &str)] = &[
+    (
+        "bgp_enable",
+        "BGP mode is not implemented in vipd yet; use ARP/NDP mode (vip_arp=true)",
+    ),
+    (
+        "vip_routingtable",
+        "routing-table mode is not implemented in vipd; use ARP/NDP mode (vip_arp=true)",
+    ),
+    (
+        "vip_wireguard",
+        "WireGuard mode is not implemented in vipd; use ARP/NDP mode (vip_arp=true)",
+    ),
+];
+
+/// One warning line per kube-vip variable in `env` that vipd ignores or does
+/// not know, in name order so output is stable.
+pub(crate) fn warnings(env: &HashMap<String, String>) -> Vec<String> {
+    let mut names: Vec<&String> = env.keys().collect();
+    names.sort();
+    let mut out = Vec::new();
+    for name in names {
+        let value = env.get(name).map(String::as_str).unwrap_or_default();
+        if HONOURED.contains(&name.as_str()) {
+            continue;
+        }
+        // kube-vip treats an empty value as unset, and a feature toggle set
+        // to false behaves the same in kube-vip and vipd: nothing to report.
+        let inert = value.trim().is_empty() || values::boolean(value) == Ok(false);
+        if IGNORED.contains(&name.as_str()) {
+            if !inert {
+                out.push(format!(
+                    "kube-vip variable {name} is not used by vipd and is ignored"
+                ));
+            }
+            continue;
+        }
+        if let Some(known) = HONOURED
+            .iter()
+            .chain(IGNORED)
+            .find(|k| k.eq_ignore_ascii_case(name))
+        {
+            out.push(format!(
+                "unknown kube-vip variable {name} is ignored (kube-vip's names are case-sensitive: did you mean {known}?)"
+            ));
+            continue;
+        }
+        if PREFIXES.iter().any(|p| name.starts_with(p)) {
+            out.push(format!("unknown kube-vip variable {name} is ignored"));
+        }
+    }
+    out
+}

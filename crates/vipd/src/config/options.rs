@@ -1,0 +1,219 @@
+//! The option table (every option's flag, kube-vip flag alias, `VIPD_*`
+//! and kube-vip variable names) and the clap definitions that tokenise the
+//! command line. Resolution lives in the parent module.
+
+use std::collections::HashMap;
+
+use clap::{Args, Parser, Subcommand};
+
+/// One option's spellings: long flag, kube-vip's flag (a clap alias),
+/// `VIPD_*` variable, kube-vip variables in precedence order.
+pub(super) struct Opt {
+    pub(super) key: &'static str,
+    pub(super) kube_flag: Option<&'static str>,
+    pub(super) env: &'static str,
+    pub(super) kube: &'static [&'static str],
+}
+
+impl Opt {
+    /// `--lease-duration/--leaseDuration (VIPD_LEASE_DURATION, vip_leaseduration)`.
+    pub(super) fn describe(&self) -> String {
+        let mut s = format!("--{}", self.key);
+        if let Some(k) = self.kube_flag {
+            s.push_str(&format!("/--{k}"));
+        }
+        s.push_str(&format!(" ({}", self.env));
+        for k in self.kube {
+            s.push_str(&format!(", {k}"));
+        }
+        s.push(')');
+        s
+    }
+}
+
+macro_rules! opts {
+    ($($id:ident = $key:literal, $kflag:expr, $env:literal, [$($kube:literal),*];)*) => {
+        $(pub(super) const $id: Opt = Opt { key: $key, kube_flag: $kflag, env: $env, kube: &[$($kube),*] };)*
+        /// Every option, in `describe` order.
+        pub(super) const ALL: &[&Opt] = &[$(&$id),*];
+    };
+}
+
+opts! {
+    ADDRESS = "address", Some("vip"), "VIPD_ADDRESS", ["address", "vip_address"];
+    INTERFACE = "interface", None, "VIPD_INTERFACE", ["vip_interface"];
+    SUBNET = "subnet", Some("vipSubnet"), "VIPD_SUBNET", ["vip_subnet", "vip_cidr"];
+    WAIT_FOR_INTERFACE = "wait-for-interface", None, "VIPD_WAIT_FOR_INTERFACE", [];
+    ARP = "arp", None, "VIPD_ARP", ["vip_arp"];
+    ARP_RATE = "arp-rate", None, "VIPD_ARP_RATE", ["vip_arpRate"];
+    NODE_NAME = "node-name", Some("nodeName"), "VIPD_NODE_NAME", ["vip_nodename"];
+    LEASE_NAME = "lease-name", Some("leaseName"), "VIPD_LEASE_NAME", ["vip_leasename"];
+    LEASE_NAMESPACE = "lease-namespace", Some("namespace"), "VIPD_LEASE_NAMESPACE", ["cp_namespace"];
+    LEASE_DURATION = "lease-duration", Some("leaseDuration"), "VIPD_LEASE_DURATION", ["vip_leaseduration"];
+    RENEW_DEADLINE = "renew-deadline", Some("leaseRenewDuration"), "VIPD_RENEW_DEADLINE", ["vip_renewdeadline"];
+    RETRY_PERIOD = "retry-period", Some("leaseRetry"), "VIPD_RETRY_PERIOD", ["vip_retryperiod"];
+    BACKEND = "backend", Some("leaderElectionType"), "VIPD_BACKEND", [];
+    ETCD_ENDPOINTS = "etcd-endpoints", Some("etcdEndpoints"), "VIPD_ETCD_ENDPOINTS", [];
+    ETCD_CA_CERT = "etcd-ca-cert", Some("etcdCACert"), "VIPD_ETCD_CA_CERT", [];
+    ETCD_CERT = "etcd-cert", Some("etcdCert"), "VIPD_ETCD_CERT", [];
+    ETCD_KEY = "etcd-key", Some("etcdKey"), "VIPD_ETCD_KEY", [];
+    CONTROL_PLANE = "control-plane", Some("controlplane"), "VIPD_CONTROL_PLANE", ["cp_enable"];
+    SERVICES = "services", None, "VIPD_SERVICES", ["svc_enable"];
+    API_PORT = "api-port", Some("port"), "VIPD_API_PORT", ["port"];
+    KUBERNETES_ADDR = "kubernetes-addr", None, "VIPD_KUBERNETES_ADDR", ["kubernetes_addr"];
+    KUBECONFIG = "kubeconfig", Some("k8sConfigPath"), "VIPD_KUBECONFIG", ["k8s_config_file"];
+    PROMETHEUS_SERVER = "prometheus-server", Some("prometheusHTTPServer"), "VIPD_PROMETHEUS_SERVER", ["prometheus_server"];
+    LOG_LEVEL = "log-level", Some("log"), "VIPD_LOG_LEVEL", ["vip_loglevel"];
+    LOG_FORMAT = "log-format", None, "VIPD_LOG_FORMAT", [];
+    RECONCILE_PERIOD = "reconcile-period", None, "VIPD_RECONCILE_PERIOD", [];
+}
+
+/// `--config` itself: flag or `VIPD_CONFIG` only.
+pub(super) const CONFIG_ENV: &str = "VIPD_CONFIG";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vipd",
+    version,
+    about = "Keeps virtual IPs reachable on bare-metal clusters, through network outages"
+)]
+pub(super) struct Cli {
+    #[command(subcommand)]
+    pub(super) command: CliCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum CliCommand {
+    /// Run the daemon (alias: manager, kube-vip's subcommand).
+    #[command(visible_alias = "manager")]
+    Run(RawOptions),
+    /// Validate the configuration and print the effective values; exit 2 on error.
+    CheckConfig(RawOptions),
+    /// Print the version.
+    Version,
+}
+
+/// Flags as typed; resolution and parsing happen in [`Resolver`]. Each help
+/// line names the environment variables, highest precedence first.
+#[derive(Args, Debug, Default)]
+pub(super) struct RawOptions {
+    /// Configuration file of `key: value` lines (keys = long flag names) [env: VIPD_CONFIG]
+    #[arg(long, value_name = "FILE")]
+    pub(super) config: Option<String>,
+    /// The virtual IP [env: VIPD_ADDRESS, address, vip_address]
+    #[arg(long, alias = "vip", value_name = "IP")]
+    address: Option<String>,
+    /// Interface that carries the VIP [env: VIPD_INTERFACE, vip_interface]
+    #[arg(long, value_name = "NAME")]
+    interface: Option<String>,
+    /// Prefix length of the VIP; default 32 (IPv4) or 128 (IPv6) [env: VIPD_SUBNET, vip_subnet, vip_cidr (deprecated)]
+    #[arg(long, alias = "vipSubnet", value_name = "LEN")]
+    subnet: Option<String>,
+    /// Wait for a missing interface instead of failing [env: VIPD_WAIT_FOR_INTERFACE]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    wait_for_interface: Option<String>,
+    /// Announce with gratuitous ARP / unsolicited NA; default true [env: VIPD_ARP, vip_arp]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    arp: Option<String>,
+    /// Periodic announcement refresh in ms, 0 = off; default 30000 [env: VIPD_ARP_RATE, vip_arpRate]
+    #[arg(long, value_name = "MS")]
+    arp_rate: Option<String>,
+    /// Lease holder identity; default the hostname [env: VIPD_NODE_NAME, vip_nodename]
+    #[arg(long, alias = "nodeName", value_name = "NAME")]
+    node_name: Option<String>,
+    /// Lease name, or NAMESPACE/NAME; default plndr-cp-lock [env: VIPD_LEASE_NAME, vip_leasename]
+    #[arg(long, alias = "leaseName", value_name = "NAME")]
+    lease_name: Option<String>,
+    /// Lease namespace; default kube-system [env: VIPD_LEASE_NAMESPACE, cp_namespace]
+    #[arg(long, alias = "namespace", value_name = "NS")]
+    lease_namespace: Option<String>,
+    /// Lease duration in seconds (fractions allowed); default 15 [env: VIPD_LEASE_DURATION, vip_leaseduration]
+    #[arg(long, alias = "leaseDuration", value_name = "SECS")]
+    lease_duration: Option<String>,
+    /// Renew deadline in seconds; default 10 [env: VIPD_RENEW_DEADLINE, vip_renewdeadline]
+    #[arg(long, alias = "leaseRenewDuration", value_name = "SECS")]
+    renew_deadline: Option<String>,
+    /// Retry period in seconds; default 2 [env: VIPD_RETRY_PERIOD, vip_retryperiod]
+    #[arg(long, alias = "leaseRetry", value_name = "SECS")]
+    retry_period: Option<String>,
+    /// Lease backend: kubernetes (default) or etcd [env: VIPD_BACKEND]
+    #[arg(long, alias = "leaderElectionType", value_name = "BACKEND")]
+    backend: Option<String>,
+    /// Comma-separated etcd endpoints [env: VIPD_ETCD_ENDPOINTS]
+    #[arg(long, alias = "etcdEndpoints", value_name = "URLS")]
+    etcd_endpoints: Option<String>,
+    /// etcd CA bundle [env: VIPD_ETCD_CA_CERT]
+    #[arg(long, alias = "etcdCACert", value_name = "FILE")]
+    etcd_ca_cert: Option<String>,
+    /// etcd client certificate [env: VIPD_ETCD_CERT]
+    #[arg(long, alias = "etcdCert", value_name = "FILE")]
+    etcd_cert: Option<String>,
+    /// etcd client key [env: VIPD_ETCD_KEY]
+    #[arg(long, alias = "etcdKey", value_name = "FILE")]
+    etcd_key: Option<String>,
+    /// Control-plane mode [env: VIPD_CONTROL_PLANE, cp_enable]
+    #[arg(long, alias = "controlplane", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    control_plane: Option<String>,
+    /// Services mode (not implemented yet; ignored with a warning) [env: VIPD_SERVICES, svc_enable]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    services: Option<String>,
+    /// Local API server port; default 6443 [env: VIPD_API_PORT, port]
+    #[arg(long, alias = "port", value_name = "PORT")]
+    api_port: Option<String>,
+    /// Local API server address [env: VIPD_KUBERNETES_ADDR, kubernetes_addr]
+    #[arg(long, value_name = "HOST:PORT")]
+    kubernetes_addr: Option<String>,
+    /// Kubeconfig file [env: VIPD_KUBECONFIG, k8s_config_file]
+    #[arg(long, alias = "k8sConfigPath", value_name = "FILE")]
+    kubeconfig: Option<String>,
+    /// HTTP listen address for /metrics, /healthz, /readyz, /status; empty disables; default :2112 [env: VIPD_PROMETHEUS_SERVER, prometheus_server]
+    #[arg(long, alias = "prometheusHTTPServer", value_name = "ADDR")]
+    prometheus_server: Option<String>,
+    /// error|warn|info|debug|trace or kube-vip's 0-6; default info [env: VIPD_LOG_LEVEL, vip_loglevel]
+    #[arg(long, alias = "log", value_name = "LEVEL")]
+    log_level: Option<String>,
+    /// text (default) or json [env: VIPD_LOG_FORMAT]
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
+    /// Reconcile period in seconds; default 5 [env: VIPD_RECONCILE_PERIOD]
+    #[arg(long, value_name = "SECS")]
+    reconcile_period: Option<String>,
+}
+
+impl RawOptions {
+    /// Flags keyed by option key.
+    pub(super) fn into_map(self) -> HashMap<&'static str, String> {
+        let pairs = [
+            (ADDRESS.key, self.address),
+            (INTERFACE.key, self.interface),
+            (SUBNET.key, self.subnet),
+            (WAIT_FOR_INTERFACE.key, self.wait_for_interface),
+            (ARP.key, self.arp),
+            (ARP_RATE.key, self.arp_rate),
+            (NODE_NAME.key, self.node_name),
+            (LEASE_NAME.key, self.lease_name),
+            (LEASE_NAMESPACE.key, self.lease_namespace),
+            (LEASE_DURATION.key, self.lease_duration),
+            (RENEW_DEADLINE.key, self.renew_deadline),
+            (RETRY_PERIOD.key, self.retry_period),
+            (BACKEND.key, self.backend),
+            (ETCD_ENDPOINTS.key, self.etcd_endpoints),
+            (ETCD_CA_CERT.key, self.etcd_ca_cert),
+            (ETCD_CERT.key, self.etcd_cert),
+            (ETCD_KEY.key, self.etcd_key),
+            (CONTROL_PLANE.key, self.control_plane),
+            (SERVICES.key, self.services),
+            (API_PORT.key, self.api_port),
+            (KUBERNETES_ADDR.key, self.kubernetes_addr),
+            (KUBECONFIG.key, self.kubeconfig),
+            (PROMETHEUS_SERVER.key, self.prometheus_server),
+            (LOG_LEVEL.key, self.log_level),
+            (LOG_FORMAT.key, self.log_format),
+            (RECONCILE_PERIOD.key, self.reconcile_period),
+        ];
+        pairs
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect()
+    }
+}

@@ -1,0 +1,369 @@
+//! What `/status` reports: role per VIP, lease holder, last renewal, bound
+//! addresses, API reachability (SPEC §6), plus the liveness and readiness
+//! signals behind `/healthz` and `/readyz`.
+//!
+//! Sharing: [`StatusHandle`] is an `Arc<RwLock<..>>` handle. Writers (the run
+//! loop's tasks) update small fields and readers (HTTP handlers) copy them
+//! out; no lock is held across an `.await`, so a std lock is enough. A
+//! `tokio::sync::watch` channel was not chosen because nobody waits for
+//! changes, and `last_renewal_ago_ms` has to be computed at read time
+//! from a monotonic instant anyway, not stored.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::config::{Backend, Config};
+
+/// A node's role for one VIP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Holds the lease and answers for the VIP.
+    Leader,
+    /// Does not hold the lease.
+    Follower,
+}
+
+/// One VIP as `/status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VipEntry {
+    /// The address.
+    pub vip: IpAddr,
+    /// The interface it lives on.
+    pub interface: String,
+    /// This node's role for it.
+    pub role: Role,
+    /// Whether the kernel has it on the interface right now.
+    pub bound: bool,
+}
+
+/// The lease as `/status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LeaseEntry {
+    /// Lease name (with namespace for Kubernetes: `ns/name`).
+    pub name: String,
+    /// `etcd` or `kubernetes`.
+    pub backend: String,
+    /// Current holder as last read, if any.
+    pub holder: Option<String>,
+    /// Milliseconds since this node's last successful renewal (monotonic,
+    /// computed when the snapshot is taken); `None` if it never renewed.
+    pub last_renewal_ago_ms: Option<u64>,
+    /// `leaseTransitions` as last read.
+    pub transitions: u64,
+}
+
+/// The JSON body of `/status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StatusSnapshot {
+    /// This node's identity.
+    pub node_name: String,
+    /// vipd's version.
+    pub version: String,
+    /// Wall-clock start time, RFC 3339 UTC.
+    pub started_at: String,
+    /// Milliseconds since start (monotonic).
+    pub uptime_ms: u64,
+    /// Each configured VIP.
+    pub vips: Vec<VipEntry>,
+    /// The lease.
+    pub lease: LeaseEntry,
+    /// Whether the coordination API answered the last request.
+    pub api_reachable: bool,
+    /// Whether the first election sync has completed (`/readyz`).
+    pub ready: bool,
+}
+
+#[derive(Debug)]
+struct Inner {
+    node_name: String,
+    version: String,
+    started_at: String,
+    started: Instant,
+    vips: Vec<VipEntry>,
+    lease_name: String,
+    backend: String,
+    holder: Option<String>,
+    last_renewal: Option<Instant>,
+    transitions: u64,
+    api_reachable: bool,
+}
+
+/// Shared, cheaply clonable status handle.
+#[derive(Clone, Debug)]
+pub struct StatusHandle {
+    inner: Arc<RwLock<Inner>>,
+    ready: Arc<AtomicBool>,
+}
+
+impl StatusHandle {
+    /// A status for `node_name` managing `lease_name` on `backend`, started
+    /// now. Reads the wall clock once, for `started_at` only.
+    pub fn new(node_name: &str, version: &str, lease_name: &str, backend: &str) -> Self {
+        // Wall time is for humans reading /status; all logic uses the
+        // monotonic `started` instant.
+        #[allow(clippy::disallowed_methods)]
+        let wall = std::time::SystemTime::now();
+        let since_epoch = wall
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        StatusHandle {
+            inner: Arc::new(RwLock::new(Inner {
+                node_name: node_name.into(),
+                version: version.into(),
+                started_at: rfc3339(since_epoch),
+                started: Instant::now(),
+                vips: Vec::new(),
+                lease_name: lease_name.into(),
+                backend: backend.into(),
+                holder: None,
+                last_renewal: None,
+                transitions: 0,
+                api_reachable: false,
+            })),
+            ready: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// A status for `cfg`: node name, `namespace/name` of the lease, the
+    /// backend, this crate's version, and the configured VIP as an unbound
+    /// follower until the run loop says otherwise.
+    pub fn for_config(cfg: &Config) -> Self {
+        let backend = match cfg.backend {
+            Backend::Etcd(_) => "etcd",
+            Backend::Kubernetes => "kubernetes",
+        };
+        let lease = format!("{}/{}", cfg.lease_namespace, cfg.lease_name);
+        let status = StatusHandle::new(&cfg.node_name, env!("CARGO_PKG_VERSION"), &lease, backend);
+        status.set_vip(VipEntry {
+            vip: cfg.vip,
+            interface: cfg.interface.clone(),
+            role: Role::Follower,
+            bound: false,
+        });
+        status
+    }
+
+    fn write(&self, f: impl FnOnce(&mut Inner)) {
+        // A writer that panicked mid-update leaves plain data behind, still
+        // worth reporting: ignore poisoning rather than take /status down.
+        let mut guard = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        f(&mut guard);
+    }
+
+    /// Adds or replaces the entry for `entry.vip`.
+    pub fn set_vip(&self, entry: VipEntry) {
+        self.write(|s| match s.vips.iter_mut().find(|v| v.vip == entry.vip) {
+            Some(v) => *v = entry,
+            None => s.vips.push(entry),
+        });
+    }
+
+    /// Updates role and bound state of a known VIP (no-op if unknown).
+    pub fn update_vip(&self, vip: IpAddr, role: Role, bound: bool) {
+        self.write(|s| {
+            if let Some(v) = s.vips.iter_mut().find(|v| v.vip == vip) {
+                v.role = role;
+                v.bound = bound;
+            }
+        });
+    }
+
+    /// Records the lease record as last read.
+    pub fn set_lease(&self, holder: Option<String>, transitions: u64) {
+        self.write(|s| {
+            s.holder = holder;
+            s.transitions = transitions;
+        });
+    }
+
+    /// Records a successful renewal by this node at monotonic `at` (the
+    /// request's send time, as R1 measures it).
+    pub fn renewed(&self, at: Instant) {
+        self.write(|s| s.last_renewal = Some(at));
+    }
+
+    /// Records whether the coordination API answers.
+    pub fn set_api_reachable(&self, reachable: bool) {
+        self.write(|s| s.api_reachable = reachable);
+    }
+
+    /// Marks the first election sync as done: `/readyz` answers 200 from now on.
+    pub fn mark_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// Whether [`StatusHandle::mark_ready`] was called.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// A copy for `/status`, with ages computed against `now`.
+    pub fn snapshot(&self, now: Instant) -> StatusSnapshot {
+        let s = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        StatusSnapshot {
+            node_name: s.node_name.clone(),
+            version: s.version.clone(),
+            started_at: s.started_at.clone(),
+            uptime_ms: ms(now.saturating_duration_since(s.started)),
+            vips: s.vips.clone(),
+            lease: LeaseEntry {
+                name: s.lease_name.clone(),
+                backend: s.backend.clone(),
+                holder: s.holder.clone(),
+                last_renewal_ago_ms: s
+                    .last_renewal
+                    .map(|at| ms(now.saturating_duration_since(at))),
+                transitions: s.transitions,
+            },
+            api_reachable: s.api_reachable,
+            ready: self.is_ready(),
+        }
+    }
+}
+
+/// Per-loop heartbeats behind `/healthz` (SPEC R2: no loop parks forever).
+///
+/// Each long-running loop registers once with the longest gap it may
+/// legitimately have between beats, and calls [`Heartbeat::beat`] every
+/// iteration. `/healthz` fails while any loop is overdue, naming it. A loop
+/// that a supervisor restarts registers again under the same name, which
+/// replaces the old entry.
+#[derive(Clone, Debug, Default)]
+pub struct Liveness {
+    loops: Arc<Mutex<BTreeMap<&'static str, LoopEntry>>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct LoopEntry {
+    last: Instant,
+    max_age: Duration,
+}
+
+/// One loop's heartbeat handle.
+#[derive(Clone, Debug)]
+pub struct Heartbeat {
+    name: &'static str,
+    liveness: Liveness,
+}
+
+impl Liveness {
+    /// An empty set: healthy until a loop registers and goes quiet.
+    pub fn new() -> Self {
+        Liveness::default()
+    }
+
+    /// Registers loop `name`, counted as having beaten at `now`.
+    pub fn register(&self, name: &'static str, max_age: Duration, now: Instant) -> Heartbeat {
+        self.loops
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name, LoopEntry { last: now, max_age });
+        Heartbeat {
+            name,
+            liveness: self.clone(),
+        }
+    }
+
+    /// Names of loops whose last beat is older than their `max_age` at `now`.
+    pub fn stale(&self, now: Instant) -> Vec<&'static str> {
+        self.loops
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(_, e)| now.saturating_duration_since(e.last) > e.max_age)
+            .map(|(name, _)| *name)
+            .collect()
+    }
+}
+
+impl Heartbeat {
+    /// Records that the loop is alive at `now`.
+    pub fn beat(&self, now: Instant) {
+        if let Some(e) = self
+            .liveness
+            .loops
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(self.name)
+        {
+            e.last = e.last.max(now);
+        }
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for a time since the Unix epoch (UTC), using
+/// Howard Hinnant's days-to-civil algorithm; avoids a date crate for one
+/// string.
+fn rfc3339(since_epoch: Duration) -> String {
+    let secs = since_epoch.as_secs();
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_matches_known_instants() {
+        assert_eq!(rfc3339(Duration::ZERO), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00Z"
+        );
+        assert_eq!(
+            rfc3339(Duration::from_secs(1_700_000_000)),
+            "2023-11-14T22:13:20Z"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn last_renewal_age_is_computed_at_read_time() {
+        let status = StatusHandle::new("node-a", "0.1.0", "kube-system/plndr-cp-lock", "etcd");
+        let t0 = Instant::now();
+        status.renewed(t0);
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        let snap = status.snapshot(Instant::now());
+        assert_eq!(snap.lease.last_renewal_ago_ms, Some(1500));
+        assert_eq!(snap.uptime_ms, 1500);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silent_loop_is_reported_stale_after_its_max_age() {
+        let live = Liveness::new();
+        let now = Instant::now();
+        let election = live.register("election", Duration::from_secs(5), now);
+        let _reconcile = live.register("reconcile", Duration::from_secs(20), now);
+        assert!(live.stale(now + Duration::from_secs(5)).is_empty());
+        election.beat(now + Duration::from_secs(4));
+        assert!(live.stale(now + Duration::from_secs(9)).is_empty());
+        assert_eq!(live.stale(now + Duration::from_secs(10)), vec!["election"]);
+        assert_eq!(
+            live.stale(now + Duration::from_secs(21)),
+            vec!["election", "reconcile"]
+        );
+    }
+}

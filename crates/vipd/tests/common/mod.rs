@@ -1,0 +1,593 @@
+//! A three-node vipd cluster in network namespaces, for the scenario tests.
+//!
+//! ```text
+//!              [PFX-sw: br0]
+//!   ┌───────┬──────┼──────┬──────────┐
+//!  api     n1     n2     n3        client
+//!  etcd   vipd   vipd   vipd       Prober ──► VIP:8080
+//!  .2     .11    .12    .13        .50        (Responder in n1..n3 answers its name)
+//! ```
+//! Addresses: 192.0.2.0/24 and 2001:db8::/64 (documentation ranges only).
+//! The VIP is 192.0.2.100 or 2001:db8::100. An [`AddrWatcher`] in the switch
+//! namespace records who holds the VIP; a [`Prober`] in the client records
+//! who answers. Everything is torn down by guards; when a test panics, the
+//! daemons' logs, the etcd log tail and the VIP's holding transitions are
+//! printed.
+#![allow(dead_code)] // not every scenario uses every helper
+#![allow(clippy::unwrap_used)] // test harness: a panic is the failure report
+
+use netlab::etcd::EtcdServer;
+use netlab::probe::{Prober, Responder, Sample};
+use netlab::watch::AddrWatcher;
+use netlab::{LabClock, Topology, TopologyBuilder};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::{Child, ExitStatus, Stdio};
+use std::time::Duration;
+
+/// Lease timings every scenario runs with (a tight 3/2/0.5 s; SPEC R1 holds:
+/// 3 >= 2 + 1 and 2 > 1.2 * 0.5).
+pub const LEASE: Duration = Duration::from_secs(3);
+/// Renew deadline passed to vipd.
+pub const RENEW: Duration = Duration::from_secs(2);
+/// Retry period passed to vipd.
+pub const RETRY: Duration = Duration::from_millis(500);
+/// Reconcile period passed to vipd.
+pub const RECONCILE: Duration = Duration::from_secs(1);
+/// TCP port of the responders.
+pub const PORT: u16 = 8080;
+/// The three vipd nodes.
+pub const NODES: [&str; 3] = ["n1", "n2", "n3"];
+const API_IP: &str = "192.0.2.2";
+
+/// Address family of the VIP under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// VIP 192.0.2.100 (gratuitous ARP).
+    V4,
+    /// VIP 2001:db8::100 (unsolicited NA).
+    V6,
+}
+
+impl Family {
+    /// The VIP.
+    pub fn vip(self) -> IpAddr {
+        match self {
+            Family::V4 => "192.0.2.100".parse().unwrap(),
+            Family::V6 => "2001:db8::100".parse().unwrap(),
+        }
+    }
+
+    /// The VIP with its host prefix, as vipd adds it.
+    pub fn vip_cidr(self) -> String {
+        match self {
+            Family::V4 => format!("{}/32", self.vip()),
+            Family::V6 => format!("{}/128", self.vip()),
+        }
+    }
+
+    /// "v4" / "v6", for scenario lines.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Family::V4 => "v4",
+            Family::V6 => "v6",
+        }
+    }
+}
+
+fn v4(a: &str) -> (IpAddr, u8) {
+    (a.parse().unwrap(), 24)
+}
+
+fn v6(a: &str) -> (IpAddr, u8) {
+    (a.parse().unwrap(), 64)
+}
+
+/// One vipd process slot.
+#[derive(Debug)]
+struct Daemon {
+    node: String,
+    child: Option<Child>,
+    log: PathBuf,
+    starts: u32,
+}
+
+/// The cluster. Fields drop in declaration order: daemons are killed in
+/// `Drop` first, then the watcher and prober stop, responders and etcd end,
+/// and the namespaces go last.
+pub struct Cluster {
+    daemons: Vec<Daemon>,
+    /// Who holds the VIP (exact, see `netlab::watch`).
+    pub watcher: AddrWatcher,
+    prober: Option<Prober>,
+    responders: Vec<Responder>,
+    etcd: EtcdServer,
+    /// The namespaces.
+    pub topo: Topology,
+    /// Clock shared by watcher, prober and the test's own marks.
+    pub clock: LabClock,
+    /// VIP family of this run.
+    pub family: Family,
+    scenario: String,
+    logdir: PathBuf,
+}
+
+impl Cluster {
+    /// Builds the topology, starts etcd in `api`, a responder in each node
+    /// and the VIP watcher. No vipd runs yet.
+    pub fn new(scenario: &str, family: Family) -> Cluster {
+        let prefix = netlab::unique_prefix(scenario);
+        let topo = TopologyBuilder::new(&prefix)
+            .host("api", &[v4(API_IP), v6("2001:db8::2")])
+            .host("n1", &[v4("192.0.2.11"), v6("2001:db8::11")])
+            .host("n2", &[v4("192.0.2.12"), v6("2001:db8::12")])
+            .host("n3", &[v4("192.0.2.13"), v6("2001:db8::13")])
+            .host("client", &[v4("192.0.2.50"), v6("2001:db8::50")])
+            .build()
+            .unwrap_or_else(|e| panic!("building topology {prefix}: {e}"));
+        let etcd =
+            EtcdServer::start_in_ns(topo.host("api").ns.name(), API_IP.parse().unwrap(), 2379)
+                .unwrap_or_else(|e| panic!("starting etcd in {prefix}-api: {e}"));
+        let responders = NODES
+            .iter()
+            .map(|n| Responder::start(&topo.host(n).ns, n, PORT).unwrap())
+            .collect();
+        let clock = LabClock::new();
+        let watcher = AddrWatcher::start(&topo, &NODES, family.vip(), clock).unwrap();
+        let logdir = std::env::temp_dir().join(format!("vipd-scenario-{prefix}"));
+        std::fs::create_dir_all(&logdir).unwrap();
+        let daemons = NODES
+            .iter()
+            .map(|n| Daemon {
+                node: n.to_string(),
+                child: None,
+                log: logdir.join(format!("{n}.log")),
+                starts: 0,
+            })
+            .collect();
+        Cluster {
+            daemons,
+            watcher,
+            prober: None,
+            responders,
+            etcd,
+            topo,
+            clock,
+            family,
+            scenario: scenario.to_string(),
+            logdir,
+        }
+    }
+
+    fn daemon(&mut self, node: &str) -> &mut Daemon {
+        match self.daemons.iter_mut().find(|d| d.node == node) {
+            Some(d) => d,
+            None => panic!("no vipd node {node}"),
+        }
+    }
+
+    /// The command-line vipd runs with on `node` (the flags of issue 2).
+    pub fn args(&self, node: &str) -> Vec<String> {
+        let ip = self.topo.host(node).ipv4().unwrap();
+        let secs = |d: Duration| format!("{}", d.as_secs_f64());
+        [
+            "run",
+            "--address",
+            &self.family.vip().to_string(),
+            "--interface",
+            "eth0",
+            "--node-name",
+            node,
+            "--backend",
+            "etcd",
+            "--etcd-endpoints",
+            &format!("http://{API_IP}:2379"),
+            "--lease-name",
+            "cp-vip",
+            "--lease-duration",
+            &secs(LEASE),
+            "--renew-deadline",
+            &secs(RENEW),
+            "--retry-period",
+            &secs(RETRY),
+            "--reconcile-period",
+            &secs(RECONCILE),
+            "--prometheus-server",
+            &format!("{ip}:2112"),
+            "--log-level",
+            "debug",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    /// Starts vipd on `node` (which must not be running), logging to its
+    /// file (appended across restarts, with a marker line).
+    pub fn start(&mut self, node: &str) {
+        let args = self.args(node);
+        let t = self.clock.now();
+        let cmd = self.topo.host(node).ns.command(env!("CARGO_BIN_EXE_vipd"));
+        let d = self.daemon(node);
+        assert!(d.child.is_none(), "vipd on {node} already running");
+        d.starts += 1;
+        let mut log: File = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&d.log)
+            .unwrap();
+        writeln!(
+            log,
+            "===== start #{} at t={:.3}s: vipd {}",
+            d.starts,
+            t.as_secs_f64(),
+            args.join(" ")
+        )
+        .unwrap();
+        let err = log.try_clone().unwrap();
+        let mut cmd = cmd;
+        // `ip netns exec` execs vipd after setns: the child pid is vipd's.
+        let child = cmd
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning vipd on {node}: {e}"));
+        d.child = Some(child);
+    }
+
+    /// Starts vipd on every node.
+    pub fn start_all(&mut self) {
+        for n in NODES {
+            self.start(n);
+        }
+    }
+
+    /// Pid of vipd on `node` while it runs.
+    pub fn pid(&mut self, node: &str) -> Option<u32> {
+        let d = self.daemon(node);
+        let exited = match d.child.as_mut() {
+            Some(c) => c.try_wait().ok().flatten().is_some(),
+            None => return None,
+        };
+        if exited {
+            None
+        } else {
+            d.child.as_ref().map(Child::id)
+        }
+    }
+
+    /// Sends `signal` (a `kill -s` name: TERM, KILL, INT) to vipd on `node`.
+    pub fn kill(&mut self, node: &str, signal: &str) {
+        let pid = self
+            .pid(node)
+            .unwrap_or_else(|| panic!("vipd on {node} is not running"));
+        // Our own child, by pid.
+        netlab::run_ok("kill", &["-s", signal, &pid.to_string()]).unwrap();
+    }
+
+    /// Waits up to `timeout` for vipd on `node` to exit; returns its status
+    /// and forgets the process.
+    pub fn wait_exit(&mut self, node: &str, timeout: Duration) -> Option<ExitStatus> {
+        let clock = self.clock;
+        let end = clock.now() + timeout;
+        let d = self.daemon(node);
+        let c = d.child.as_mut()?;
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                d.child = None;
+                return Some(st);
+            }
+            if clock.now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGKILLs vipd on `node` and reaps it (the VIP, if held, stays).
+    pub fn sigkill(&mut self, node: &str) {
+        let d = self.daemon(node);
+        if let Some(mut c) = d.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Graceful stop: SIGTERM, wait (SIGKILL after 10 s, which fails the
+    /// test: vipd must exit on SIGTERM).
+    pub fn stop(&mut self, node: &str) -> ExitStatus {
+        self.kill(node, "TERM");
+        match self.wait_exit(node, Duration::from_secs(10)) {
+            Some(st) => st,
+            None => {
+                self.sigkill(node);
+                panic!("vipd on {node} did not exit within 10 s of SIGTERM");
+            }
+        }
+    }
+
+    /// Stops vipd on `node` if it runs, then starts it again.
+    pub fn restart(&mut self, node: &str) {
+        if self.pid(node).is_some() {
+            self.stop(node);
+        }
+        self.daemon(node).child = None;
+        self.start(node);
+    }
+
+    /// Node crash: SIGKILL vipd and set the node's `eth0` down, so its
+    /// kernel stops answering for the VIP it still has (NETLAB-TIPS).
+    pub fn crash(&mut self, node: &str) {
+        self.sigkill(node);
+        self.topo.host(node).link_down().unwrap();
+    }
+
+    /// Drops all traffic between `node` and the etcd host, in `node`'s
+    /// namespace (peers and client stay reachable).
+    pub fn cut_from_etcd(&self, node: &str) {
+        // One rule per line (NETLAB-TIPS: nft rejects `rule }` on one line).
+        let rules = format!(
+            "table inet vipdcut\ndelete table inet vipdcut\ntable inet vipdcut {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  ip saddr {API_IP} drop\n  ip6 saddr 2001:db8::2 drop\n }}\n chain output {{\n  type filter hook output priority 0; policy accept;\n  ip daddr {API_IP} drop\n  ip6 daddr 2001:db8::2 drop\n }}\n}}\n"
+        );
+        self.topo.host(node).ns.nft(&rules).unwrap();
+    }
+
+    /// Removes the cut made by [`Cluster::cut_from_etcd`].
+    pub fn heal_etcd(&self, node: &str) {
+        self.topo
+            .host(node)
+            .ns
+            .nft("table inet vipdcut\ndelete table inet vipdcut\n")
+            .unwrap();
+    }
+
+    /// Cuts layer 2 between `node` and each of `others` at the bridge, both
+    /// ways, broadcast and multicast included (NETLAB-TIPS). Same idea as
+    /// `Topology::partition`, whose chain name `fwd` nft rejects (a keyword).
+    pub fn partition(&self, node: &str, others: &[&str]) {
+        let pa = &self.topo.host(node).port;
+        let set: Vec<String> = others
+            .iter()
+            .map(|o| format!("\"{}\"", self.topo.host(o).port))
+            .collect();
+        let set = set.join(", ");
+        let rules = format!(
+            "table bridge vipdpart\ndelete table bridge vipdpart\ntable bridge vipdpart {{\n chain forward {{\n  type filter hook forward priority 0; policy accept;\n  iifname \"{pa}\" oifname {{ {set} }} drop\n  iifname {{ {set} }} oifname \"{pa}\" drop\n }}\n}}\n"
+        );
+        self.topo.switch.nft(&rules).unwrap();
+    }
+
+    /// Removes the cut made by [`Cluster::partition`].
+    pub fn heal_partition(&self) {
+        self.topo
+            .switch
+            .nft("table bridge vipdpart\ndelete table bridge vipdpart\n")
+            .unwrap();
+    }
+
+    /// Stops etcd (data kept).
+    pub fn etcd_down(&mut self) {
+        self.etcd.stop().unwrap();
+    }
+
+    /// Starts etcd again; returns once it answers.
+    pub fn etcd_up(&mut self) {
+        self.etcd.start().unwrap();
+    }
+
+    /// Nodes holding the VIP now (address on an up `eth0`).
+    pub fn holders(&self) -> Vec<String> {
+        self.watcher.holders()
+    }
+
+    /// The single holder, if exactly one node holds the VIP.
+    pub fn holder(&self) -> Option<String> {
+        let h = self.holders();
+        (h.len() == 1).then(|| h[0].clone())
+    }
+
+    /// Polls `f` every 20 ms until it returns `Some` or `timeout` passes.
+    pub fn wait_for<T>(&self, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+        let end = self.clock.now() + timeout;
+        loop {
+            if let Some(v) = f() {
+                return Some(v);
+            }
+            if self.clock.now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until exactly one node other than `not` holds the VIP.
+    pub fn wait_holder(&self, not: Option<&str>, timeout: Duration) -> Option<String> {
+        self.wait_for(timeout, || {
+            self.holder().filter(|h| Some(h.as_str()) != not)
+        })
+    }
+
+    /// Starts the client's prober (TCP to VIP:8080 every 10 ms).
+    pub fn start_probe(&mut self) {
+        let target = SocketAddr::new(self.family.vip(), PORT);
+        self.prober =
+            Some(Prober::start(&self.topo.host("client").ns, target, self.clock).unwrap());
+    }
+
+    /// The prober's samples so far.
+    pub fn samples(&self) -> Vec<Sample> {
+        self.prober
+            .as_ref()
+            .map(Prober::samples)
+            .unwrap_or_default()
+    }
+
+    /// Waits until the client has been answered by `node` without a failure
+    /// for `hold`; returns the start of that run.
+    pub fn wait_served(&self, node: &str, hold: Duration, timeout: Duration) -> Option<Duration> {
+        let from = self.clock.now();
+        self.wait_for(timeout, || {
+            netlab::probe::served_continuously_after(&self.samples(), from, hold, Some(node))
+                .map(|d| from + d)
+        })
+    }
+
+    /// Start of the first run of answers by `node` after `from` lasting
+    /// `hold`, measured from `from`.
+    pub fn recovery(&self, from: Duration, hold: Duration, node: &str) -> Option<Duration> {
+        netlab::probe::served_continuously_after(&self.samples(), from, hold, Some(node))
+    }
+
+    /// Longest client-visible gap between `from` and now.
+    pub fn gap_since(&self, from: Duration) -> Duration {
+        netlab::probe::longest_gap(&self.samples(), from..self.clock.now())
+    }
+
+    /// When `node` started holding the VIP after `after`, per the watcher.
+    pub fn acquired_at(&self, node: &str, after: Duration) -> Option<Duration> {
+        self.watcher
+            .transitions()
+            .into_iter()
+            .find(|t| t.host == node && t.holding && t.t >= after)
+            .map(|t| t.t)
+    }
+
+    /// When `node` stopped holding the VIP after `after`, per the watcher.
+    pub fn released_at(&self, node: &str, after: Duration) -> Option<Duration> {
+        self.watcher
+            .transitions()
+            .into_iter()
+            .find(|t| t.host == node && !t.holding && t.t >= after)
+            .map(|t| t.t)
+    }
+
+    /// Total two-holder time since the cluster was built.
+    pub fn two_holder_time(&self) -> Duration {
+        self.watcher
+            .two_holder_time(Duration::ZERO..self.clock.now())
+    }
+
+    /// MAC of `node`'s `eth0`.
+    pub fn mac(&self, node: &str) -> String {
+        self.topo.host(node).mac.clone()
+    }
+
+    /// Waits until the client's neighbour entry for the VIP shows `node`'s
+    /// MAC; returns when (clock time). The client does nothing but its probes.
+    pub fn wait_client_neigh(&self, node: &str, timeout: Duration) -> Option<Duration> {
+        let want = self.mac(node);
+        let vip = self.family.vip();
+        self.wait_for(timeout, || {
+            (self.topo.host("client").neigh_mac(vip).as_deref() == Some(want.as_str()))
+                .then(|| self.clock.now())
+        })
+    }
+
+    /// The client's neighbour entry for the VIP, as text (for messages).
+    pub fn client_neigh(&self) -> String {
+        self.topo
+            .host("client")
+            .ns
+            .ip(&["neigh", "show", &self.family.vip().to_string()])
+            .unwrap_or_default()
+    }
+
+    /// Prints the machine-readable result line the lead collects for
+    /// BENCHMARKS.md, and appends it to `$VIPD_SCENARIO_LOG` when set.
+    pub fn report(&self, fields: &[(&str, String)]) {
+        let mut line = format!(
+            "SCENARIO name={} family={} lease_s={} renew_s={} retry_s={} reconcile_s={}",
+            self.scenario,
+            self.family.tag(),
+            LEASE.as_secs_f64(),
+            RENEW.as_secs_f64(),
+            RETRY.as_secs_f64(),
+            RECONCILE.as_secs_f64()
+        );
+        for (k, v) in fields {
+            line.push_str(&format!(" {k}={v}"));
+        }
+        println!("{line}");
+        if let Ok(path) = std::env::var("VIPD_SCENARIO_LOG") {
+            if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
+                let _ = writeln!(f, "{line}");
+            }
+        }
+    }
+
+    fn failure_report(&self) -> String {
+        let mut out = format!(
+            "\n===== scenario {} ({}) failed; logs in {}\n",
+            self.scenario,
+            self.family.tag(),
+            self.logdir.display()
+        );
+        for d in &self.daemons {
+            let text = std::fs::read_to_string(&d.log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(300)..];
+            out.push_str(&format!(
+                "----- vipd {} ({} lines, last 300) -----\n",
+                d.node,
+                lines.len()
+            ));
+            for l in tail {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out.push_str(&format!(
+            "----- etcd log tail -----\n{}\n",
+            self.etcd.log_tail()
+        ));
+        out.push_str("----- VIP holding transitions (t, host, holding) -----\n");
+        for t in self.watcher.transitions() {
+            out.push_str(&format!(
+                "{:>9.3}s {} {}\n",
+                t.t.as_secs_f64(),
+                t.host,
+                t.holding
+            ));
+        }
+        let nss: Vec<&netlab::NetNs> = self.topo.hosts.iter().map(|h| &h.ns).collect();
+        out.push_str(&format!(
+            "----- addresses -----\n{}",
+            netlab::watch::dump_addresses(&nss)
+        ));
+        out.push_str(&format!(
+            "----- client neighbour entry -----\n{}\n",
+            self.client_neigh()
+        ));
+        out
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for d in &mut self.daemons {
+            if let Some(mut c) = d.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!("{}", self.failure_report());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.logdir);
+        }
+    }
+}
+
+/// Milliseconds, for scenario lines.
+pub fn ms(d: Duration) -> String {
+    d.as_millis().to_string()
+}
+
+/// Milliseconds of an optional duration (`none` when absent).
+pub fn ms_opt(d: Option<Duration>) -> String {
+    d.map(ms).unwrap_or_else(|| "none".into())
+}

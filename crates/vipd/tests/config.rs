@@ -1,0 +1,581 @@
+//! Configuration resolution: kube-vip compatibility, precedence, validation
+//! messages. No test touches the process environment.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use vipd::config::{parse_command, Backend, Command, Config, ConfigError, Source};
+
+fn argv(line: &str) -> Vec<String> {
+    std::iter::once("vipd")
+        .chain(line.split_whitespace())
+        .map(String::from)
+        .collect()
+}
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Environment pairs of a table row.
+type Pairs<'a> = &'a [(&'a str, &'a str)];
+
+/// The minimum every valid configuration needs.
+const BASE: &[(&str, &str)] = &[("address", "192.0.2.10"), ("vip_interface", "eth0")];
+
+fn resolve(line: &str, pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let mut e = env(BASE);
+    e.extend(env(pairs));
+    Config::from_sources_with_hostname(&argv(line), &e, Some("host-a".into()))
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+fn source_of<'a>(c: &'a Config, name: &str) -> Option<&'a Source> {
+    c.settings
+        .iter()
+        .find(|s| s.name == name)
+        .map(|s| &s.source)
+}
+
+#[test]
+fn kube_vip_defaults_apply_when_nothing_is_set() {
+    let c = resolve("run", &[]).expect("valid");
+    assert_eq!(c.vip.to_string(), "192.0.2.10");
+    assert_eq!(c.prefix_len, 32);
+    assert_eq!(c.interface, "eth0");
+    assert_eq!(c.node_name, "host-a");
+    assert_eq!(c.lease_name, "plndr-cp-lock");
+    assert_eq!(c.lease_namespace, "kube-system");
+    assert_eq!(
+        (
+            c.timings.lease_duration(),
+            c.timings.renew_deadline(),
+            c.timings.retry_period()
+        ),
+        (secs(15.0), secs(10.0), secs(2.0))
+    );
+    assert!(c.arp);
+    assert_eq!(c.backend, Backend::Kubernetes);
+    assert_eq!(
+        c.http_addr.map(|a| a.to_string()).as_deref(),
+        Some("0.0.0.0:2112")
+    );
+    assert_eq!(c.log_level, tracing::Level::INFO);
+    assert_eq!(c.reconcile_period, secs(5.0));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(source_of(&c, "lease-duration"), Some(&Source::Default));
+}
+
+#[test]
+fn typical_kube_vip_static_pod_env_block_maps_to_vipd_options() {
+    // The env block `kube-vip manifest pod --arp --controlplane` generates.
+    let block = [
+        ("vip_arp", "true"),
+        ("port", "6443"),
+        ("vip_nodename", "cp-1"),
+        ("vip_interface", "ens3"),
+        ("vip_subnet", "32"),
+        ("dns_mode", "first"),
+        ("cp_enable", "true"),
+        ("cp_namespace", "kube-system"),
+        ("svc_enable", "false"),
+        ("vip_leaderelection", "true"),
+        ("vip_leasename", "plndr-cp-lock"),
+        ("vip_leaseduration", "5"),
+        ("vip_renewdeadline", "3"),
+        ("vip_retryperiod", "1"),
+        ("address", "203.0.113.5"),
+        ("prometheus_server", ":2112"),
+        ("vip_loglevel", "5"),
+    ];
+    let c =
+        Config::from_sources_with_hostname(&argv("manager"), &env(&block), None).expect("valid");
+    assert_eq!(c.vip.to_string(), "203.0.113.5");
+    assert_eq!(c.interface, "ens3");
+    assert_eq!(c.node_name, "cp-1");
+    assert!(c.control_plane);
+    assert_eq!(c.api_port, 6443);
+    assert_eq!(c.log_level, tracing::Level::DEBUG);
+    assert_eq!(
+        (
+            c.timings.lease_duration(),
+            c.timings.renew_deadline(),
+            c.timings.retry_period()
+        ),
+        (secs(5.0), secs(3.0), secs(1.0))
+    );
+    assert_eq!(
+        source_of(&c, "lease-duration"),
+        Some(&Source::KubeVipEnv("vip_leaseduration".into()))
+    );
+    // dns_mode is the only variable vipd does not act on: exactly one line.
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(c.warnings[0].contains("dns_mode"), "{:?}", c.warnings);
+}
+
+#[test]
+fn flag_beats_vipd_env_beats_kube_vip_env_beats_file_beats_default() {
+    let dir = std::env::temp_dir().join(format!("vipd-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let file = dir.join("vipd.conf");
+    std::fs::write(
+        &file,
+        "lease-duration: 30\nrenew_deadline = 20\nretry-period: 5\n",
+    )
+    .expect("write");
+    let f = file.display().to_string();
+
+    // (args, env, expected lease duration, expected source)
+    let cases: Vec<(String, Pairs, f64, Source)> = vec![
+        ("run".into(), &[], 15.0, Source::Default),
+        (format!("run --config {f}"), &[], 30.0, Source::File),
+        (
+            format!("run --config {f}"),
+            &[("vip_leaseduration", "29")],
+            29.0,
+            Source::KubeVipEnv("vip_leaseduration".into()),
+        ),
+        (
+            format!("run --config {f}"),
+            &[("vip_leaseduration", "29"), ("VIPD_LEASE_DURATION", "28")],
+            28.0,
+            Source::Env("VIPD_LEASE_DURATION".into()),
+        ),
+        (
+            format!("run --config {f} --lease-duration 27"),
+            &[("vip_leaseduration", "29"), ("VIPD_LEASE_DURATION", "28")],
+            27.0,
+            Source::Flag,
+        ),
+        // kube-vip's own flag spelling is an alias.
+        (
+            format!("run --config {f} --leaseDuration=26"),
+            &[("VIPD_LEASE_DURATION", "28")],
+            26.0,
+            Source::Flag,
+        ),
+        // kube-vip treats an empty variable as unset.
+        (
+            format!("run --config {f}"),
+            &[("vip_leaseduration", "")],
+            30.0,
+            Source::File,
+        ),
+    ];
+    for (args, pairs, lease, source) in cases {
+        let c = resolve(&args, pairs).unwrap_or_else(|e| panic!("{args} {pairs:?}: {e}"));
+        assert_eq!(c.timings.lease_duration(), secs(lease), "{args} {pairs:?}");
+        assert_eq!(
+            source_of(&c, "lease-duration"),
+            Some(&source),
+            "{args} {pairs:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn fractional_timings_are_accepted() {
+    let c = resolve(
+        "run --lease-duration 3 --renew-deadline 2 --retry-period 0.5",
+        &[],
+    )
+    .expect("valid");
+    assert_eq!(c.timings.retry_period(), Duration::from_millis(500));
+    let c = resolve("run", &[("VIPD_RETRY_PERIOD", "0.5")]).expect("valid");
+    assert_eq!(c.timings.retry_period(), Duration::from_millis(500));
+}
+
+#[test]
+fn each_invalid_value_is_refused_naming_option_value_and_accepted_form() {
+    // (args, env, substrings the message must contain)
+    let cases: &[(&str, Pairs, &[&str])] = &[
+        (
+            "run",
+            &[("address", "not-an-ip")],
+            &["--address", "address", "\"not-an-ip\"", "IPv4 or IPv6"],
+        ),
+        (
+            "run --address 192.0.2.300",
+            &[],
+            &["--address", "192.0.2.300", "from flag"],
+        ),
+        (
+            "run",
+            &[("vip_subnet", "33")],
+            &["--subnet", "vip_subnet", "\"33\"", "1-32"],
+        ),
+        (
+            "run --address 2001:db8::1 --subnet 129",
+            &[],
+            &["--subnet", "129", "1-128"],
+        ),
+        (
+            "run",
+            &[("vip_leaseduration", "abc")],
+            &[
+                "--lease-duration",
+                "vip_leaseduration",
+                "\"abc\"",
+                "seconds",
+            ],
+        ),
+        (
+            "run",
+            &[("vip_renewdeadline", "x")],
+            &["--renew-deadline", "vip_renewdeadline", "\"x\""],
+        ),
+        (
+            "run",
+            &[("vip_retryperiod", "-1")],
+            &["--retry-period", "vip_retryperiod", "\"-1\""],
+        ),
+        (
+            "run --lease-duration 10 --renew-deadline 10",
+            &[],
+            &["--lease-duration", "--renew-deadline", "fence margin"],
+        ),
+        (
+            "run --renew-deadline 2.4 --retry-period 2",
+            &[],
+            &["--retry-period", "1.2"],
+        ),
+        (
+            "run --node-name=",
+            &[],
+            &["--node-name", "vip_nodename", "empty"],
+        ),
+        (
+            "run --backend etcd",
+            &[],
+            &["--etcd-endpoints", "VIPD_ETCD_ENDPOINTS", "--backend etcd"],
+        ),
+        (
+            "run --backend consul",
+            &[],
+            &[
+                "--backend",
+                "leaderElectionType",
+                "consul",
+                "etcd or kubernetes",
+            ],
+        ),
+        (
+            "run",
+            &[("vip_loglevel", "loud")],
+            &["--log-level", "vip_loglevel", "loud", "logrus"],
+        ),
+        (
+            "run --log-format yaml",
+            &[],
+            &["--log-format", "yaml", "text or json"],
+        ),
+        (
+            "run",
+            &[("vip_arp", "maybe")],
+            &["--arp", "vip_arp", "maybe", "true or false"],
+        ),
+        (
+            "run",
+            &[("prometheus_server", "localhost:2112")],
+            &["--prometheus-server", "prometheus_server", ":2112"],
+        ),
+        (
+            "run",
+            &[("vip_interface", "a/b")],
+            &["--interface", "vip_interface", "a/b"],
+        ),
+        (
+            "run --lease-name Bad_Name",
+            &[],
+            &["--lease-name", "vip_leasename", "Bad_Name"],
+        ),
+        ("run --lease-name ns/", &[], &["--lease-name", "ns/"]),
+        (
+            "run",
+            &[("bgp_enable", "true")],
+            &["bgp_enable", "BGP", "not implemented"],
+        ),
+        (
+            "run",
+            &[("vip_routingtable", "true")],
+            &["vip_routingtable", "routing-table"],
+        ),
+        (
+            "run --reconcile-period 0",
+            &[],
+            &["--reconcile-period", "greater than zero"],
+        ),
+        (
+            "run --backend etcd --etcd-endpoints http://192.0.2.1:2379 --etcd-cert c.pem",
+            &[],
+            &["--etcd-key", "etcdKey"],
+        ),
+        (
+            "run",
+            &[("vip_arpRate", "fast")],
+            &["--arp-rate", "vip_arpRate", "milliseconds"],
+        ),
+        ("run", &[("port", "0")], &["--api-port", "port", "1-65535"]),
+    ];
+    for (args, pairs, needles) in cases {
+        let err = match resolve(args, pairs) {
+            Ok(c) => panic!("{args} {pairs:?} was accepted: {c:?}"),
+            Err(e) => e.to_string(),
+        };
+        for n in *needles {
+            assert!(
+                err.contains(n),
+                "{args} {pairs:?}: {err:?} does not mention {n:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn missing_address_or_interface_is_refused() {
+    let no_addr = Config::from_sources_with_hostname(
+        &argv("run"),
+        &env(&[("vip_interface", "eth0")]),
+        Some("h".into()),
+    );
+    assert!(
+        matches!(&no_addr, Err(ConfigError::Missing { option, .. }) if option.contains("--address")),
+        "{no_addr:?}"
+    );
+    let no_if = Config::from_sources_with_hostname(
+        &argv("run"),
+        &env(&[("address", "192.0.2.1")]),
+        Some("h".into()),
+    );
+    assert!(
+        matches!(&no_if, Err(ConfigError::Missing { option, .. }) if option.contains("vip_interface")),
+        "{no_if:?}"
+    );
+}
+
+#[test]
+fn vip_cidr_is_honoured_as_subnet_with_a_deprecation_warning() {
+    let c = resolve("run", &[("vip_cidr", "24")]).expect("valid");
+    assert_eq!(c.prefix_len, 24);
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(c.warnings[0].contains("vip_cidr") && c.warnings[0].contains("deprecated"));
+
+    // vip_subnet wins; vip_cidr is still reported once.
+    let c = resolve("run", &[("vip_cidr", "24"), ("vip_subnet", "28")]).expect("valid");
+    assert_eq!(c.prefix_len, 28);
+    assert_eq!(
+        c.warnings.iter().filter(|w| w.contains("vip_cidr")).count(),
+        1,
+        "{:?}",
+        c.warnings
+    );
+}
+
+#[test]
+fn unknown_or_ignored_kube_vip_variables_produce_one_warning_each() {
+    let c = resolve(
+        "run",
+        &[
+            ("vip_leaseduraton", "20"),       // misspelt: unknown
+            ("vip_arprate", "1000"),          // wrong case
+            ("egress_podcidr", "10.0.0.0/8"), // known, ignored
+            ("lb_enable", "false"),           // known, off: behaves the same
+            ("HOME", "/root"),                // not kube-vip style
+            ("VIPD_LEASE_DURATON", "20"),     // misspelt vipd variable
+        ],
+    )
+    .expect("valid");
+    let count = |needle: &str| c.warnings.iter().filter(|w| w.contains(needle)).count();
+    assert_eq!(count("vip_leaseduraton"), 1, "{:?}", c.warnings);
+    assert_eq!(count("vip_arprate"), 1, "{:?}", c.warnings);
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("did you mean vip_arpRate")),
+        "{:?}",
+        c.warnings
+    );
+    assert_eq!(count("egress_podcidr"), 1, "{:?}", c.warnings);
+    assert_eq!(count("VIPD_LEASE_DURATON"), 1, "{:?}", c.warnings);
+    assert_eq!(c.warnings.len(), 4, "{:?}", c.warnings);
+}
+
+#[test]
+fn services_mode_is_warned_about_and_ignored() {
+    let c = resolve("run", &[("svc_enable", "true")]).expect("valid");
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(c.warnings[0].contains("Services mode"), "{:?}", c.warnings);
+}
+
+#[test]
+fn run_with_kubernetes_backend_is_refused_but_check_config_accepts_it() {
+    let e = env(&[
+        ("address", "192.0.2.10"),
+        ("vip_interface", "eth0"),
+        ("vip_nodename", "n1"),
+    ]);
+    let run = parse_command(&argv("run"), &e);
+    assert!(
+        matches!(&run, Err(ConfigError::Unsupported { option, value, .. }) if option.contains("--backend") && value == "kubernetes"),
+        "{run:?}"
+    );
+    assert!(matches!(
+        parse_command(&argv("check-config"), &e),
+        Ok(Command::CheckConfig(_))
+    ));
+
+    let etcd = parse_command(
+        &argv("manager --backend etcd --etcdEndpoints http://192.0.2.1:2379,http://192.0.2.2:2379"),
+        &e,
+    );
+    match etcd {
+        Ok(Command::Run(c)) => match c.backend {
+            Backend::Etcd(s) => assert_eq!(
+                s.endpoints,
+                ["http://192.0.2.1:2379", "http://192.0.2.2:2379"]
+            ),
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        parse_command(&argv("version"), &e),
+        Ok(Command::Version)
+    ));
+}
+
+#[test]
+fn lease_name_may_carry_its_namespace() {
+    let c = resolve(
+        "run --lease-name infra/vip-lock --lease-namespace other",
+        &[],
+    )
+    .expect("valid");
+    assert_eq!(
+        (c.lease_namespace.as_str(), c.lease_name.as_str()),
+        ("infra", "vip-lock")
+    );
+}
+
+#[test]
+fn ipv6_vip_defaults_to_a_128_prefix() {
+    let c = resolve("run", &[("address", "2001:db8::10")]).expect("valid");
+    assert_eq!(c.prefix_len, 128);
+}
+
+#[test]
+fn arp_rate_zero_or_arp_off_disables_the_refresh() {
+    assert_eq!(
+        resolve("run", &[("vip_arpRate", "3000")])
+            .expect("valid")
+            .arp_refresh,
+        Some(secs(3.0))
+    );
+    assert_eq!(
+        resolve("run", &[("vip_arpRate", "0")])
+            .expect("valid")
+            .arp_refresh,
+        None
+    );
+    assert_eq!(
+        resolve("run --arp=false", &[]).expect("valid").arp_refresh,
+        None
+    );
+}
+
+#[test]
+fn empty_prometheus_server_disables_http() {
+    assert_eq!(
+        resolve("run", &[("VIPD_PROMETHEUS_SERVER", "")])
+            .expect("valid")
+            .http_addr,
+        None
+    );
+    // An empty kube-vip variable means "unset": the default stays.
+    assert!(resolve("run", &[("prometheus_server", "")])
+        .expect("valid")
+        .http_addr
+        .is_some());
+}
+
+#[test]
+fn describe_prints_every_value_with_its_source() {
+    let c = resolve(
+        "run --retry-period 1",
+        &[("VIPD_RENEW_DEADLINE", "3"), ("vip_leaseduration", "5")],
+    )
+    .expect("valid");
+    let table = c.describe();
+    let line = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(line("retry-period").ends_with("= 1s  (flag)"), "{table}");
+    assert!(
+        line("renew-deadline").ends_with("= 3s  (env VIPD_RENEW_DEADLINE)"),
+        "{table}"
+    );
+    assert!(
+        line("lease-duration").ends_with("= 5s  (kube-vip env vip_leaseduration)"),
+        "{table}"
+    );
+    assert!(
+        line("address").ends_with("= 192.0.2.10  (kube-vip env address)"),
+        "{table}"
+    );
+    assert!(
+        line("node-name").ends_with("= host-a  (default)"),
+        "{table}"
+    );
+    assert!(
+        line("prometheus-server").contains("0.0.0.0:2112"),
+        "{table}"
+    );
+}
+
+#[test]
+fn unknown_config_file_key_is_refused_with_its_line() {
+    let dir = std::env::temp_dir().join(format!("vipd-config-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let file = dir.join("bad.conf");
+    std::fs::write(&file, "# comment\nlease-durration: 5\n").expect("write");
+    let err = resolve(&format!("run --config {}", file.display()), &[])
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        err.as_deref()
+            .is_some_and(|e| e.contains(":2:") && e.contains("lease-durration")),
+        "{err:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn missing_interface_is_an_error_unless_waiting_for_it() {
+    let c = resolve("run", &[]).expect("valid");
+    assert!(
+        matches!(c.check_interface(|_| false), Err(ConfigError::UnknownInterface(n)) if n == "eth0")
+    );
+    assert!(c.check_interface(|_| true).is_ok());
+    let c = resolve("run --wait-for-interface", &[]).expect("valid");
+    assert!(c.check_interface(|_| false).is_ok());
+}
+
+#[test]
+fn loopback_interface_is_found_in_proc() {
+    assert!(matches!(vipd::config::interface_exists("lo"), Ok(true)));
+    assert!(matches!(
+        vipd::config::interface_exists("vipd-no-such0"),
+        Ok(false)
+    ));
+}
