@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# README command 2: installs what the tests need, then runs the whole suite:
+# unit tests of the sans-IO cores, the 10,000-schedule election simulation,
+# etcd backend tests against a real etcd, and (as root) the namespace
+# integration scenarios with real vipd processes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+if [ "$(id -u)" != 0 ]; then
+  echo "NOTE: not root: namespace tests will be SKIPPED (they print why). Run as root to execute them." >&2
+fi
+# Namespace scenarios start real daemons; two at a time is what 2 cores carry.
+export RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}"
+cargo test --workspace --locked "$@"
