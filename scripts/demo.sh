@@ -57,6 +57,7 @@ ip netns exec "$P-api" etcd --name demo --data-dir "$TMP/etcd" \
   --listen-client-urls "http://$API:2379" --advertise-client-urls "http://$API:2379" \
   --listen-peer-urls "http://127.0.0.1:2380" --initial-advertise-peer-urls "http://127.0.0.1:2380" \
   --initial-cluster "demo=http://127.0.0.1:2380" >"$TMP/etcd.log" 2>&1 &
+disown
 for _ in $(seq 50); do
   ETCDCTL_API=3 ip netns exec "$P-api" etcdctl --endpoints "http://$API:2379" endpoint health >/dev/null 2>&1 && break
   sleep 0.2
@@ -71,6 +72,7 @@ s.bind(("0.0.0.0", 8080)); s.listen(64)
 while True:
     c, _ = s.accept(); c.sendall((sys.argv[1] + "\n").encode()); c.close()
 ' "$1" &
+  disown
 }
 
 start_vipd() {
@@ -79,6 +81,7 @@ start_vipd() {
     --lease-duration 3 --renew-deadline 2 --retry-period 0.5 --reconcile-period 1 \
     --prometheus-server "${IP[$1]}:2112" >>"$TMP/$1.log" 2>&1 &
   echo $! >"$TMP/$1.pid"
+  disown
 }
 
 for n in "${NODES[@]}"; do responder "$n"; start_vipd "$n"; done
@@ -98,6 +101,7 @@ while True:
     print(f"{t:.3f} {who}", flush=True)
     time.sleep(0.02)
 ' "$VIP" >"$TMP/probe.log" 2>/dev/null &
+disown
 
 holder() {
   for n in "${NODES[@]}"; do

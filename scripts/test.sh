@@ -11,4 +11,14 @@ if [ "$(id -u)" != 0 ]; then
 fi
 # Namespace scenarios start real daemons; two at a time is what 2 cores carry.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}"
-cargo test --workspace --locked "$@"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --locked "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line over all test binaries (cargo prints one per binary,
+# the last of which is usually an empty doc-test run).
+awk '/^test result:/ { p += $4; f += $6 }
+     END { printf "summary: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

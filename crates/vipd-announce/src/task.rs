@@ -23,15 +23,14 @@
 use crate::pacing::{Pacer, Reason};
 use crate::packet::{self, MacAddr, SendKind};
 use crate::sys::{PacketSocket, Proto};
-use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::IpAddr;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
+use vipd_backoff::Backoff;
 
 /// Back-off before reopening sockets after an error: first delay.
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
@@ -139,7 +138,7 @@ impl Announcer {
             commands_open: true,
             events,
             pacers: HashMap::new(),
-            backoff: Backoff::new(),
+            backoff: Backoff::new(BACKOFF_MIN, BACKOFF_MAX),
             send_failing: false,
         }
     }
@@ -297,56 +296,5 @@ impl Announcer {
         if let Err(mpsc::error::TrySendError::Full(ev)) = self.events.try_send(ev) {
             tracing::debug!(?ev, "announcer event channel full; event dropped");
         }
-    }
-}
-
-/// Capped exponential back-off with jitter (50–100 % of the step), so that
-/// many announcers on one host do not retry in lock-step.
-#[derive(Debug)]
-struct Backoff {
-    step: Duration,
-    rng: u64,
-}
-
-impl Backoff {
-    fn new() -> Self {
-        // RandomState is seeded from the OS per process: enough entropy for
-        // jitter without a rand dependency (and without wall-clock time).
-        let seed = RandomState::new().build_hasher().finish() | 1;
-        Backoff {
-            step: BACKOFF_MIN,
-            rng: seed,
-        }
-    }
-
-    fn reset(&mut self) {
-        self.step = BACKOFF_MIN;
-    }
-
-    fn next_delay(&mut self) -> Duration {
-        // xorshift64: cheap, good enough for jitter.
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        let frac = 0.5 + (self.rng % 1000) as f64 / 2000.0;
-        let delay = self.step.mul_f64(frac);
-        self.step = (self.step * 2).min(BACKOFF_MAX);
-        delay
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_is_capped_and_jittered() {
-        let mut b = Backoff::new();
-        let delays: Vec<Duration> = (0..12).map(|_| b.next_delay()).collect();
-        assert!(delays[0] >= BACKOFF_MIN / 2 && delays[0] <= BACKOFF_MIN);
-        assert!(delays.iter().all(|d| *d <= BACKOFF_MAX));
-        assert!(delays[11] >= BACKOFF_MAX / 2, "reaches the cap: {delays:?}");
-        b.reset();
-        assert!(b.next_delay() <= BACKOFF_MIN);
     }
 }

@@ -21,7 +21,6 @@
 
 #![forbid(unsafe_code)]
 
-mod backoff;
 pub mod netlink;
 pub mod reconcile;
 pub mod task;

@@ -33,8 +33,8 @@ use netlink_packet_route::RouteNetlinkMessage;
 use rtnetlink::{Handle, MulticastGroup};
 use tokio::time::Instant;
 
-use crate::backoff::Backoff;
 use crate::reconcile::{KernelAddr, Vip};
+use vipd_backoff::Backoff;
 
 /// `IFA_PROTO` value marking an address as added by vipd (ASCII `v`).
 pub const VIPD_ADDR_PROTO: u8 = 0x76;

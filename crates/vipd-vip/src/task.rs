@@ -26,9 +26,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::backoff::Backoff;
 use crate::netlink::{LinkInfo, Monitor, MonitorEvent, Netlink, NetlinkError};
 use crate::reconcile::{Observed, ReconcileAction, Reconciler, RefuseReason, Vip};
+use vipd_backoff::Backoff;
 
 /// Settings of one [`VipManager`].
 #[derive(Debug, Clone)]

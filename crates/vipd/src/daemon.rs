@@ -36,8 +36,8 @@ use vipd_announce::{
 use vipd_election::{Elector, FenceReason, LeaseStore, Role};
 use vipd_vip::{preflight, PreflightError, Vip, VipEvent, VipManager, VipManagerConfig};
 
-use crate::backoff::{next_u64, Backoff};
 use crate::elect::{self, Control, Holder, Observation};
+use vipd_backoff::{random_u64, Backoff};
 
 /// Exit status for invalid configuration (SPEC §3).
 const EXIT_CONFIG: u8 = 2;
@@ -232,7 +232,7 @@ async fn run_with_store<S: LeaseStore>(cfg: Config, vip: Vip, store: Arc<S>) -> 
                 let elector = Elector::new(
                     node.clone(),
                     timings,
-                    next_u64(),
+                    random_u64(),
                     tokio::time::Instant::now(),
                 );
                 let (store, rx, obs, hook) = (

@@ -15,12 +15,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backoff::Backoff;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, info, warn};
 use vipd::status::Heartbeat;
+use vipd_backoff::Backoff;
 use vipd_election::mem::stamped;
 use vipd_election::{
     Action, Elector, FenceReason, Input, LeaseStore, Op, RequestId, Role, Status, StoreError,

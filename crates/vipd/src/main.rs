@@ -4,7 +4,6 @@
 
 #![forbid(unsafe_code)]
 
-mod backoff;
 mod daemon;
 mod elect;
 mod supervise;

@@ -106,18 +106,13 @@ impl StatusHandle {
     /// A status for `node_name` managing `lease_name` on `backend`, started
     /// now. Reads the wall clock once, for `started_at` only.
     pub fn new(node_name: &str, version: &str, lease_name: &str, backend: &str) -> Self {
-        // Wall time is for humans reading /status; all logic uses the
-        // monotonic `started` instant.
-        #[allow(clippy::disallowed_methods)]
-        let wall = std::time::SystemTime::now();
-        let since_epoch = wall
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
         StatusHandle {
             inner: Arc::new(RwLock::new(Inner {
                 node_name: node_name.into(),
                 version: version.into(),
-                started_at: rfc3339(since_epoch),
+                // Wall time is for humans reading /status; all logic uses the
+                // monotonic `started` instant.
+                started_at: vipd_election::WallTime::now().to_rfc3339(),
                 started: Instant::now(),
                 vips: Vec::new(),
                 lease_name: lease_name.into(),
@@ -299,46 +294,9 @@ impl Heartbeat {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` for a time since the Unix epoch (UTC), using
-/// Howard Hinnant's days-to-civil algorithm; avoids a date crate for one
-/// string.
-fn rfc3339(since_epoch: Duration) -> String {
-    let secs = since_epoch.as_secs();
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3_600,
-        rem % 3_600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339_matches_known_instants() {
-        assert_eq!(rfc3339(Duration::ZERO), "1970-01-01T00:00:00Z");
-        assert_eq!(
-            rfc3339(Duration::from_secs(951_782_400)),
-            "2000-02-29T00:00:00Z"
-        );
-        assert_eq!(
-            rfc3339(Duration::from_secs(1_700_000_000)),
-            "2023-11-14T22:13:20Z"
-        );
-    }
 
     #[tokio::test(start_paused = true)]
     async fn last_renewal_age_is_computed_at_read_time() {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
-use crate::backoff::Backoff;
+use vipd_backoff::Backoff;
 
 /// Runs the future made by `make` until `cancel` fires; when it panics or
 /// returns early, logs it and starts a new one after a capped, jittered

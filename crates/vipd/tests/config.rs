@@ -383,12 +383,12 @@ fn unknown_or_ignored_kube_vip_variables_produce_one_warning_each() {
     let c = resolve(
         "run",
         &[
-            ("vip_leaseduraton", "20"),       // misspelt: unknown
-            ("vip_arprate", "1000"),          // wrong case
-            ("egress_podcidr", "10.0.0.0/8"), // known, ignored
-            ("lb_enable", "false"),           // known, off: behaves the same
-            ("HOME", "/root"),                // not kube-vip style
-            ("VIPD_LEASE_DURATON", "20"),     // misspelt vipd variable
+            ("vip_leaseduraton", "20"),            // misspelt: unknown
+            ("vip_arprate", "1000"),               // wrong case
+            ("egress_podcidr", "198.51.100.0/24"), // known, ignored
+            ("lb_enable", "false"),                // known, off: behaves the same
+            ("HOME", "/root"),                     // not kube-vip style
+            ("VIPD_LEASE_DURATON", "20"),          // misspelt vipd variable
         ],
     )
     .expect("valid");
