@@ -487,6 +487,39 @@ impl Cluster {
         })
     }
 
+    /// `GET path` on `node`'s HTTP endpoint (port 2112 on its own address),
+    /// from inside the node's namespace; the body, or `None` on any error.
+    pub fn http_get(&self, node: &str, path: &str) -> Option<String> {
+        use std::io::Read;
+        let ip = self.topo.host(node).ipv4()?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n");
+        self.topo
+            .host(node)
+            .ns
+            .enter(move || -> Option<String> {
+                let addr = SocketAddr::new(ip, 2112);
+                let mut s =
+                    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+                s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+                s.write_all(req.as_bytes()).ok()?;
+                let mut out = String::new();
+                s.read_to_string(&mut out).ok()?;
+                let (head, body) = out.split_once("\r\n\r\n")?;
+                head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// The value of the first sample of `metric` whose line contains every
+    /// one of `labels` (e.g. `vip="192.0.2.100"`), from `node`'s /metrics.
+    pub fn metric(&self, node: &str, metric: &str, labels: &[&str]) -> Option<f64> {
+        let body = self.http_get(node, "/metrics")?;
+        body.lines()
+            .filter(|l| l.starts_with(metric) && labels.iter().all(|lb| l.contains(lb)))
+            .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
     /// The client's neighbour entry for the VIP, as text (for messages).
     pub fn client_neigh(&self) -> String {
         self.topo
