@@ -206,8 +206,12 @@ async fn run_with_store<S: LeaseStore>(cfg: Config, vip: Vip, store: Arc<S>) -> 
     });
     let obs_tx = Arc::new(obs_tx);
     let hook_metrics = metrics.clone();
-    let on_request: elect::RequestHook = Arc::new(move |verb, result, took| {
+    let hook_lease = lease_label.clone();
+    let on_request: elect::RequestHook = Arc::new(move |verb, result, took, renewal| {
         hook_metrics.observe_api_request(verb, result, took);
+        if renewal && result != "ok" {
+            hook_metrics.inc_renew_failure(&hook_lease);
+        }
     });
     let election = {
         let store = store.clone();
@@ -456,9 +460,6 @@ async fn glue(
                 }
                 ctx.metrics.set_leader(&ctx.vip_label, &ctx.lease_label, role == Role::Leader);
                 ctx.metrics.set_api_reachable(o.store_reachable);
-                if o.last_result.is_some_and(|r| r != "ok") && role == Role::Leader {
-                    ctx.metrics.inc_renew_failure(&ctx.lease_label);
-                }
                 let bound = ctx.bound.borrow().iter().any(|v| v.addr == ctx.cfg.vip);
                 ctx.status.update_vip(ctx.cfg.vip, current_role(role), bound);
                 ctx.status.set_lease(o.status.holder.clone(), u64::from(o.status.transitions));

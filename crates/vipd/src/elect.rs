@@ -80,8 +80,9 @@ fn op_label(op: &Op) -> &'static str {
     }
 }
 
-/// Called for every finished store request (verb, result, duration).
-pub type RequestHook = Arc<dyn Fn(&'static str, &'static str, Duration) + Send + Sync>;
+/// Called for every finished store request: verb, result label, duration,
+/// and whether it was a renewal by the holder (for the renew-failure count).
+pub type RequestHook = Arc<dyn Fn(&'static str, &'static str, Duration, bool) + Send + Sync>;
 
 /// Runs the election until it stops after a [`Control::Shutdown`] (or the
 /// control channel closes, which is treated as a shutdown).
@@ -112,7 +113,15 @@ pub async fn run<S: LeaseStore, H: Holder>(
         for action in actions {
             match action {
                 Action::Request { id, op, deadline } => {
-                    pending = Some(request(store.clone(), id, op, deadline, on_request.clone()));
+                    let renewal = elector.role() == Role::Leader && matches!(op, Op::Update { .. });
+                    pending = Some(request(
+                        store.clone(),
+                        id,
+                        op,
+                        deadline,
+                        on_request.clone(),
+                        renewal,
+                    ));
                 }
                 Action::Lead => {
                     info!(
@@ -199,6 +208,7 @@ fn request<S: LeaseStore>(
     op: Op,
     deadline: Instant,
     hook: RequestHook,
+    renewal: bool,
 ) -> Pending {
     Box::pin(async move {
         let verb = op_label(&op);
@@ -235,7 +245,7 @@ fn request<S: LeaseStore>(
         }
         let label = result_label(&result);
         debug!(verb, result = label, "store request");
-        hook(verb, label, started.elapsed());
+        hook(verb, label, started.elapsed(), renewal);
         (id, result)
     })
 }
