@@ -88,8 +88,7 @@ async fn run(cfg: Config) -> ExitCode {
             warn!(interface = %name, "interface does not exist yet; waiting for it (--wait-for-interface)");
         }
         Err(e) => {
-            error!("invalid configuration: {e} (--address/address, --interface/vip_interface)");
-            eprintln!("vipd: invalid configuration: {e}");
+            eprintln!("vipd: invalid configuration: {e} (--address/address, --interface/vip_interface)");
             return ExitCode::from(EXIT_CONFIG);
         }
     }
