@@ -22,9 +22,22 @@
 //! touched; `main` exits with status 2 on a [`ConfigError`].
 
 mod file;
+mod health;
 mod kubevip;
 mod options;
+mod request;
 mod values;
+
+pub use health::{
+    default_health_check, validate_health_check, HealthSettings, KubeApiSettings,
+    DEFAULT_HEALTH_FAILURE_THRESHOLD, DEFAULT_HEALTH_PERIOD, DEFAULT_HEALTH_TIMEOUT,
+    DEFAULT_KUBE_API_BURST, DEFAULT_KUBE_API_QPS, DEFAULT_KUBE_API_TIMEOUT,
+};
+use request::image_or_default;
+pub use request::{
+    default_image, HostFacts, ManifestRequest, DEFAULT_KUBECONFIG_HOST_PATH,
+    SERVICE_ACCOUNT_NAMESPACE_FILE,
+};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -48,7 +61,6 @@ pub const DEFAULT_LEASE_NAMESPACE: &str = "kube-system";
 pub const DEFAULT_ARP_REFRESH: Duration = Duration::from_secs(30);
 /// How often the reconciler compares intent with the kernel (SPEC R3).
 pub const DEFAULT_RECONCILE_PERIOD: Duration = Duration::from_secs(5);
-
 /// What the command line asked for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
@@ -56,6 +68,9 @@ pub enum Command {
     Run(Box<Config>),
     /// `vipd check-config`: validate and print [`Config::describe`].
     CheckConfig(Box<Config>),
+    /// `vipd manifest pod|daemonset|rbac`: print YAML
+    /// ([`crate::manifest::print`]).
+    Manifest(ManifestRequest),
     /// `vipd version`.
     Version,
 }
@@ -94,6 +109,8 @@ pub enum Source {
     KubeVipEnv(String),
     /// The `--config` file.
     File,
+    /// The pod's service-account namespace file (its path).
+    ServiceAccount(PathBuf),
     /// The built-in default.
     Default,
 }
@@ -105,6 +122,7 @@ impl fmt::Display for Source {
             Source::Env(name) => write!(f, "env {name}"),
             Source::KubeVipEnv(name) => write!(f, "kube-vip env {name}"),
             Source::File => f.write_str("file"),
+            Source::ServiceAccount(path) => write!(f, "service account {}", path.display()),
             Source::Default => f.write_str("default"),
         }
     }
@@ -159,6 +177,16 @@ pub struct Config {
     pub log_json: bool,
     /// Reconcile period (SPEC R3).
     pub reconcile_period: Duration,
+    /// Limits of the general Kubernetes client (`--kube-api-qps`,
+    /// `--kube-api-burst`, `--kube-api-timeout`).
+    pub kube_api: KubeApiSettings,
+    /// Effective health checks, as specs for `vipd-health`: the
+    /// `--health-check` list (`VIPD_HEALTH_CHECKS`), then
+    /// `health.address`; in control-plane mode with neither,
+    /// [`default_health_check`] on the local API server. Empty: no gating.
+    pub health_checks: Vec<String>,
+    /// How the checks run (kube-vip's `control_plane_health_check_*`).
+    pub health: HealthSettings,
     /// Local API server port (`--api-port`, kube-vip `port`; default 6443),
     /// reached at 127.0.0.1 in control-plane mode (SPEC R6).
     pub api_port: u16,
@@ -265,34 +293,68 @@ impl ConfigError {
 }
 
 /// Parses `args` (the full argv, program name first) with `env` as the
-/// environment. `run` with the Kubernetes backend is refused until that
-/// backend exists; `check-config` accepts it.
+/// environment and [`HostFacts::system`]. Credentials for the Kubernetes
+/// backend are discovered at run time (kubeconfig, `$KUBECONFIG`, the
+/// in-cluster service account), so `--backend kubernetes` is never a
+/// configuration error here.
 pub fn parse_command(
     args: &[String],
     env: &HashMap<String, String>,
 ) -> Result<Command, ConfigError> {
+    parse_command_with(args, env, &HostFacts::system())
+}
+
+/// [`parse_command`] with explicit [`HostFacts`], for tests.
+pub fn parse_command_with(
+    args: &[String],
+    env: &HashMap<String, String>,
+    host: &HostFacts,
+) -> Result<Command, ConfigError> {
     let cli = Cli::try_parse_from(args)?;
-    match cli.command {
-        CliCommand::Version => Ok(Command::Version),
-        CliCommand::CheckConfig(raw) => Ok(Command::CheckConfig(Box::new(resolve(
-            raw,
-            env,
-            system_hostname(),
-        )?))),
-        CliCommand::Run(raw) => {
-            let config = resolve(raw, env, system_hostname())?;
-            if config.backend == Backend::Kubernetes {
-                return Err(ConfigError::Unsupported {
-                    option: BACKEND.describe(),
-                    value: "kubernetes".into(),
-                    reason: "the Kubernetes Lease backend is not built into this vipd yet; \
-                             use --backend etcd with --etcd-endpoints (check-config accepts kubernetes)"
-                        .into(),
-                });
-            }
-            Ok(Command::Run(Box::new(config)))
+    // A manifest takes the node name from the downward API (spec.nodeName),
+    // so the generating machine need not have one.
+    let manifest_host = HostFacts {
+        hostname: host
+            .hostname
+            .clone()
+            .or_else(|| Some("spec.nodeName".into())),
+        ..host.clone()
+    };
+    Ok(match cli.command {
+        CliCommand::Version => Command::Version,
+        CliCommand::CheckConfig(raw) => Command::CheckConfig(Box::new(resolve(raw, env, host)?)),
+        CliCommand::Run(raw) => Command::Run(Box::new(resolve(raw, env, host)?)),
+        CliCommand::Manifest(ManifestCommand::Pod(a)) => {
+            let config = resolve(a.options, env, &manifest_host)?;
+            let kubeconfig_host_path = a
+                .kubeconfig_host_path
+                .map(|p| opt_path(&p))
+                .transpose()
+                .map_err(|expected| ConfigError::Invalid {
+                    option: "--kubeconfig-host-path".into(),
+                    value: String::new(),
+                    from: Source::Flag,
+                    expected: expected.into(),
+                })?
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_KUBECONFIG_HOST_PATH));
+            Command::Manifest(ManifestRequest::Pod {
+                config: Box::new(config),
+                image: image_or_default(a.image)?,
+                kubeconfig_host_path,
+            })
         }
-    }
+        CliCommand::Manifest(ManifestCommand::Daemonset(a)) => {
+            Command::Manifest(ManifestRequest::DaemonSet {
+                config: Box::new(resolve(a.options, env, &manifest_host)?),
+                image: image_or_default(a.image)?,
+            })
+        }
+        CliCommand::Manifest(ManifestCommand::Rbac(a)) => {
+            Command::Manifest(ManifestRequest::Rbac {
+                lease_namespace: health::rbac_namespace(a.lease_namespace, env)?,
+            })
+        }
+    })
 }
 
 impl Config {
@@ -304,14 +366,28 @@ impl Config {
         args: &[String],
         env: &HashMap<String, String>,
     ) -> Result<Config, ConfigError> {
-        Config::from_sources_with_hostname(args, env, system_hostname())
+        Config::from_sources_with(args, env, &HostFacts::system())
     }
 
-    /// [`Config::from_sources`] with an explicit default node name, for tests.
+    /// [`Config::from_sources`] with an explicit default node name and no
+    /// service-account lookup, for tests.
     pub fn from_sources_with_hostname(
         args: &[String],
         env: &HashMap<String, String>,
         hostname: Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let host = HostFacts {
+            hostname,
+            service_account_namespace_file: None,
+        };
+        Config::from_sources_with(args, env, &host)
+    }
+
+    /// [`Config::from_sources`] with explicit [`HostFacts`].
+    pub fn from_sources_with(
+        args: &[String],
+        env: &HashMap<String, String>,
+        host: &HostFacts,
     ) -> Result<Config, ConfigError> {
         // Accept argv with or without a subcommand: insert `check-config`
         // when the first argument is an option (or absent).
@@ -327,10 +403,10 @@ impl Config {
             v
         };
         match Cli::try_parse_from(&argv)?.command {
-            CliCommand::Run(raw) | CliCommand::CheckConfig(raw) => resolve(raw, env, hostname),
-            CliCommand::Version => Err(ConfigError::Missing {
+            CliCommand::Run(raw) | CliCommand::CheckConfig(raw) => resolve(raw, env, host),
+            CliCommand::Version | CliCommand::Manifest(_) => Err(ConfigError::Missing {
                 option: "subcommand".into(),
-                hint: "`version` takes no configuration; use run or check-config".into(),
+                hint: "only run and check-config resolve a configuration here".into(),
             }),
         }
     }
@@ -377,14 +453,6 @@ pub fn interface_exists(name: &str) -> std::io::Result<bool> {
         .skip(2)
         .filter_map(|l| l.split_once(':'))
         .any(|(n, _)| n.trim() == name))
-}
-
-/// The kernel hostname, kube-vip's default holder identity.
-fn system_hostname() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
 }
 
 /// A raw value and its origin.
@@ -486,6 +554,13 @@ impl Resolver<'_> {
     }
 }
 
+/// Overrides the recorded source of `opt` (a value derived elsewhere).
+fn set_source(settings: &mut [Setting], opt: &Opt, source: Source) {
+    if let Some(s) = settings.iter_mut().find(|s| s.name == opt.key) {
+        s.source = source;
+    }
+}
+
 fn secs(d: &Duration) -> String {
     format!("{}s", d.as_secs_f64())
 }
@@ -506,7 +581,7 @@ fn opt_path(s: &str) -> Result<PathBuf, &'static str> {
 fn resolve(
     raw: RawOptions,
     env: &HashMap<String, String>,
-    hostname: Option<String>,
+    host: &HostFacts,
 ) -> Result<Config, ConfigError> {
     let config_path = raw
         .config
@@ -611,7 +686,7 @@ fn resolve(
     let arp_refresh = (arp && !arp_rate.is_zero()).then_some(arp_rate);
 
     // Identity and lease.
-    let default_node = hostname.unwrap_or_default();
+    let default_node = host.hostname.clone().unwrap_or_default();
     let (node_name, node_source) = r.get_or(&NODE_NAME, default_node, Clone::clone, |s| {
         Ok(s.trim().to_string())
     })?;
@@ -629,12 +704,25 @@ fn resolve(
         Clone::clone,
         |s| Ok(s.trim().to_string()),
     )?;
-    let (ns_flag, _) = r.get_or(
+    // In a pod with nothing configured, the lease lives in the pod's own
+    // namespace, as client-go's in-cluster programs default to.
+    let sa_path = host.service_account_namespace_file.as_deref();
+    let sa_namespace = health::service_account_namespace(sa_path);
+    let (ns_flag, ns_source) = r.get_or(
         &LEASE_NAMESPACE,
-        DEFAULT_LEASE_NAMESPACE.to_string(),
+        sa_namespace
+            .clone()
+            .unwrap_or_else(|| DEFAULT_LEASE_NAMESPACE.to_string()),
         Clone::clone,
         |s| Ok(s.trim().to_string()),
     )?;
+    if let (Source::Default, Some(_), Some(path)) = (&ns_source, &sa_namespace, sa_path) {
+        set_source(
+            &mut r.settings,
+            &LEASE_NAMESPACE,
+            Source::ServiceAccount(path.to_path_buf()),
+        );
+    }
     let invalid_lease = |expected: &str| ConfigError::Invalid {
         option: LEASE_NAME.describe(),
         value: lease_full.clone(),
@@ -783,6 +871,8 @@ fn resolve(
     if let Some((p, s)) = &kubeconfig {
         r.record(&KUBECONFIG, p.display().to_string(), s.clone());
     }
+    let kube_api = health::resolve_kube_api(&mut r)?;
+    let (health_checks, health) = health::resolve_health(&mut r, control_plane, api_port)?;
 
     // Observability.
     let (http_addr, _) = r.get_or(
@@ -852,6 +942,9 @@ fn resolve(
         log_level,
         log_json,
         reconcile_period,
+        kube_api,
+        health_checks,
+        health,
         api_port,
         kubernetes_addr: kubernetes_addr.map(|(a, _)| a),
         kubeconfig: kubeconfig.map(|(p, _)| p),

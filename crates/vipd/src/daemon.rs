@@ -34,6 +34,7 @@ use vipd_announce::{
     SendKind,
 };
 use vipd_election::{Elector, FenceReason, LeaseStore, Role};
+use vipd_health::{HealthCheckSpec, HealthEvent, HealthMonitor};
 use vipd_vip::{preflight, PreflightError, Vip, VipEvent, VipManager, VipManagerConfig};
 
 use crate::elect::{self, Control, Holder, Observation};
@@ -88,10 +89,19 @@ async fn run(cfg: Config) -> ExitCode {
             warn!(interface = %name, "interface does not exist yet; waiting for it (--wait-for-interface)");
         }
         Err(e) => {
-            eprintln!("vipd: invalid configuration: {e} (--address/address, --interface/vip_interface)");
+            eprintln!(
+                "vipd: invalid configuration: {e} (--address/address, --interface/vip_interface)"
+            );
             return ExitCode::from(EXIT_CONFIG);
         }
     }
+    let health = match health_specs(&cfg) {
+        Ok(specs) => specs,
+        Err(e) => {
+            eprintln!("vipd: invalid health check: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     match &cfg.backend {
         #[cfg(feature = "etcd")]
         Backend::Etcd(s) => {
@@ -107,7 +117,7 @@ async fn run(cfg: Config) -> ExitCode {
                 request_timeout: cfg.timings.renew_deadline(),
             };
             match vipd_etcd::EtcdStore::new(opts) {
-                Ok(store) => run_with_store(cfg, vip, Arc::new(store)).await,
+                Ok(store) => run_with_store(cfg, vip, health, Arc::new(store)).await,
                 Err(e) => {
                     eprintln!("vipd: invalid etcd configuration: {e}");
                     ExitCode::from(EXIT_CONFIG)
@@ -168,7 +178,12 @@ impl Holder for VipHolder {
     }
 }
 
-async fn run_with_store<S: LeaseStore>(cfg: Config, vip: Vip, store: Arc<S>) -> ExitCode {
+async fn run_with_store<S: LeaseStore>(
+    cfg: Config,
+    vip: Vip,
+    health: Vec<HealthCheckSpec>,
+    store: Arc<S>,
+) -> ExitCode {
     let cancel = CancellationToken::new();
     let metrics = Arc::new(Metrics::new(env!("CARGO_PKG_VERSION")));
     let lease_label = format!("{}/{}", cfg.lease_namespace, cfg.lease_name);
@@ -188,6 +203,24 @@ async fn run_with_store<S: LeaseStore>(cfg: Config, vip: Vip, store: Arc<S>) -> 
         vip_ev_tx,
         cancel.child_token(),
     ));
+
+    // Health gate (R8): every change of eligibility goes to the election;
+    // with checks configured a node starts ineligible until they pass.
+    let (health_monitor, eligible_rx) = if health.is_empty() {
+        (None, watch::channel(true).1)
+    } else {
+        match HealthMonitor::spawn(health, cancel.child_token()) {
+            Ok(monitor) => {
+                let rx = monitor.eligible();
+                (Some(monitor), rx)
+            }
+            Err(e) => {
+                eprintln!("vipd: invalid health check: {e}");
+                cancel.cancel();
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        }
+    };
 
     // Election driver, restarted if it ever panics (R2).
     let (control_tx, control_rx) = mpsc::channel::<Control>(8);
@@ -223,6 +256,7 @@ async fn run_with_store<S: LeaseStore>(cfg: Config, vip: Vip, store: Arc<S>) -> 
         let max_age =
             timings.renew_deadline() + timings.retry_period() * 3 + Duration::from_secs(1);
         let liveness = liveness.clone();
+        let eligible_rx = eligible_rx.clone();
         tokio::spawn(async move {
             let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
             loop {
@@ -245,9 +279,15 @@ async fn run_with_store<S: LeaseStore>(cfg: Config, vip: Vip, store: Arc<S>) -> 
                     on_request.clone(),
                 );
                 let heartbeat = liveness.register("election", max_age, tokio::time::Instant::now());
+                let eligible = *eligible_rx.borrow();
                 let task = tokio::spawn(async move {
                     let mut rx = rx.lock_owned().await;
-                    elect::run(store, elector, holder, &mut rx, &obs, hook, heartbeat).await;
+                    let report = elect::Reporting {
+                        observe: &obs,
+                        on_request: hook,
+                        heartbeat,
+                    };
+                    elect::run(store, elector, holder, &mut rx, report, eligible).await;
                 });
                 match task.await {
                     Ok(()) => return,
@@ -291,6 +331,17 @@ async fn run_with_store<S: LeaseStore>(cfg: Config, vip: Vip, store: Arc<S>) -> 
             }
         },
     ));
+
+    let mut health_monitor = health_monitor;
+    if let Some(monitor) = health_monitor.as_mut() {
+        tokio::spawn(health_loop(
+            monitor.eligible(),
+            monitor.take_events(),
+            control_tx.clone(),
+            metrics.clone(),
+            cancel.child_token(),
+        ));
+    }
 
     let http = cfg.http_addr.map(|addr| {
         let state = vipd::http::HttpState::new(metrics.clone(), status.clone(), liveness.clone());
@@ -533,5 +584,75 @@ fn announcement_kind(k: SendKind) -> AnnouncementKind {
         SendKind::GarpRequest => AnnouncementKind::GarpRequest,
         SendKind::GarpReply => AnnouncementKind::GarpReply,
         SendKind::UnsolicitedNa => AnnouncementKind::UnsolicitedNa,
+    }
+}
+
+/// The health checks to run: explicit `--health-check` specs as written,
+/// kube-vip's `control_plane_health_check_address` with kube-vip's period,
+/// timeout and threshold, and the local apiserver's `/livez` (verified as
+/// `kubernetes`, the name kubeadm's serving certificate carries) as the
+/// control-plane default.
+fn health_specs(cfg: &Config) -> Result<Vec<HealthCheckSpec>, vipd_health::HealthSpecError> {
+    let local = vipd::config::default_health_check(cfg.api_port);
+    let h = &cfg.health;
+    let secs = |d: Duration| i64::try_from(d.as_secs().max(1)).unwrap_or(i64::MAX);
+    cfg.health_checks
+        .iter()
+        .map(|s| {
+            if *s == local {
+                let mut spec = HealthCheckSpec::local_apiserver(cfg.api_port, h.ca_path.clone());
+                spec.interval = h.period;
+                spec.timeout = h.timeout;
+                spec.failure_threshold = h.failure_threshold;
+                Ok(spec)
+            } else if h.address.as_deref() == Some(s.as_str()) {
+                HealthCheckSpec::from_kube_vip(
+                    s,
+                    secs(h.period),
+                    secs(h.timeout),
+                    i64::from(h.failure_threshold),
+                    h.ca_path.clone(),
+                )
+            } else {
+                HealthCheckSpec::parse(s)
+            }
+        })
+        .collect()
+}
+
+/// Forwards eligibility to the election and check changes to metrics.
+async fn health_loop(
+    mut eligible: watch::Receiver<bool>,
+    events: Option<mpsc::Receiver<HealthEvent>>,
+    control: mpsc::Sender<Control>,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+) {
+    let mut events = events;
+    // The election starts with the value current at its start; from here
+    // on every change is forwarded.
+    eligible.borrow_and_update();
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            changed = eligible.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let e = *eligible.borrow_and_update();
+                info!(eligible = e, "health gate changed");
+                let _ = control.send(Control::Eligible(e)).await;
+            }
+            ev = async {
+                match events.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => match ev {
+                Some(HealthEvent::CheckChanged { name, up, .. }) => metrics.set_health_check(&name, up),
+                Some(HealthEvent::Eligible(_)) => {}
+                None => events = None,
+            },
+        }
     }
 }

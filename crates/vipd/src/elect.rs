@@ -32,6 +32,9 @@ use vipd_election::{
 pub enum Control {
     /// Graceful shutdown (R7).
     Shutdown,
+    /// Health gate result (R8): an ineligible holder releases, an
+    /// ineligible node does not campaign.
+    Eligible(bool),
     /// Re-read the record now (duplicate claim seen on the wire, R5).
     Reread,
 }
@@ -84,6 +87,16 @@ fn op_label(op: &Op) -> &'static str {
 /// and whether it was a renewal by the holder (for the renew-failure count).
 pub type RequestHook = Arc<dyn Fn(&'static str, &'static str, Duration, bool) + Send + Sync>;
 
+/// Where the driver reports what it does.
+pub struct Reporting<'a> {
+    /// Observations after every step (metrics, `/status`).
+    pub observe: &'a watch::Sender<Observation>,
+    /// Every finished store request.
+    pub on_request: RequestHook,
+    /// Beaten on every loop iteration (`/healthz`).
+    pub heartbeat: Heartbeat,
+}
+
 /// Runs the election until it stops after a [`Control::Shutdown`] (or the
 /// control channel closes, which is treated as a shutdown).
 pub async fn run<S: LeaseStore, H: Holder>(
@@ -91,10 +104,14 @@ pub async fn run<S: LeaseStore, H: Holder>(
     mut elector: Elector,
     mut holder: H,
     control: &mut mpsc::Receiver<Control>,
-    observe: &watch::Sender<Observation>,
-    on_request: RequestHook,
-    heartbeat: Heartbeat,
+    report: Reporting<'_>,
+    eligible: bool,
 ) {
+    let Reporting {
+        observe,
+        on_request,
+        heartbeat,
+    } = report;
     let (watch_tx, mut watch_rx) = mpsc::channel::<WatchEvent>(16);
     let _watcher = AbortOnDropHandle::new(tokio::spawn(watch_loop(
         store.clone(),
@@ -105,7 +122,9 @@ pub async fn run<S: LeaseStore, H: Holder>(
     let mut control_open = true;
     let mut reachable = true;
     let mut last_result = None;
-    let mut input = Input::Tick;
+    // The first input states the health gate, so an unhealthy node never
+    // campaigns even for one round trip (R8).
+    let mut input = Input::SetEligible(eligible);
     loop {
         let now = Instant::now();
         heartbeat.beat(now);
@@ -164,6 +183,7 @@ pub async fn run<S: LeaseStore, H: Holder>(
                     control_open = false;
                     Input::Shutdown
                 }
+                Some(Control::Eligible(e)) => Input::SetEligible(e),
                 Some(Control::Reread) => Input::Reread,
             },
             Some(ev) = watch_rx.recv() => Input::Watched(ev),

@@ -6,10 +6,12 @@
 //! - [`metrics`]: the Prometheus metrics on an explicit registry (SPEC §6).
 //! - [`status`]: what `/status` reports, updated by the run loop.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`, `/status`.
+//! - [`manifest`]: `vipd manifest pod|daemonset|rbac` YAML.
 
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod http;
+pub mod manifest;
 pub mod metrics;
 pub mod status;

@@ -32,5 +32,6 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run(cfg) => daemon::main(*cfg),
+        Command::Manifest(m) => vipd::manifest::print(&m),
     }
 }

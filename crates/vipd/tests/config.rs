@@ -4,7 +4,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use vipd::config::{parse_command, Backend, Command, Config, ConfigError, Source};
+use vipd::config::{
+    default_health_check, parse_command, parse_command_with, Backend, Command, Config, ConfigError,
+    HostFacts, ManifestRequest, Source,
+};
 
 fn argv(line: &str) -> Vec<String> {
     std::iter::once("vipd")
@@ -415,24 +418,26 @@ fn services_mode_is_warned_about_and_ignored() {
 }
 
 #[test]
-fn run_with_kubernetes_backend_is_refused_but_check_config_accepts_it() {
+fn run_with_kubernetes_backend_is_accepted_because_credentials_are_found_at_run_time() {
     let e = env(&[
         ("address", "192.0.2.10"),
         ("vip_interface", "eth0"),
         ("vip_nodename", "n1"),
     ]);
-    let run = parse_command(&argv("run"), &e);
-    assert!(
-        matches!(&run, Err(ConfigError::Unsupported { option, value, .. }) if option.contains("--backend") && value == "kubernetes"),
-        "{run:?}"
-    );
+    let parse = |line: &str, e: &HashMap<String, String>| {
+        parse_command_with(&argv(line), e, &HostFacts::default())
+    };
+    match parse("run", &e) {
+        Ok(Command::Run(c)) => assert_eq!(c.backend, Backend::Kubernetes),
+        other => panic!("{other:?}"),
+    }
     assert!(matches!(
-        parse_command(&argv("check-config"), &e),
+        parse("check-config --backend kubernetes", &e),
         Ok(Command::CheckConfig(_))
     ));
 
-    let etcd = parse_command(
-        &argv("manager --backend etcd --etcdEndpoints http://192.0.2.1:2379,http://192.0.2.2:2379"),
+    let etcd = parse(
+        "manager --backend etcd --etcdEndpoints http://192.0.2.1:2379,http://192.0.2.2:2379",
         &e,
     );
     match etcd {
@@ -445,6 +450,8 @@ fn run_with_kubernetes_backend_is_refused_but_check_config_accepts_it() {
         },
         other => panic!("{other:?}"),
     }
+    assert!(matches!(parse("version", &e), Ok(Command::Version)));
+    // The production entry point parses the same way.
     assert!(matches!(
         parse_command(&argv("version"), &e),
         Ok(Command::Version)
@@ -577,5 +584,336 @@ fn loopback_interface_is_found_in_proc() {
     assert!(matches!(
         vipd::config::interface_exists("vipd-no-such0"),
         Ok(false)
+    ));
+}
+
+/// The env block kube-vip's `manifest pod --arp --controlplane --leaderElection`
+/// writes (kube-vip v0.8/v1.x), with realistic values, plus the health-check
+/// variables of kube-vip's BGP health-check guide.
+fn kube_vip_arp_control_plane_block() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("vip_arp", "true"),
+        ("port", "6443"),
+        ("vip_nodename", "cp-2"),
+        ("vip_interface", "ens192"),
+        ("vip_subnet", "32"),
+        ("dns_mode", "first"),
+        ("cp_enable", "true"),
+        ("cp_namespace", "kube-system"),
+        ("svc_enable", "false"),
+        ("svc_leasename", "plndr-svcs-lock"),
+        ("vip_leaderelection", "true"),
+        ("vip_leasename", "plndr-cp-lock"),
+        ("vip_leaseduration", "5"),
+        ("vip_renewdeadline", "3"),
+        ("vip_retryperiod", "1"),
+        ("address", "198.51.100.40"),
+        ("prometheus_server", ":2112"),
+        ("k8s_config_file", "/etc/kubernetes/admin.conf"),
+        ("vip_loglevel", "4"),
+    ]
+}
+
+#[test]
+fn kube_vip_env_block_maps_to_the_effective_config_table() {
+    let mut block = env(&kube_vip_arp_control_plane_block());
+    block.insert(
+        "control_plane_health_check_ca_path".into(),
+        "/etc/kubernetes/pki/ca.crt".into(),
+    );
+    block.insert(
+        "control_plane_health_check_period_seconds".into(),
+        "2".into(),
+    );
+    let c = Config::from_sources_with_hostname(&argv("manager"), &block, Some("ignored".into()))
+        .expect("valid");
+    let table = c.describe();
+    // (option, effective value, source) for every option the block sets or
+    // derives; values are as `check-config` prints them.
+    let kv = |n: &str| Source::KubeVipEnv(n.into());
+    let expected: Vec<(&str, &str, Source)> = vec![
+        ("address", "198.51.100.40", kv("address")),
+        ("interface", "ens192", kv("vip_interface")),
+        ("subnet", "/32", kv("vip_subnet")),
+        ("arp", "true", kv("vip_arp")),
+        ("arp-rate", "30000ms", Source::Default),
+        ("node-name", "cp-2", kv("vip_nodename")),
+        ("lease-name", "plndr-cp-lock", kv("vip_leasename")),
+        ("lease-namespace", "kube-system", kv("cp_namespace")),
+        ("lease-duration", "5s", kv("vip_leaseduration")),
+        ("renew-deadline", "3s", kv("vip_renewdeadline")),
+        ("retry-period", "1s", kv("vip_retryperiod")),
+        ("backend", "kubernetes", Source::Default),
+        ("control-plane", "true", kv("cp_enable")),
+        ("services", "false", kv("svc_enable")),
+        ("api-port", "6443", kv("port")),
+        (
+            "kubeconfig",
+            "/etc/kubernetes/admin.conf",
+            kv("k8s_config_file"),
+        ),
+        ("prometheus-server", "0.0.0.0:2112", kv("prometheus_server")),
+        ("log-level", "info", kv("vip_loglevel")),
+        ("kube-api-qps", "50", Source::Default),
+        ("kube-api-burst", "100", Source::Default),
+        ("kube-api-timeout", "30s", Source::Default),
+        // Control-plane mode without explicit checks: the local /livez.
+        (
+            "health-check",
+            "https://127.0.0.1:6443/livez",
+            Source::Default,
+        ),
+        (
+            "health-check-period",
+            "2s",
+            kv("control_plane_health_check_period_seconds"),
+        ),
+        ("health-check-timeout", "3s", Source::Default),
+        ("health-check-failure-threshold", "3", Source::Default),
+        (
+            "health-check-ca-path",
+            "/etc/kubernetes/pki/ca.crt",
+            kv("control_plane_health_check_ca_path"),
+        ),
+    ];
+    for (name, value, source) in &expected {
+        let got = c.settings.iter().find(|s| s.name == *name);
+        assert_eq!(
+            got.map(|s| (s.value.as_str(), &s.source)),
+            Some((*value, source)),
+            "{name}\n{table}"
+        );
+    }
+    // Typed fields agree with the table.
+    assert_eq!(c.vip.to_string(), "198.51.100.40");
+    assert!(c.control_plane && c.arp);
+    assert_eq!(c.health_checks, [default_health_check(6443)]);
+    assert_eq!(c.health.period, secs(2.0));
+    assert_eq!(c.health.failure_threshold, 3);
+    assert_eq!(
+        c.kubeconfig.as_deref(),
+        Some(std::path::Path::new("/etc/kubernetes/admin.conf"))
+    );
+    // Only the variables vipd does not act on are reported, one line each.
+    assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+    assert!(c.warnings.iter().any(|w| w.contains("dns_mode")));
+    assert!(c.warnings.iter().any(|w| w.contains("svc_leasename")));
+}
+
+#[test]
+fn kube_api_limits_default_to_50_qps_100_burst_30s_and_follow_precedence() {
+    let c = resolve("run", &[]).expect("valid");
+    assert_eq!(
+        (c.kube_api.qps, c.kube_api.burst, c.kube_api.timeout),
+        (50.0, 100, secs(30.0))
+    );
+    let c = resolve(
+        "run --kube-api-qps 7.5 --kube-api-timeout 4",
+        &[("VIPD_KUBE_API_QPS", "9"), ("VIPD_KUBE_API_BURST", "20")],
+    )
+    .expect("valid");
+    assert_eq!(
+        (c.kube_api.qps, c.kube_api.burst, c.kube_api.timeout),
+        (7.5, 20, secs(4.0))
+    );
+    assert_eq!(source_of(&c, "kube-api-qps"), Some(&Source::Flag));
+    assert_eq!(
+        source_of(&c, "kube-api-burst"),
+        Some(&Source::Env("VIPD_KUBE_API_BURST".into()))
+    );
+    for (line, pairs) in [
+        ("run --kube-api-qps 0", &[][..]),
+        ("run", &[("VIPD_KUBE_API_BURST", "-1")][..]),
+        ("run --kube-api-timeout 0", &[][..]),
+    ] {
+        let e = resolve(line, pairs);
+        assert!(
+            matches!(&e, Err(ConfigError::Invalid { option, .. }) if option.contains("--kube-api-")),
+            "{line} {pairs:?}: {e:?}"
+        );
+    }
+}
+
+#[test]
+fn health_checks_combine_flags_and_kube_vip_address_and_default_only_in_control_plane_mode() {
+    // Not control-plane, nothing configured: no gating.
+    let c = resolve("run", &[]).expect("valid");
+    assert!(c.health_checks.is_empty());
+    // Repeated flag, in order, then kube-vip's address.
+    let c = resolve(
+        "run --health-check tcp://192.0.2.1:6443 --health-check icmp://192.0.2.254",
+        &[(
+            "control_plane_health_check_address",
+            "https://127.0.0.1:6443/readyz",
+        )],
+    )
+    .expect("valid");
+    assert_eq!(
+        c.health_checks,
+        [
+            "tcp://192.0.2.1:6443",
+            "icmp://192.0.2.254",
+            "https://127.0.0.1:6443/readyz"
+        ]
+    );
+    assert_eq!(
+        c.health.address.as_deref(),
+        Some("https://127.0.0.1:6443/readyz")
+    );
+    // VIPD_HEALTH_CHECKS is comma-separated; explicit checks replace the
+    // control-plane default, which follows --api-port otherwise.
+    let c = resolve(
+        "run --control-plane",
+        &[(
+            "VIPD_HEALTH_CHECKS",
+            "http://192.0.2.5:10256/healthz, tcp://192.0.2.5:22",
+        )],
+    )
+    .expect("valid");
+    assert_eq!(
+        c.health_checks,
+        ["http://192.0.2.5:10256/healthz", "tcp://192.0.2.5:22"]
+    );
+    let c = resolve("run --control-plane --api-port 8443", &[]).expect("valid");
+    assert_eq!(c.health_checks, ["https://127.0.0.1:8443/livez"]);
+    // kube-vip's tuning applies in ARP mode too.
+    let c = resolve(
+        "run",
+        &[
+            ("control_plane_health_check_timeout_seconds", "1"),
+            ("control_plane_health_check_failure_threshold", "5"),
+        ],
+    )
+    .expect("valid");
+    assert_eq!(
+        (c.health.timeout, c.health.failure_threshold),
+        (secs(1.0), 5)
+    );
+}
+
+#[test]
+fn malformed_health_settings_are_refused_naming_the_option() {
+    let cases: Vec<(&str, Pairs, &str)> = vec![
+        ("run --health-check ftp://192.0.2.1/", &[], "--health-check"),
+        ("run --health-check tcp://192.0.2.1", &[], "--health-check"),
+        (
+            "run",
+            &[("VIPD_HEALTH_CHECKS", "icmp://gateway")],
+            "VIPD_HEALTH_CHECKS",
+        ),
+        (
+            "run",
+            &[("control_plane_health_check_address", "tcp://192.0.2.1:6443")],
+            "control_plane_health_check_address",
+        ),
+        (
+            "run",
+            &[("control_plane_health_check_period_seconds", "0")],
+            "control_plane_health_check_period_seconds",
+        ),
+        (
+            "run",
+            &[("control_plane_health_check_failure_threshold", "0")],
+            "control_plane_health_check_failure_threshold",
+        ),
+    ];
+    for (line, pairs, name) in cases {
+        let e = resolve(line, pairs);
+        assert!(
+            matches!(&e, Err(ConfigError::Invalid { option, .. }) if option.contains(name)),
+            "{line} {pairs:?}: {e:?}"
+        );
+    }
+}
+
+#[test]
+fn service_account_namespace_is_the_lease_namespace_unless_configured() {
+    let dir = std::env::temp_dir().join(format!("vipd-config-sa-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let file = dir.join("namespace");
+    std::fs::write(&file, "vip-system\n").expect("write");
+    let host = HostFacts {
+        hostname: Some("host-a".into()),
+        service_account_namespace_file: Some(file.clone()),
+    };
+    let base = env(BASE);
+    let c = Config::from_sources_with(&argv("run"), &base, &host).expect("valid");
+    assert_eq!(c.lease_namespace, "vip-system");
+    assert_eq!(
+        source_of(&c, "lease-namespace"),
+        Some(&Source::ServiceAccount(file.clone()))
+    );
+    let mut with_cp = base.clone();
+    with_cp.insert("cp_namespace".into(), "infra".into());
+    let c = Config::from_sources_with(&argv("run"), &with_cp, &host).expect("valid");
+    assert_eq!(c.lease_namespace, "infra");
+    // A missing file falls back to kube-system.
+    let missing = HostFacts {
+        service_account_namespace_file: Some(dir.join("absent")),
+        ..host
+    };
+    let c = Config::from_sources_with(&argv("run"), &base, &missing).expect("valid");
+    assert_eq!(c.lease_namespace, "kube-system");
+    assert_eq!(source_of(&c, "lease-namespace"), Some(&Source::Default));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn manifest_subcommands_resolve_their_options() {
+    let host = HostFacts::default();
+    let parse = |line: &str, pairs: Pairs| parse_command_with(&argv(line), &env(pairs), &host);
+    match parse(
+        "manifest pod --address 192.0.2.10 --interface eth0 --control-plane",
+        &[],
+    ) {
+        Ok(Command::Manifest(ManifestRequest::Pod {
+            config,
+            image,
+            kubeconfig_host_path,
+        })) => {
+            assert!(config.control_plane);
+            assert_eq!(image, vipd::config::default_image());
+            assert_eq!(
+                kubeconfig_host_path,
+                std::path::Path::new("/etc/kubernetes/admin.conf")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    match parse(
+        "manifest pod --image registry.example/vipd:dev --kubeconfig-host-path /etc/kubernetes/super-admin.conf",
+        BASE,
+    ) {
+        Ok(Command::Manifest(ManifestRequest::Pod {
+            image,
+            kubeconfig_host_path,
+            ..
+        })) => {
+            assert_eq!(image, "registry.example/vipd:dev");
+            assert_eq!(
+                kubeconfig_host_path,
+                std::path::Path::new("/etc/kubernetes/super-admin.conf")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        parse("manifest daemonset", BASE),
+        Ok(Command::Manifest(ManifestRequest::DaemonSet { .. }))
+    ));
+    // A daemonset still needs a valid configuration.
+    assert!(matches!(
+        parse("manifest daemonset", &[]),
+        Err(ConfigError::Missing { .. })
+    ));
+    match parse("manifest rbac", &[("cp_namespace", "infra")]) {
+        Ok(Command::Manifest(ManifestRequest::Rbac { lease_namespace })) => {
+            assert_eq!(lease_namespace, "infra")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        parse("manifest rbac --lease-namespace Bad_NS", &[]),
+        Err(ConfigError::Invalid { .. })
     ));
 }

@@ -36,6 +36,13 @@ pub(crate) const HONOURED: &[&str] = &[
     "bgp_enable",
     "vip_routingtable",
     "vip_wireguard",
+    // Health gating (kube-vip: BGP and routing-table mode only; vipd: every
+    // mode, see `config::HealthSettings`).
+    "control_plane_health_check_address",
+    "control_plane_health_check_period_seconds",
+    "control_plane_health_check_timeout_seconds",
+    "control_plane_health_check_failure_threshold",
+    "control_plane_health_check_ca_path",
 ];
 
 /// kube-vip variables vipd knows but does not act on (yet). Listed so the
@@ -119,7 +126,15 @@ pub(crate) const IGNORED: &[&str] = &[
 /// Prefixes that mark a variable as kube-vip style, so a misspelling such as
 /// `vip_leaseduraton` is reported instead of silently doing nothing.
 const PREFIXES: &[&str] = &[
-    "vip_", "cp_", "svc_", "bgp_", "lb_", "egress_", "zebra_", "mpbgp_",
+    "vip_",
+    "cp_",
+    "svc_",
+    "bgp_",
+    "lb_",
+    "egress_",
+    "zebra_",
+    "mpbgp_",
+    "control_plane_",
 ];
 
 /// kube-vip variables that switch on a mode vipd does not implement. Set to

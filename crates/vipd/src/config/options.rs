@@ -66,6 +66,15 @@ opts! {
     LOG_LEVEL = "log-level", Some("log"), "VIPD_LOG_LEVEL", ["vip_loglevel"];
     LOG_FORMAT = "log-format", None, "VIPD_LOG_FORMAT", [];
     RECONCILE_PERIOD = "reconcile-period", None, "VIPD_RECONCILE_PERIOD", [];
+    KUBE_API_QPS = "kube-api-qps", None, "VIPD_KUBE_API_QPS", [];
+    KUBE_API_BURST = "kube-api-burst", None, "VIPD_KUBE_API_BURST", [];
+    KUBE_API_TIMEOUT = "kube-api-timeout", None, "VIPD_KUBE_API_TIMEOUT", [];
+    HEALTH_CHECKS = "health-check", None, "VIPD_HEALTH_CHECKS", [];
+    HEALTH_ADDRESS = "health-check-address", Some("controlPlaneHealthCheckAddress"), "VIPD_HEALTH_CHECK_ADDRESS", ["control_plane_health_check_address"];
+    HEALTH_PERIOD = "health-check-period", Some("controlPlaneHealthCheckPeriodSeconds"), "VIPD_HEALTH_CHECK_PERIOD", ["control_plane_health_check_period_seconds"];
+    HEALTH_TIMEOUT = "health-check-timeout", Some("controlPlaneHealthCheckTimeoutSeconds"), "VIPD_HEALTH_CHECK_TIMEOUT", ["control_plane_health_check_timeout_seconds"];
+    HEALTH_FAILURE_THRESHOLD = "health-check-failure-threshold", Some("controlPlaneHealthCheckFailureThreshold"), "VIPD_HEALTH_CHECK_FAILURE_THRESHOLD", ["control_plane_health_check_failure_threshold"];
+    HEALTH_CA_PATH = "health-check-ca-path", Some("controlPlaneHealthCheckCAPath"), "VIPD_HEALTH_CHECK_CA_PATH", ["control_plane_health_check_ca_path"];
 }
 
 /// `--config` itself: flag or `VIPD_CONFIG` only.
@@ -89,8 +98,58 @@ pub(super) enum CliCommand {
     Run(RawOptions),
     /// Validate the configuration and print the effective values; exit 2 on error.
     CheckConfig(RawOptions),
+    /// Print ready-to-apply Kubernetes YAML (kube-vip's `manifest`).
+    #[command(subcommand)]
+    Manifest(ManifestCommand),
     /// Print the version.
     Version,
+}
+
+/// `vipd manifest pod|daemonset|rbac`.
+#[derive(Subcommand, Debug)]
+pub(super) enum ManifestCommand {
+    /// A static pod for kubeadm control-plane nodes (/etc/kubernetes/manifests).
+    Pod(PodManifestArgs),
+    /// A DaemonSet on control-plane nodes using the in-cluster service account.
+    #[command(alias = "ds")]
+    Daemonset(DaemonSetManifestArgs),
+    /// ServiceAccount, Role and RoleBinding with the least privilege vipd needs.
+    Rbac(RbacManifestArgs),
+}
+
+/// Options of `manifest pod`: the daemon's options plus the image and the
+/// kubeconfig file on the host.
+#[derive(Args, Debug)]
+pub(super) struct PodManifestArgs {
+    /// Container image; default ghcr.io/vipd/vipd:v<version> (a placeholder name)
+    #[arg(long, value_name = "IMAGE")]
+    pub(super) image: Option<String>,
+    /// Kubeconfig on the host, mounted read-only into the pod; default
+    /// /etc/kubernetes/admin.conf (use /etc/kubernetes/super-admin.conf on the
+    /// first control-plane node of a kubeadm >= 1.29 cluster during `kubeadm init`)
+    #[arg(long, value_name = "FILE")]
+    pub(super) kubeconfig_host_path: Option<String>,
+    #[command(flatten)]
+    pub(super) options: RawOptions,
+}
+
+/// Options of `manifest daemonset`: the daemon's options plus the image.
+#[derive(Args, Debug)]
+pub(super) struct DaemonSetManifestArgs {
+    /// Container image; default ghcr.io/vipd/vipd:v<version> (a placeholder name)
+    #[arg(long, value_name = "IMAGE")]
+    pub(super) image: Option<String>,
+    #[command(flatten)]
+    pub(super) options: RawOptions,
+}
+
+/// Options of `manifest rbac`.
+#[derive(Args, Debug)]
+pub(super) struct RbacManifestArgs {
+    /// Namespace of the lease (where the Role and RoleBinding go); default
+    /// kube-system [env: VIPD_LEASE_NAMESPACE, cp_namespace]
+    #[arg(long, alias = "namespace", value_name = "NS")]
+    pub(super) lease_namespace: Option<String>,
 }
 
 /// Flags as typed; resolution and parsing happen in [`Resolver`]. Each help
@@ -178,6 +237,45 @@ pub(super) struct RawOptions {
     /// Reconcile period in seconds; default 5 [env: VIPD_RECONCILE_PERIOD]
     #[arg(long, value_name = "SECS")]
     reconcile_period: Option<String>,
+    /// Queries per second of the general Kubernetes client (events; never the lease); default 50 [env: VIPD_KUBE_API_QPS]
+    #[arg(long, value_name = "QPS")]
+    kube_api_qps: Option<String>,
+    /// Burst of the general Kubernetes client; default 100 [env: VIPD_KUBE_API_BURST]
+    #[arg(long, value_name = "N")]
+    kube_api_burst: Option<String>,
+    /// Request timeout of the general Kubernetes client in seconds; default 30 [env: VIPD_KUBE_API_TIMEOUT]
+    #[arg(long, value_name = "SECS")]
+    kube_api_timeout: Option<String>,
+    /// Health check, repeatable: https://127.0.0.1:6443/livez, tcp://HOST:PORT or icmp://IP; default in control-plane mode https://127.0.0.1:<api-port>/livez [env: VIPD_HEALTH_CHECKS, comma-separated]
+    #[arg(long = "health-check", value_name = "SPEC", action = clap::ArgAction::Append)]
+    health_checks: Vec<String>,
+    /// One HTTP(S) health check URL (kube-vip's) [env: VIPD_HEALTH_CHECK_ADDRESS, control_plane_health_check_address]
+    #[arg(long, alias = "controlPlaneHealthCheckAddress", value_name = "URL")]
+    health_check_address: Option<String>,
+    /// Seconds between health checks; default 5 [env: VIPD_HEALTH_CHECK_PERIOD, control_plane_health_check_period_seconds]
+    #[arg(
+        long,
+        alias = "controlPlaneHealthCheckPeriodSeconds",
+        value_name = "SECS"
+    )]
+    health_check_period: Option<String>,
+    /// Timeout of one health check in seconds; default 3 [env: VIPD_HEALTH_CHECK_TIMEOUT, control_plane_health_check_timeout_seconds]
+    #[arg(
+        long,
+        alias = "controlPlaneHealthCheckTimeoutSeconds",
+        value_name = "SECS"
+    )]
+    health_check_timeout: Option<String>,
+    /// Consecutive failures before a check counts as down; default 3 [env: VIPD_HEALTH_CHECK_FAILURE_THRESHOLD, control_plane_health_check_failure_threshold]
+    #[arg(
+        long,
+        alias = "controlPlaneHealthCheckFailureThreshold",
+        value_name = "N"
+    )]
+    health_check_failure_threshold: Option<String>,
+    /// PEM CA bundle that verifies HTTPS health checks [env: VIPD_HEALTH_CHECK_CA_PATH, control_plane_health_check_ca_path]
+    #[arg(long, alias = "controlPlaneHealthCheckCAPath", value_name = "FILE")]
+    health_check_ca_path: Option<String>,
 }
 
 impl RawOptions {
@@ -210,6 +308,23 @@ impl RawOptions {
             (LOG_LEVEL.key, self.log_level),
             (LOG_FORMAT.key, self.log_format),
             (RECONCILE_PERIOD.key, self.reconcile_period),
+            (KUBE_API_QPS.key, self.kube_api_qps),
+            (KUBE_API_BURST.key, self.kube_api_burst),
+            (KUBE_API_TIMEOUT.key, self.kube_api_timeout),
+            // Repeated flags travel as one comma-separated value, the
+            // spelling of VIPD_HEALTH_CHECKS, so every layer parses alike.
+            (
+                HEALTH_CHECKS.key,
+                (!self.health_checks.is_empty()).then(|| self.health_checks.join(",")),
+            ),
+            (HEALTH_ADDRESS.key, self.health_check_address),
+            (HEALTH_PERIOD.key, self.health_check_period),
+            (HEALTH_TIMEOUT.key, self.health_check_timeout),
+            (
+                HEALTH_FAILURE_THRESHOLD.key,
+                self.health_check_failure_threshold,
+            ),
+            (HEALTH_CA_PATH.key, self.health_check_ca_path),
         ];
         pairs
             .into_iter()

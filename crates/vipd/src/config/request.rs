@@ -1,0 +1,97 @@
+//! What resolution needs besides flags and environment: facts about the
+//! host (injectable for tests), and the `manifest` request with its
+//! manifest-only options.
+
+use std::path::PathBuf;
+
+use super::{Config, ConfigError, Source};
+
+/// Where Kubernetes mounts the pod's service-account namespace; its content
+/// is the default lease namespace in a pod (client-go's in-cluster config
+/// reads the same file).
+pub const SERVICE_ACCOUNT_NAMESPACE_FILE: &str =
+    "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+/// Kubeconfig that `manifest pod` mounts from the host: kubeadm's
+/// `admin.conf`, as kube-vip's generator does. kubeadm 1.29+ binds
+/// `admin.conf` to RBAC (group `kubeadm:cluster-admins`, bound only once
+/// `kubeadm init` has finished), so on the first node during `kubeadm init`
+/// mount `/etc/kubernetes/super-admin.conf` instead
+/// (`--kubeconfig-host-path`) and switch back afterwards.
+pub const DEFAULT_KUBECONFIG_HOST_PATH: &str = "/etc/kubernetes/admin.conf";
+
+/// The image `manifest` writes unless `--image` is given. A placeholder:
+/// vipd publishes no image under this name; point `--image` at your build.
+pub fn default_image() -> String {
+    format!("ghcr.io/vipd/vipd:v{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Facts about the machine that resolution may consult, injectable so tests
+/// stay hermetic.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostFacts {
+    /// Default node name (the kernel hostname).
+    pub hostname: Option<String>,
+    /// The service-account namespace file; its namespace is the lease
+    /// namespace when none is configured. `None` skips the lookup.
+    pub service_account_namespace_file: Option<PathBuf>,
+}
+
+impl HostFacts {
+    /// This machine: the kernel hostname and
+    /// [`SERVICE_ACCOUNT_NAMESPACE_FILE`].
+    pub fn system() -> HostFacts {
+        HostFacts {
+            hostname: system_hostname(),
+            service_account_namespace_file: Some(PathBuf::from(SERVICE_ACCOUNT_NAMESPACE_FILE)),
+        }
+    }
+}
+
+/// What `vipd manifest` prints (see [`crate::manifest`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ManifestRequest {
+    /// `manifest pod`: a static pod for a kubeadm control-plane node.
+    Pod {
+        /// The configuration written into the env block.
+        config: Box<Config>,
+        /// Container image.
+        image: String,
+        /// Kubeconfig file on the host, mounted at the configured
+        /// `--kubeconfig` path (default [`DEFAULT_KUBECONFIG_HOST_PATH`]).
+        kubeconfig_host_path: PathBuf,
+    },
+    /// `manifest daemonset`: control-plane nodes, in-cluster credentials.
+    DaemonSet {
+        /// The configuration written into the env block.
+        config: Box<Config>,
+        /// Container image.
+        image: String,
+    },
+    /// `manifest rbac`: ServiceAccount, Role and RoleBinding.
+    Rbac {
+        /// Namespace of the lease, where the Role and RoleBinding live.
+        lease_namespace: String,
+    },
+}
+
+/// `--image`, or [`default_image`].
+pub(super) fn image_or_default(image: Option<String>) -> Result<String, ConfigError> {
+    match image {
+        None => Ok(default_image()),
+        Some(i) if !i.trim().is_empty() && !i.contains(char::is_whitespace) => Ok(i),
+        Some(i) => Err(ConfigError::Invalid {
+            option: "--image".into(),
+            value: i,
+            from: Source::Flag,
+            expected: "a container image reference, e.g. registry.example/vipd:v0.1.0".into(),
+        }),
+    }
+}
+
+/// The kernel hostname, kube-vip's default holder identity.
+pub(super) fn system_hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
