@@ -43,6 +43,12 @@ use vipd_backoff::{random_u64, Backoff};
 /// Exit status for invalid configuration (SPEC §3).
 const EXIT_CONFIG: u8 = 2;
 
+/// Event reasons (kept in one place so dashboards can rely on them).
+const EVENT_ACQUIRED: &str = "LeaderElection";
+const EVENT_LOST: &str = "LeaderLost";
+const EVENT_DUPLICATE: &str = "DuplicateVIP";
+const EVENT_HEALTH: &str = "HealthChanged";
+
 /// Entry point of `vipd run`.
 pub fn main(cfg: Config) -> ExitCode {
     init_logging(&cfg);
@@ -70,8 +76,11 @@ fn init_logging(cfg: &Config) {
             cfg.log_level
         ))
     });
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour only for people: log collectors get plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if cfg.log_json {
         builder.json().init();
@@ -117,7 +126,7 @@ async fn run(cfg: Config) -> ExitCode {
                 request_timeout: cfg.timings.renew_deadline(),
             };
             match vipd_etcd::EtcdStore::new(opts) {
-                Ok(store) => run_with_store(cfg, vip, health, Arc::new(store)).await,
+                Ok(store) => run_with_store(cfg, vip, health, Arc::new(store), Events::None).await,
                 Err(e) => {
                     eprintln!("vipd: invalid etcd configuration: {e}");
                     ExitCode::from(EXIT_CONFIG)
@@ -129,12 +138,96 @@ async fn run(cfg: Config) -> ExitCode {
             eprintln!("vipd: this build has no etcd backend (built without feature `etcd`)");
             ExitCode::from(EXIT_CONFIG)
         }
+        #[cfg(feature = "kubernetes")]
+        Backend::Kubernetes => {
+            let settings = vipd_kube::KubeSettings {
+                kubeconfig: cfg.kubeconfig.clone(),
+                kubernetes_addr: cfg.kubernetes_addr.clone(),
+                api_port: cfg.api_port,
+                control_plane: cfg.control_plane,
+                vip: cfg.vip,
+            };
+            let api = match vipd_kube::KubeApi::load(&settings).await {
+                Ok(api) => api,
+                Err(e) => {
+                    eprintln!("vipd: invalid Kubernetes configuration: {e} (--kubeconfig/k8s_config_file, --kubernetes-addr/kubernetes_addr)");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            let endpoints = api.endpoints();
+            if !endpoints.dropped.is_empty() {
+                // R6: in control-plane mode the API is never reached
+                // through the VIP this node may be about to remove.
+                info!(dropped = ?endpoints.dropped.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "not using API endpoints that are the control-plane VIP");
+            }
+            info!(endpoints = ?endpoints.endpoints.iter().map(|e| e.to_string()).collect::<Vec<_>>(), "Kubernetes API endpoints, in order");
+            let store = api.lease_store(
+                &cfg.lease_namespace,
+                &cfg.lease_name,
+                cfg.timings.renew_deadline(),
+            );
+            let general = Arc::new(api.general_client(vipd_kube::GeneralOptions {
+                qps: f64::from(cfg.kube_api.qps),
+                burst: cfg.kube_api.burst,
+                timeout: cfg.kube_api.timeout,
+            }));
+            let (recorder, recorder_task) = vipd_kube::EventRecorder::spawn(
+                general,
+                vipd_kube::EventTarget {
+                    namespace: cfg.lease_namespace.clone(),
+                    lease: cfg.lease_name.clone(),
+                    component: "vipd".into(),
+                    host: Some(cfg.node_name.clone()),
+                },
+            );
+            let events = Events::Kube(recorder);
+            let code = run_with_store(cfg, vip, health, Arc::new(store), events).await;
+            drop(recorder_task);
+            code
+        }
+        #[cfg(not(feature = "kubernetes"))]
         Backend::Kubernetes => {
             eprintln!(
-                "vipd: --backend kubernetes (kube-vip's default) is not available in this version yet; \
-                 use --backend etcd (kube-vip: --leaderElectionType=etcd) with --etcd-endpoints"
+                "vipd: this build has no Kubernetes backend (built without feature `kubernetes`)"
             );
             ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+/// Kubernetes Events for state changes (best effort, never blocking), or
+/// nothing where the backend has no event API.
+#[derive(Clone)]
+enum Events {
+    None,
+    #[cfg(feature = "kubernetes")]
+    Kube(vipd_kube::EventRecorder),
+}
+
+impl Events {
+    fn normal(&self, reason: &str, message: String) {
+        self.emit(reason, message, false);
+    }
+
+    fn warning(&self, reason: &str, message: String) {
+        self.emit(reason, message, true);
+    }
+
+    #[cfg_attr(not(feature = "kubernetes"), allow(unused_variables))]
+    fn emit(&self, reason: &str, message: String, warning: bool) {
+        match self {
+            Events::None => {}
+            #[cfg(feature = "kubernetes")]
+            Events::Kube(r) => {
+                let kind = if warning {
+                    vipd_kube::EventType::Warning
+                } else {
+                    vipd_kube::EventType::Normal
+                };
+                // record() never blocks; a full queue drops and counts.
+                r.record(reason, message, kind);
+            }
         }
     }
 }
@@ -183,6 +276,7 @@ async fn run_with_store<S: LeaseStore>(
     vip: Vip,
     health: Vec<HealthCheckSpec>,
     store: Arc<S>,
+    events: Events,
 ) -> ExitCode {
     let cancel = CancellationToken::new();
     let metrics = Arc::new(Metrics::new(env!("CARGO_PKG_VERSION")));
@@ -316,6 +410,7 @@ async fn run_with_store<S: LeaseStore>(
         bound: manager.bound(),
         cancel: cancel.child_token(),
         liveness: liveness.clone(),
+        events: events.clone(),
     };
     let glue_inputs = Arc::new(Mutex::new((vip_ev_rx, obs_rx)));
     let glue = tokio::spawn(crate::supervise::supervise(
@@ -339,6 +434,7 @@ async fn run_with_store<S: LeaseStore>(
             monitor.take_events(),
             control_tx.clone(),
             metrics.clone(),
+            events.clone(),
             cancel.child_token(),
         ));
     }
@@ -414,6 +510,7 @@ struct GlueCtx {
     bound: watch::Receiver<BTreeSet<Vip>>,
     cancel: CancellationToken,
     liveness: Liveness,
+    events: Events,
 }
 
 async fn glue(
@@ -486,6 +583,7 @@ async fn glue(
                     AnnounceEvent::DuplicateClaim { vip, mac } => {
                         warn!(vip = %vip, claimed_by = %mac, "another MAC claims our VIP; re-reading the lease and re-announcing");
                         ctx.metrics.inc_duplicate_claim(&vip.to_string());
+                        ctx.events.warning(EVENT_DUPLICATE, format!("{mac} claims {vip} held by {}", ctx.cfg.node_name));
                         // R5: if the lease says another node holds it the
                         // re-read steps us down; otherwise we re-announce.
                         let _ = ctx.control.try_send(Control::Reread);
@@ -506,6 +604,11 @@ async fn glue(
                 if role != last_role && role != Role::Stopped {
                     info!(from = elect::role_label(last_role), to = elect::role_label(role), holder = ?o.status.holder, "leadership changed");
                     ctx.metrics.inc_transition(&ctx.lease_label, if role == Role::Leader { Transition::Leader } else { Transition::Follower });
+                    if role == Role::Leader {
+                        ctx.events.normal(EVENT_ACQUIRED, format!("{} acquired the lease and holds {}", ctx.cfg.node_name, ctx.vip_label));
+                    } else {
+                        ctx.events.warning(EVENT_LOST, format!("{} stopped holding {} (lease holder now {:?})", ctx.cfg.node_name, ctx.vip_label, o.status.holder));
+                    }
                     last_role = role;
                 }
                 ctx.metrics.set_leader(&ctx.vip_label, &ctx.lease_label, role == Role::Leader);
@@ -626,6 +729,7 @@ async fn health_loop(
     events: Option<mpsc::Receiver<HealthEvent>>,
     control: mpsc::Sender<Control>,
     metrics: Arc<Metrics>,
+    kube_events: Events,
     cancel: CancellationToken,
 ) {
     let mut events = events;
@@ -649,7 +753,18 @@ async fn health_loop(
                     None => std::future::pending().await,
                 }
             } => match ev {
-                Some(HealthEvent::CheckChanged { name, up, .. }) => metrics.set_health_check(&name, up),
+                Some(HealthEvent::CheckChanged { name, up, reason }) => {
+                    metrics.set_health_check(&name, up);
+                    let msg = match reason {
+                        Some(r) => format!("health check {name} is {}: {r}", if up { "up" } else { "down" }),
+                        None => format!("health check {name} is {}", if up { "up" } else { "down" }),
+                    };
+                    if up {
+                        kube_events.normal(EVENT_HEALTH, msg);
+                    } else {
+                        kube_events.warning(EVENT_HEALTH, msg);
+                    }
+                }
                 Some(HealthEvent::Eligible(_)) => {}
                 None => events = None,
             },
