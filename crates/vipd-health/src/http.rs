@@ -71,7 +71,7 @@ impl HttpProber {
         let tls_wanted = spec.is_tls();
         let port = url.port_u16().unwrap_or(if tls_wanted { 443 } else { 80 });
         let tls = if tls_wanted {
-            let config = client_config(spec.ca_path.as_deref())?;
+            let config = client_config(spec.ca_path.as_deref(), &spec.extra_roots)?;
             let name = spec.server_name.clone().unwrap_or_else(|| host.clone());
             let server_name =
                 ServerName::try_from(name.clone()).map_err(|_| BuildError::ServerName { name })?;
@@ -158,7 +158,7 @@ impl HttpProber {
 /// rustls client config: system roots plus `ca_path`, ring provider
 /// (selected explicitly so a second provider in the build cannot make the
 /// process-default lookup fail).
-fn client_config(ca_path: Option<&Path>) -> Result<ClientConfig, BuildError> {
+fn client_config(ca_path: Option<&Path>, extra: &[Vec<u8>]) -> Result<ClientConfig, BuildError> {
     let mut roots = RootCertStore::empty();
     let env_bundle = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
     let system = env_bundle
@@ -182,6 +182,7 @@ fn client_config(ca_path: Option<&Path>) -> Result<ClientConfig, BuildError> {
             });
         }
     }
+    roots.add_parsable_certificates(extra.iter().map(|d| CertificateDer::from(d.clone())));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

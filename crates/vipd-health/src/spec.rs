@@ -108,6 +108,9 @@ pub struct HttpProbe {
     /// Name to verify the server certificate against (and send as SNI)
     /// instead of the URL's host; see [`HealthCheckSpec::local_apiserver`].
     pub server_name: Option<String>,
+    /// Further trusted CA certificates (DER), e.g. the cluster CA taken
+    /// from the kubeconfig the daemon already uses for the API.
+    pub extra_roots: Vec<Vec<u8>>,
 }
 
 impl HttpProbe {
@@ -166,8 +169,22 @@ impl HealthCheckSpec {
                 .unwrap_or_else(|_| Uri::from_static("https://127.0.0.1/livez")),
             ca_path,
             server_name: Some("kubernetes".into()),
+            extra_roots: Vec::new(),
         });
         HealthCheckSpec::new("apiserver", probe)
+    }
+
+    /// Trusts the cluster CA the daemon already uses for the API (DER
+    /// certificates and/or a PEM file) for an HTTPS check that has no CA
+    /// of its own, so the default `/livez` check of a kubeadm node passes
+    /// without extra configuration. Other checks are left as they are.
+    pub fn trust_cluster_ca(&mut self, der: &[Vec<u8>], pem_file: Option<&std::path::Path>) {
+        if let ProbeSpec::Http(http) = &mut self.probe {
+            if http.is_tls() && http.ca_path.is_none() && http.extra_roots.is_empty() {
+                http.extra_roots = der.to_vec();
+                http.ca_path = pem_file.map(std::path::Path::to_path_buf);
+            }
+        }
     }
 
     /// Maps kube-vip's `control_plane_health_check_*` variables onto a spec
@@ -235,6 +252,7 @@ impl HealthCheckSpec {
                     url,
                     ca_path: None,
                     server_name: None,
+                    extra_roots: Vec::new(),
                 })
             }
             "tcp" => {

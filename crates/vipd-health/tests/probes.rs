@@ -472,3 +472,41 @@ fn icmp_check_goes_down_when_the_gateway_address_disappears() {
     remover.join().unwrap();
     assert_eq!(result[0].state, CheckState::Down, "{result:?} in {name}");
 }
+
+#[tokio::test]
+async fn default_livez_check_trusts_the_cluster_ca_from_the_api_credentials() {
+    // The daemon hands the CA of its kubeconfig to the default /livez check,
+    // so a kubeadm node needs no control_plane_health_check_ca_path.
+    let pki = pki("cluster-ca", &["kubernetes"]);
+    let server = TestServer::start(Some(pki.acceptor.clone())).await;
+    let pem = std::fs::read(&pki.ca_file).unwrap();
+    let der: Vec<Vec<u8>> = rustls_pemfile::certs(&mut pem.as_slice())
+        .map(|c| c.unwrap().to_vec())
+        .collect();
+
+    let mut local = HealthCheckSpec::local_apiserver(server.addr.port(), None);
+    let ProbeSpec::Http(h) = &local.probe else {
+        panic!()
+    };
+    let err = HttpProber::new(h).unwrap().probe().await.unwrap_err();
+    assert!(matches!(err, ProbeError::Tls(_)), "without the CA: {err}");
+
+    local.trust_cluster_ca(&der, None);
+    let ProbeSpec::Http(h) = &local.probe else {
+        panic!()
+    };
+    assert_eq!(HttpProber::new(h).unwrap().probe().await.unwrap(), 200);
+
+    // An explicitly configured CA is never replaced.
+    let mut explicit =
+        HealthCheckSpec::local_apiserver(server.addr.port(), Some("/nonexistent/ca.pem".into()));
+    explicit.trust_cluster_ca(&der, None);
+    let ProbeSpec::Http(h) = &explicit.probe else {
+        panic!()
+    };
+    assert_eq!(
+        h.ca_path.as_deref(),
+        Some(std::path::Path::new("/nonexistent/ca.pem"))
+    );
+    assert!(h.extra_roots.is_empty());
+}

@@ -324,6 +324,17 @@ impl Credentials {
         Credentials { config, source }
     }
 
+    /// The cluster CA the credentials trust: DER certificates (a
+    /// kubeconfig's `certificate-authority-data`) and/or a PEM file (the
+    /// service account's `ca.crt`). Lets other HTTPS clients of the same
+    /// apiserver, such as the `/livez` health check, verify it too.
+    pub fn cluster_ca(&self) -> (&[Vec<u8>], Option<&std::path::Path>) {
+        (
+            self.config.root_cert.as_deref().unwrap_or_default(),
+            self.config.root_cert_file.as_deref(),
+        )
+    }
+
     /// The server named by the credentials.
     pub fn server(&self) -> &Uri {
         &self.config.cluster_url

@@ -104,7 +104,8 @@ async fn run(cfg: Config) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     }
-    let health = match health_specs(&cfg) {
+    #[cfg_attr(not(feature = "kubernetes"), allow(unused_mut))]
+    let mut health = match health_specs(&cfg) {
         Ok(specs) => specs,
         Err(e) => {
             eprintln!("vipd: invalid health check: {e}");
@@ -162,6 +163,12 @@ async fn run(cfg: Config) -> ExitCode {
                     "not using API endpoints that are the control-plane VIP");
             }
             info!(endpoints = ?endpoints.endpoints.iter().map(|e| e.to_string()).collect::<Vec<_>>(), "Kubernetes API endpoints, in order");
+            // The default /livez check verifies the local apiserver with the
+            // cluster CA we already trust for the API.
+            let (ca_der, ca_file) = api.credentials().cluster_ca();
+            for spec in &mut health {
+                spec.trust_cluster_ca(ca_der, ca_file);
+            }
             let store = api.lease_store(
                 &cfg.lease_namespace,
                 &cfg.lease_name,
