@@ -390,16 +390,8 @@ impl Elector {
                 self.reread = true;
                 self.next_at = now;
             }
-            (purpose, Err(_)) => {
-                // Unknown outcome: retry soon. A leader retries faster so a
-                // short blip does not cost it the lease; the fence deadline
-                // stands regardless.
-                let base = if purpose == Purpose::Renew || self.leading || self.shutting_down {
-                    self.timings.retry_period() / 2
-                } else {
-                    self.timings.retry_period()
-                };
-                self.next_at = now + self.jitter(base);
+            (purpose, Err(e)) => {
+                self.after_failure(now, purpose, e == StoreError::Timeout);
             }
         }
         if watched {
@@ -409,6 +401,25 @@ impl Elector {
             self.reread = true;
             self.next_at = now;
         }
+    }
+
+    /// Schedules the next attempt after a failed request (outcome unknown:
+    /// a write may have been applied). A holder whose request timed out
+    /// retries at once: the wait already happened and the driver has
+    /// re-dialled, so the retry travels on a fresh connection and can still
+    /// land before the fence. Other failures back off for half a retry
+    /// period (holder, release) or a retry period (follower), jittered.
+    fn after_failure(&mut self, now: Instant, purpose: Purpose, timed_out: bool) {
+        if timed_out && self.leading {
+            self.next_at = now;
+            return;
+        }
+        let base = if purpose == Purpose::Renew || self.leading || self.shutting_down {
+            self.timings.retry_period() / 2
+        } else {
+            self.timings.retry_period()
+        };
+        self.next_at = now + self.jitter(base);
     }
 
     fn on_watch(&mut self, now: Instant, ev: WatchEvent) {
@@ -526,12 +537,7 @@ impl Elector {
             // driver does; a late answer is ignored by id.
             let purpose = f.purpose;
             self.in_flight = None;
-            let base = if self.leading || purpose == Purpose::Release {
-                self.timings.retry_period() / 2
-            } else {
-                self.timings.retry_period()
-            };
-            self.next_at = now + self.jitter(base);
+            self.after_failure(now, purpose, true);
             self.reread = true;
         }
         if now < self.next_at {
@@ -562,10 +568,18 @@ impl Elector {
             // eye on the record.
             (Purpose::Read, Op::Get)
         };
+        // R6: no request outlives the renew deadline, and none may eat the
+        // whole of it either: a request stuck on a dead connection gives up
+        // after half the renew deadline (at least one retry period), so the
+        // driver can re-dial and the holder still renews before its fence.
+        let per_request = self
+            .timings
+            .retry_period()
+            .max(self.timings.renew_deadline() / 2);
         let deadline = if self.leading {
-            self.fence_at
+            self.fence_at.min(now + per_request)
         } else {
-            now + self.timings.renew_deadline()
+            now + per_request
         };
         let id = RequestId(self.next_id);
         self.next_id += 1;

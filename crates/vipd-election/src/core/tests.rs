@@ -393,11 +393,12 @@ fn late_acquire_answer_past_the_renew_deadline_does_not_lead() {
     let (id2, op2, deadline) = only_request(&a.handle(t0, Input::Response { id, result: r }));
     assert_eq!(
         deadline,
-        ms(t0, 3000),
-        "an acquire is worth nothing after the renew deadline"
+        ms(t0, 1500),
+        "half the renew deadline per request"
     );
     let r2 = store.apply(&op2, WALL);
-    // The answer arrives 3.5 s after sending: the core already timed it out.
+    // The answer arrives 3.5 s after sending, past the renew deadline: the
+    // core timed the request out long ago and ignores the late answer.
     let acts = a.handle(
         ms(t0, 3500),
         Input::Response {
@@ -414,6 +415,7 @@ fn in_flight_request_times_out_at_its_deadline_and_retries() {
     let t0 = Instant::now();
     let mut a = Elector::new("a", timings(), 1, t0);
     let (_, _, deadline) = only_request(&a.handle(t0, Input::Tick));
+    assert_eq!(deadline, ms(t0, 1500));
     assert_eq!(a.poll_timeout(), Some(deadline));
     assert!(a.handle(deadline, Input::Tick).is_empty());
     let next = a.poll_timeout().expect("scheduled");
@@ -527,7 +529,32 @@ fn duplicate_claim_triggers_an_immediate_reread() {
     assert_eq!(op, Op::Get);
     assert_eq!(
         deadline,
-        ms(t0, 3000),
-        "a leader's request never outlives its fence"
+        ms(t0, 1800),
+        "half the renew deadline, and never past the fence"
     );
+}
+
+#[test]
+fn leader_request_stuck_on_a_dead_connection_leaves_time_to_renew_before_the_fence() {
+    // 5/3/1 s: a renewal sent at 1 s hangs (black-holed connection). It is
+    // given up at 2.5 s and retried at once (the driver re-dials), so the
+    // retry lands before the fence at 3 s: the holder keeps the VIP.
+    let t0 = Instant::now();
+    let mut store = MemStore::new();
+    let mut a = Elector::new("a", timings(), 1, t0);
+    run_sync(&mut a, &mut store, t0, Input::Tick);
+    let (_, op, deadline) = only_request(&a.handle(ms(t0, 1000), Input::Tick));
+    assert!(matches!(op, Op::Update { .. }));
+    assert_eq!(deadline, ms(t0, 2500));
+    // Nothing comes back; at the deadline the core gives up and retries at
+    // once, over a working store this time.
+    let seen = run_sync(&mut a, &mut store, deadline, Input::Tick);
+    assert!(seen.is_empty(), "renewed, no fence: {seen:?}");
+    assert_eq!(a.role(), Role::Leader);
+    assert_eq!(a.status().last_renewal, Some(deadline));
+    // No fence at 3 s.
+    assert!(a
+        .handle(ms(t0, 3000), Input::Tick)
+        .iter()
+        .all(|x| !matches!(x, Action::Fence(_))));
 }
