@@ -724,7 +724,19 @@ fn health_specs(cfg: &Config) -> Result<Vec<HealthCheckSpec>, vipd_health::Healt
                     h.ca_path.clone(),
                 )
             } else {
-                HealthCheckSpec::parse(s)
+                // --health-check-period/-timeout/-failure-threshold (kube-vip's
+                // control_plane_health_check_*) apply to every check.
+                HealthCheckSpec::parse(s).map(|mut spec| {
+                    spec.interval = h.period;
+                    spec.timeout = h.timeout;
+                    spec.failure_threshold = h.failure_threshold;
+                    if let vipd_health::ProbeSpec::Http(http) = &mut spec.probe {
+                        if http.ca_path.is_none() {
+                            http.ca_path.clone_from(&h.ca_path);
+                        }
+                    }
+                    spec
+                })
             }
         })
         .collect()
@@ -740,9 +752,11 @@ async fn health_loop(
     cancel: CancellationToken,
 ) {
     let mut events = events;
-    // The election starts with the value current at its start; from here
-    // on every change is forwarded.
-    eligible.borrow_and_update();
+    // The election started with the value current at its start; a change
+    // between then and now would be lost, so state the current one again
+    // (idempotent for the elector), then forward every change.
+    let now = *eligible.borrow_and_update();
+    let _ = control.send(Control::Eligible(now)).await;
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
