@@ -16,6 +16,8 @@
 #![allow(dead_code)] // not every scenario uses every helper
 #![allow(clippy::unwrap_used)] // test harness: a panic is the failure report
 
+pub mod kube;
+
 use netlab::etcd::EtcdServer;
 use netlab::probe::{Prober, Responder, Sample};
 use netlab::watch::AddrWatcher;
@@ -40,7 +42,17 @@ pub const RECONCILE: Duration = Duration::from_secs(1);
 pub const PORT: u16 = 8080;
 /// The three vipd nodes.
 pub const NODES: [&str; 3] = ["n1", "n2", "n3"];
-const API_IP: &str = "192.0.2.2";
+/// The API host's address (etcd or the Kubernetes API test server).
+pub const API_IP: &str = "192.0.2.2";
+
+/// Which lease backend the daemons use; chosen when the cluster is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// etcd 3.4 in `api`, `--backend etcd`.
+    Etcd,
+    /// The Kubernetes API test server in `api`, `--backend kubernetes`.
+    Kube,
+}
 
 /// Address family of the VIP under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,13 +115,19 @@ pub struct Cluster {
     pub watcher: AddrWatcher,
     prober: Option<Prober>,
     responders: Vec<Responder>,
-    etcd: EtcdServer,
+    etcd: Option<EtcdServer>,
+    /// The Kubernetes API test server ([`Backend::Kube`] only).
+    pub kube: Option<kube::KubeApi>,
     /// The namespaces.
     pub topo: Topology,
     /// Clock shared by watcher, prober and the test's own marks.
     pub clock: LabClock,
     /// VIP family of this run.
     pub family: Family,
+    /// Lease backend of this run.
+    pub backend: Backend,
+    /// Flags appended to every node's command line (health checks, ...).
+    pub extra_args: Vec<String>,
     scenario: String,
     logdir: PathBuf,
 }
@@ -118,6 +136,13 @@ impl Cluster {
     /// Builds the topology, starts etcd in `api`, a responder in each node
     /// and the VIP watcher. No vipd runs yet.
     pub fn new(scenario: &str, family: Family) -> Cluster {
+        Cluster::with_backend(scenario, family, Backend::Etcd)
+    }
+
+    /// Like [`Cluster::new`], with the lease backend chosen: etcd, or the
+    /// Kubernetes API test server (running inside `api`, so nftables cuts
+    /// apply to it as to a real API server).
+    pub fn with_backend(scenario: &str, family: Family, backend: Backend) -> Cluster {
         let prefix = netlab::unique_prefix(scenario);
         let topo = TopologyBuilder::new(&prefix)
             .host("api", &[v4(API_IP), v6("2001:db8::2")])
@@ -127,17 +152,31 @@ impl Cluster {
             .host("client", &[v4("192.0.2.50"), v6("2001:db8::50")])
             .build()
             .unwrap_or_else(|e| panic!("building topology {prefix}: {e}"));
-        let etcd =
-            EtcdServer::start_in_ns(topo.host("api").ns.name(), API_IP.parse().unwrap(), 2379)
+        let logdir = std::env::temp_dir().join(format!("vipd-scenario-{prefix}"));
+        std::fs::create_dir_all(&logdir).unwrap();
+        let (etcd, kube) = match backend {
+            Backend::Etcd => {
+                let etcd = EtcdServer::start_in_ns(
+                    topo.host("api").ns.name(),
+                    API_IP.parse().unwrap(),
+                    2379,
+                )
                 .unwrap_or_else(|e| panic!("starting etcd in {prefix}-api: {e}"));
+                (Some(etcd), None)
+            }
+            Backend::Kube => {
+                let api = kube::KubeApi::start(&topo.host("api").ns, &logdir).unwrap_or_else(|e| {
+                    panic!("starting the API test server in {prefix}-api: {e}")
+                });
+                (None, Some(api))
+            }
+        };
         let responders = NODES
             .iter()
             .map(|n| Responder::start(&topo.host(n).ns, n, PORT).unwrap())
             .collect();
         let clock = LabClock::new();
         let watcher = AddrWatcher::start(&topo, &NODES, family.vip(), clock).unwrap();
-        let logdir = std::env::temp_dir().join(format!("vipd-scenario-{prefix}"));
-        std::fs::create_dir_all(&logdir).unwrap();
         let daemons = NODES
             .iter()
             .map(|n| Daemon {
@@ -153,9 +192,12 @@ impl Cluster {
             prober: None,
             responders,
             etcd,
+            kube,
             topo,
             clock,
             family,
+            backend,
+            extra_args: Vec::new(),
             scenario: scenario.to_string(),
             logdir,
         }
@@ -180,10 +222,6 @@ impl Cluster {
             "eth0",
             "--node-name",
             node,
-            "--backend",
-            "etcd",
-            "--etcd-endpoints",
-            &format!("http://{API_IP}:2379"),
             "--lease-name",
             "cp-vip",
             "--lease-duration",
@@ -201,7 +239,35 @@ impl Cluster {
         ]
         .iter()
         .map(|s| s.to_string())
+        .chain(self.backend_args())
+        .chain(self.extra_args.iter().cloned())
         .collect()
+    }
+
+    /// The flags selecting and reaching the lease backend.
+    fn backend_args(&self) -> Vec<String> {
+        match self.backend {
+            Backend::Etcd => vec![
+                "--backend".into(),
+                "etcd".into(),
+                "--etcd-endpoints".into(),
+                format!("http://{API_IP}:2379"),
+            ],
+            Backend::Kube => vec![
+                "--backend".into(),
+                "kubernetes".into(),
+                "--kubeconfig".into(),
+                self.logdir.join("kubeconfig").display().to_string(),
+                "--lease-namespace".into(),
+                "kube-system".into(),
+            ],
+        }
+    }
+
+    /// Directory of this run's logs (and the test server's certificates
+    /// and kubeconfig).
+    pub fn logdir(&self) -> &std::path::Path {
+        &self.logdir
     }
 
     /// Starts vipd on `node` (which must not be running), logging to its
@@ -371,12 +437,12 @@ impl Cluster {
 
     /// Stops etcd (data kept).
     pub fn etcd_down(&mut self) {
-        self.etcd.stop().unwrap();
+        self.etcd.as_mut().expect("etcd backend").stop().unwrap();
     }
 
     /// Starts etcd again; returns once it answers.
     pub fn etcd_up(&mut self) {
-        self.etcd.start().unwrap();
+        self.etcd.as_mut().expect("etcd backend").start().unwrap();
     }
 
     /// Nodes holding the VIP now (address on an up `eth0`).
@@ -573,10 +639,15 @@ impl Cluster {
                 out.push('\n');
             }
         }
-        out.push_str(&format!(
-            "----- etcd log tail -----\n{}\n",
-            self.etcd.log_tail()
-        ));
+        if let Some(etcd) = &self.etcd {
+            out.push_str(&format!("----- etcd log tail -----\n{}\n", etcd.log_tail()));
+        }
+        if let Some(api) = &self.kube {
+            out.push_str(&format!(
+                "----- API test server -----\n{}\n",
+                api.describe()
+            ));
+        }
         out.push_str("----- VIP holding transitions (t, host, holding) -----\n");
         for t in self.watcher.transitions() {
             out.push_str(&format!(
