@@ -1,0 +1,493 @@
+//! `vipd lab`: the fault-injection lab as a product feature (SPEC §7).
+//!
+//! It builds a namespace network on this machine (switch with a bridge, N
+//! vipd nodes, a client, an API namespace running a real etcd), starts real
+//! vipd processes (this same executable, `vipd run ...`), probes the VIP from
+//! the client every 10 ms, watches the wire and every node's addresses, and
+//! walks through the fault scenarios, measuring each run. It ends with a
+//! table, and optionally JSON and an SVG timeline.
+//!
+//! ```text
+//!   main ─► preflight (root, tools) ─► Lab::build ─► run_plan ─► report
+//!                                        ▲             │ polls every 100 ms:
+//!   SIGINT/SIGTERM thread ── stop flag ──┴─────────────┘ live line, stop flag
+//! ```
+//! Safety: documentation addresses only, everything named with a per-run
+//! prefix and removed by guards on exit, error and Ctrl-C; nothing in the
+//! host namespace changes. Module overview: [`scenario`] (recipes),
+//! [`lab`] (network and processes), [`wire`] (claims on the wire),
+//! [`measure`] (pure metrics), [`runner`] (loop and live view),
+//! [`report`] (table, JSON), [`svg`] (timeline).
+
+#![forbid(unsafe_code)]
+
+pub mod lab;
+pub mod measure;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod svg;
+pub mod wire;
+
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything that can stop the lab.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    /// Not running as root.
+    #[error("needs root: it creates network namespaces (run it with sudo); nothing was changed")]
+    NotRoot,
+    /// Required system tools are missing.
+    #[error("missing system tools, nothing was changed:\n{0}")]
+    MissingTools(String),
+    /// Building or driving the namespaces failed.
+    #[error(transparent)]
+    Net(#[from] netlab::Error),
+    /// etcd could not be started or stopped.
+    #[error(transparent)]
+    Etcd(#[from] netlab::etcd::EtcdServerError),
+    /// A file or process operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Invalid lab setup (a bug or a bad option).
+    #[error("{0}")]
+    Setup(String),
+    /// SIGINT or SIGTERM.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// `vipd lab` command line (separate from the daemon's configuration).
+#[derive(Debug, Parser)]
+#[command(
+    name = "vipd lab",
+    about = "Fault-injection lab: real vipd processes in network namespaces, measured"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: LabCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum LabCommand {
+    /// 3 nodes, every scenario once, short holds.
+    Demo {
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Chosen scenarios, runs, nodes and lease settings.
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct OutputArgs {
+    /// Write the runs as JSON (schema vipd-lab/1) to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write the timeline SVG to FILE.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+    /// Directory for the vipd logs (default: a fresh one under the temp dir; kept).
+    #[arg(long, value_name = "DIR")]
+    run_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Comma-separated scenarios, or `all`: sigterm, sigkill-restart, crash,
+    /// link-flap, api-cut, api-down, partition, loss, vip-deleted, stale-vip.
+    #[arg(long, default_value = "all")]
+    scenarios: String,
+    /// Runs per scenario.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    runs: u32,
+    /// Number of vipd nodes.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=9))]
+    nodes: u8,
+    /// Lease duration in seconds.
+    #[arg(long, default_value_t = 3.0)]
+    lease_duration: f64,
+    /// Renew deadline in seconds.
+    #[arg(long, default_value_t = 2.0)]
+    renew_deadline: f64,
+    /// Retry period in seconds.
+    #[arg(long, default_value_t = 0.5)]
+    retry_period: f64,
+    /// How long each fault is held, in seconds (some hold longer, e.g. past
+    /// lease expiry).
+    #[arg(long, default_value_t = 3.0)]
+    hold: f64,
+    /// Longest wait for one holder serving the client, in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    settle_timeout: f64,
+    /// IPv6 VIP (2001:db8::100) instead of IPv4 (192.0.2.100).
+    #[arg(long)]
+    ipv6: bool,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+/// Tools the lab runs, with the Debian package providing each.
+pub const TOOLS: [(&str, &str); 5] = [
+    ("ip", "iproute2"),
+    ("nft", "nftables"),
+    ("etcd", "etcd-server"),
+    ("etcdctl", "etcd-client"),
+    ("tcpdump", "tcpdump"),
+];
+
+/// Which of [`TOOLS`] are in none of `dirs`.
+pub fn missing_tools(dirs: &[PathBuf]) -> Vec<(&'static str, &'static str)> {
+    TOOLS
+        .iter()
+        .filter(|(t, _)| !dirs.iter().any(|d| d.join(t).is_file()))
+        .copied()
+        .collect()
+}
+
+/// `PATH` plus the sbin directories root normally has.
+fn search_dirs() -> Vec<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .collect()
+}
+
+fn preflight() -> Result<(), LabError> {
+    if !netlab::is_root() {
+        return Err(LabError::NotRoot);
+    }
+    let missing = missing_tools(&search_dirs());
+    if !missing.is_empty() {
+        let mut pkgs: Vec<&str> = missing.iter().map(|m| m.1).collect();
+        pkgs.dedup();
+        let lines: Vec<String> = missing
+            .iter()
+            .map(|(t, p)| format!("  {t}: apt-get install {p}"))
+            .collect();
+        return Err(LabError::MissingTools(format!(
+            "{}\ninstall all: apt-get install {}",
+            lines.join("\n"),
+            pkgs.join(" ")
+        )));
+    }
+    Ok(())
+}
+
+/// Sets `flag` on SIGINT or SIGTERM, from a small thread running a
+/// single-threaded tokio runtime (tokio's signal handling needs no
+/// `unsafe` here). The run loop checks the flag and unwinds; the guards
+/// tear everything down.
+fn install_signal_flag(flag: Arc<AtomicBool>) -> Result<(), LabError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(|source| LabError::Io {
+            what: "signal runtime".into(),
+            source,
+        })?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("vipd-lab-signals".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                use tokio::signal::unix::{signal, SignalKind};
+                let (Ok(mut int), Ok(mut term)) = (
+                    signal(SignalKind::interrupt()),
+                    signal(SignalKind::terminate()),
+                ) else {
+                    let _ = tx.send(false);
+                    return;
+                };
+                let _ = tx.send(true);
+                loop {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
+                    flag.store(true, Ordering::Relaxed);
+                }
+            });
+        })
+        .map_err(|source| LabError::Io {
+            what: "signal thread".into(),
+            source,
+        })?;
+    match rx.recv() {
+        Ok(true) => Ok(()),
+        _ => Err(LabError::Setup(
+            "cannot install the SIGINT/SIGTERM handler".into(),
+        )),
+    }
+}
+
+struct Plan {
+    run: runner::RunPlan,
+    nodes: usize,
+    timing: lab::Timing,
+    ipv6: bool,
+}
+
+/// Entry point of `vipd lab ARGS...` (`args` excludes `vipd lab`). Exit
+/// status: 0 when every run ended with one holder serving the client and
+/// never had two holders; 1 otherwise; 2 on a usage error or when the lab
+/// cannot run here (not root, tools missing); 130 when interrupted.
+pub fn main(args: &[String]) -> ExitCode {
+    let cli = match Cli::try_parse_from(
+        std::iter::once("vipd lab".to_string()).chain(args.iter().cloned()),
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let (plan, out) = match cli.command {
+        LabCommand::Demo { out } => (
+            Plan {
+                run: runner::RunPlan {
+                    scenarios: scenario::Scenario::ALL.to_vec(),
+                    runs: 1,
+                    hold: Duration::from_secs(2),
+                    settle_timeout: Duration::from_secs(30),
+                },
+                nodes: 3,
+                timing: lab::Timing {
+                    lease: 3.0,
+                    renew: 2.0,
+                    retry: 0.5,
+                },
+                ipv6: false,
+            },
+            out,
+        ),
+        LabCommand::Run(r) => {
+            let scenarios = match scenario::Scenario::parse_list(&r.scenarios) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("vipd lab: --scenarios: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let secs = |name: &str, v: f64| {
+                if v.is_finite() && v > 0.0 && v < 3600.0 {
+                    Ok(Duration::from_secs_f64(v))
+                } else {
+                    Err(format!(
+                        "vipd lab: --{name} {v}: expected seconds > 0 and < 3600"
+                    ))
+                }
+            };
+            let checked = (|| -> Result<(Duration, Duration), String> {
+                for (n, v) in [
+                    ("lease-duration", r.lease_duration),
+                    ("renew-deadline", r.renew_deadline),
+                    ("retry-period", r.retry_period),
+                ] {
+                    secs(n, v)?;
+                }
+                Ok((
+                    secs("hold", r.hold)?,
+                    secs("settle-timeout", r.settle_timeout)?,
+                ))
+            })();
+            let (hold, settle_timeout) = match checked {
+                Ok(v) => v,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            (
+                Plan {
+                    run: runner::RunPlan {
+                        scenarios,
+                        runs: r.runs,
+                        hold,
+                        settle_timeout,
+                    },
+                    nodes: usize::from(r.nodes),
+                    timing: lab::Timing {
+                        lease: r.lease_duration,
+                        renew: r.renew_deadline,
+                        retry: r.retry_period,
+                    },
+                    ipv6: r.ipv6,
+                },
+                r.out,
+            )
+        }
+    };
+    match execute(&plan, &out) {
+        Ok(all_ok) => {
+            if all_ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(LabError::Interrupted) => {
+            eprintln!("\nvipd lab: interrupted; everything the lab created has been removed");
+            ExitCode::from(130)
+        }
+        Err(e @ (LabError::NotRoot | LabError::MissingTools(_))) => {
+            eprintln!("vipd lab: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("\nvipd lab: {e}\n(everything the lab created has been removed)");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn execute(plan: &Plan, out: &OutputArgs) -> Result<bool, LabError> {
+    preflight()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    install_signal_flag(stop.clone())?;
+    let exe = std::env::current_exe().map_err(|source| LabError::Io {
+        what: "locate the vipd executable".into(),
+        source,
+    })?;
+    let prefix = netlab::unique_prefix("lab");
+    let run_dir = out
+        .run_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("vipd-lab-{prefix}")));
+    let cfg = lab::LabConfig {
+        nodes: plan.nodes,
+        timing: plan.timing,
+        ipv6: plan.ipv6,
+        exe,
+        run_dir,
+        prefix,
+    };
+    let mut live = runner::Live::new();
+    live.event(&format!(
+        "vipd lab: {} nodes, lease {}/{}/{} s, namespaces {}-*, logs in {}",
+        cfg.nodes,
+        cfg.timing.lease,
+        cfg.timing.renew,
+        cfg.timing.retry,
+        cfg.prefix,
+        cfg.run_dir.display()
+    ));
+    let outcomes = {
+        let mut lab = lab::Lab::build(cfg)?;
+        if stop.load(Ordering::Relaxed) {
+            return Err(LabError::Interrupted);
+        }
+        lab.start_all()?;
+        // A daemon that rejects its configuration (e.g. lease settings
+        // breaking SPEC R1) exits at once with status 2: say so now rather
+        // than time out in every run.
+        std::thread::sleep(Duration::from_millis(500));
+        for n in lab.nodes() {
+            if !lab.running(&n) {
+                let log = lab.run_dir().join(format!("{n}.log"));
+                let tail = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = tail.lines().rev().take(5).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                return Err(LabError::Setup(format!(
+                    "vipd on {n} exited at start ({}):\n{}",
+                    log.display(),
+                    tail.join("\n")
+                )));
+            }
+        }
+        let settings = report::Settings {
+            nodes: plan.nodes,
+            lease_duration_s: plan.timing.lease,
+            renew_deadline_s: plan.timing.renew,
+            retry_period_s: plan.timing.retry,
+            vip: lab.vip().to_string(),
+        };
+        let outcomes = runner::run_plan(&mut lab, &plan.run, &stop, &mut live)?;
+        (outcomes, settings)
+        // `lab` drops here: daemons, monitors, etcd and namespaces go.
+    };
+    let (outcomes, settings) = outcomes;
+    let reports: Vec<report::RunReport> = outcomes.iter().map(|o| o.report.clone()).collect();
+    print!("\n{}", report::table(&reports));
+    let write = |path: &Path, text: String| {
+        std::fs::write(path, text).map_err(|source| LabError::Io {
+            what: format!("write {}", path.display()),
+            source,
+        })
+    };
+    if let Some(p) = &out.json {
+        write(p, report::to_json(&settings, &reports))?;
+        println!("JSON: {}", p.display());
+    }
+    if let Some(p) = &out.svg {
+        write(p, svg::render(&outcomes))?;
+        println!("SVG:  {}", p.display());
+    }
+    let failed = reports.iter().filter(|r| !r.passed()).count();
+    println!("{} runs, {} failed", reports.len(), failed);
+    Ok(failed == 0)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_tools_are_reported_with_their_debian_package() {
+        let dir = std::env::temp_dir().join(format!("vipd-lab-tools-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for t in ["ip", "nft", "etcdctl"] {
+            std::fs::write(dir.join(t), "").unwrap();
+        }
+        let missing = missing_tools(std::slice::from_ref(&dir));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            missing,
+            vec![("etcd", "etcd-server"), ("tcpdump", "tcpdump")]
+        );
+        assert_eq!(missing_tools(&[]).len(), TOOLS.len());
+    }
+
+    #[test]
+    fn cli_parses_run_options_and_rejects_unknown_flags() {
+        let c = Cli::try_parse_from([
+            "vipd lab",
+            "run",
+            "--scenarios",
+            "api-cut,loss",
+            "--runs",
+            "2",
+            "--nodes",
+            "4",
+            "--lease-duration",
+            "5",
+        ])
+        .unwrap();
+        let LabCommand::Run(r) = c.command else {
+            panic!("not run")
+        };
+        assert_eq!(
+            (r.scenarios.as_str(), r.runs, r.nodes, r.lease_duration),
+            ("api-cut,loss", 2, 4, 5.0)
+        );
+        assert!(Cli::try_parse_from(["vipd lab", "run", "--nodes", "1"]).is_err());
+        assert!(Cli::try_parse_from(["vipd lab", "demo", "--bogus"]).is_err());
+    }
+}

@@ -1,0 +1,260 @@
+//! The fault recipes. Each is *inject, hold, heal*; the runner then lets the
+//! lab settle and measures. They follow crates/vipd/tests/scenarios.rs.
+
+use crate::lab::Lab;
+use crate::LabError;
+use std::time::Duration;
+
+/// One named fault recipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// Holder gets SIGTERM (graceful handover, R7); restarted at heal.
+    Sigterm,
+    /// Holder SIGKILLed, restarted 1 s later as kubelet would.
+    SigkillRestart,
+    /// Holder node crash: SIGKILL + link down; at heal the node "reboots"
+    /// (addresses gone), link up, vipd started.
+    Crash,
+    /// Holder's link down, then up at heal (vipd keeps running).
+    LinkFlap,
+    /// Holder cut from etcd by nftables in its namespace.
+    ApiCut,
+    /// etcd down for everyone longer than the lease, then back.
+    ApiDown,
+    /// L2 partition between the holder and the other nodes (the client still
+    /// reaches everyone).
+    Partition,
+    /// 30 % random packet loss on the holder, both directions.
+    Loss,
+    /// The VIP deleted by hand on the holder.
+    VipDeleted,
+    /// A stale vipd-tagged VIP left on a follower (crash leftover) that the
+    /// restarted follower must remove.
+    StaleVip,
+}
+
+/// Who a run acts on, chosen when the lab is steady.
+#[derive(Debug, Clone)]
+pub struct Targets {
+    /// The node holding the VIP before the fault.
+    pub holder: String,
+    /// A node not holding it.
+    pub follower: String,
+    /// Every vipd node.
+    pub nodes: Vec<String>,
+}
+
+impl Scenario {
+    /// Every scenario, in the order `all` runs them.
+    pub const ALL: [Scenario; 10] = [
+        Scenario::Sigterm,
+        Scenario::SigkillRestart,
+        Scenario::Crash,
+        Scenario::LinkFlap,
+        Scenario::ApiCut,
+        Scenario::ApiDown,
+        Scenario::Partition,
+        Scenario::Loss,
+        Scenario::VipDeleted,
+        Scenario::StaleVip,
+    ];
+
+    /// The scenario's command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Sigterm => "sigterm",
+            Scenario::SigkillRestart => "sigkill-restart",
+            Scenario::Crash => "crash",
+            Scenario::LinkFlap => "link-flap",
+            Scenario::ApiCut => "api-cut",
+            Scenario::ApiDown => "api-down",
+            Scenario::Partition => "partition",
+            Scenario::Loss => "loss",
+            Scenario::VipDeleted => "vip-deleted",
+            Scenario::StaleVip => "stale-vip",
+        }
+    }
+
+    /// Parses a comma-separated list; `all` expands to [`Scenario::ALL`].
+    pub fn parse_list(s: &str) -> Result<Vec<Scenario>, String> {
+        let mut out = Vec::new();
+        for w in s.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            if w == "all" {
+                out.extend(Scenario::ALL);
+                continue;
+            }
+            match Scenario::ALL.iter().find(|sc| sc.name() == w) {
+                Some(sc) => out.push(*sc),
+                None => {
+                    let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+                    return Err(format!(
+                        "unknown scenario `{w}`; known: all, {}",
+                        names.join(", ")
+                    ));
+                }
+            }
+        }
+        if out.is_empty() {
+            return Err("no scenario given".into());
+        }
+        Ok(out)
+    }
+
+    /// How long the fault is held: at least `requested`, and long enough for
+    /// the fault to have its effect (a lease to expire, a fence to trip).
+    /// `lease` is the lease duration.
+    pub fn hold(self, requested: Duration, lease: Duration) -> Duration {
+        let min = match self {
+            // "Restarted after 1 s, as kubelet would": fixed.
+            Scenario::SigkillRestart => return Duration::from_secs(1),
+            // A takeover needs the lease to expire, then an election.
+            Scenario::Crash | Scenario::ApiCut => lease + Duration::from_secs(2),
+            // "Longer than the lease": everyone must have fenced.
+            Scenario::ApiDown => lease + Duration::from_secs(1),
+            // The follower's vipd must restart and reconcile (1 s period).
+            Scenario::StaleVip => Duration::from_secs(3),
+            _ => Duration::ZERO,
+        };
+        requested.max(min)
+    }
+
+    /// True when two-holder time is counted only from the heal: the stale
+    /// copy is planted while its node is fenced off at layer 2, so its
+    /// address-level overlap before the heal cannot reach anyone (as in
+    /// tests/scenarios.rs `stale_vip_left_on_a_follower_is_removed`).
+    pub fn count_from_heal(self) -> bool {
+        self == Scenario::StaleVip
+    }
+
+    /// Injects the fault; returns a short description for the live view.
+    pub fn inject(self, lab: &mut Lab, t: &Targets) -> Result<String, LabError> {
+        let h = t.holder.as_str();
+        Ok(match self {
+            Scenario::Sigterm => {
+                let clean = lab.sigterm(h)?;
+                if clean {
+                    format!("{h} SIGTERM")
+                } else {
+                    format!("{h} SIGTERM (ignored, SIGKILLed after 10 s)")
+                }
+            }
+            Scenario::SigkillRestart => {
+                lab.sigkill(h)?;
+                format!("{h} SIGKILL, restart in 1 s")
+            }
+            Scenario::Crash => {
+                lab.sigkill(h)?;
+                lab.topo.host(h).link_down()?;
+                format!("{h} crashed (SIGKILL + link down)")
+            }
+            Scenario::LinkFlap => {
+                lab.topo.host(h).link_down()?;
+                format!("{h} link down")
+            }
+            Scenario::ApiCut => {
+                lab.cut_from_api(h)?;
+                format!("{h} cut from etcd")
+            }
+            Scenario::ApiDown => {
+                lab.api_down()?;
+                "etcd down for everyone".into()
+            }
+            Scenario::Partition => {
+                let others: Vec<&str> = t
+                    .nodes
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|n| *n != h)
+                    .collect();
+                lab.topo.partition(h, &others)?;
+                format!("{h} partitioned from {}", others.join(","))
+            }
+            Scenario::Loss => {
+                lab.lossy(h, 30)?;
+                format!("30% loss on {h}")
+            }
+            Scenario::VipDeleted => {
+                lab.delete_vip(h)?;
+                format!("VIP deleted on {h}")
+            }
+            Scenario::StaleVip => {
+                // Faithful leftover: vipd's own tag, on a node whose vipd is
+                // down (as after SIGKILL), fenced at L2 from the client and
+                // the other nodes but able to reach etcd; then vipd restarts
+                // there, finds the lease held by someone else and must
+                // remove the copy.
+                let f = t.follower.as_str();
+                lab.sigkill(f)?;
+                let mut cut: Vec<&str> = t
+                    .nodes
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|n| *n != f)
+                    .collect();
+                cut.push("client");
+                lab.topo.partition(f, &cut)?;
+                lab.plant_vip(f)?;
+                lab.start(f)?;
+                format!("stale VIP planted on {f}, vipd restarted")
+            }
+        })
+    }
+
+    /// Heals the fault (and restarts what the fault stopped).
+    pub fn heal(self, lab: &mut Lab, t: &Targets) -> Result<(), LabError> {
+        let h = t.holder.as_str();
+        match self {
+            Scenario::Sigterm | Scenario::SigkillRestart => lab.start(h)?,
+            Scenario::Crash => {
+                // The node reboots: a reboot loses every address the crash
+                // left configured (the leftover-at-start case is the
+                // stale-vip scenario), the link comes up, vipd starts.
+                if lab.topo.host(h).has_addr(lab.vip()) {
+                    lab.delete_vip(h)?;
+                }
+                lab.topo.host(h).link_up()?;
+                lab.start(h)?;
+            }
+            Scenario::LinkFlap => lab.topo.host(h).link_up()?,
+            Scenario::ApiCut | Scenario::Loss => lab.clear_node_rules(h)?,
+            Scenario::ApiDown => lab.api_up()?,
+            Scenario::Partition | Scenario::StaleVip => lab.topo.heal_partition()?,
+            Scenario::VipDeleted => {}
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenario_lists_parse_names_and_all() {
+        assert_eq!(
+            Scenario::parse_list("api-cut, loss").unwrap(),
+            vec![Scenario::ApiCut, Scenario::Loss]
+        );
+        assert_eq!(Scenario::parse_list("all").unwrap().len(), 10);
+        let err = Scenario::parse_list("sigterm,bogus").unwrap_err();
+        assert!(err.contains("bogus") && err.contains("stale-vip"), "{err}");
+        assert!(Scenario::parse_list(",").is_err());
+    }
+
+    #[test]
+    fn holds_cover_lease_expiry_where_the_fault_needs_it() {
+        let lease = Duration::from_secs(3);
+        let short = Duration::from_secs(1);
+        assert_eq!(Scenario::Crash.hold(short, lease), Duration::from_secs(5));
+        assert_eq!(Scenario::ApiDown.hold(short, lease), Duration::from_secs(4));
+        assert_eq!(
+            Scenario::SigkillRestart.hold(Duration::from_secs(9), lease),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            Scenario::Loss.hold(Duration::from_secs(9), lease),
+            Duration::from_secs(9)
+        );
+    }
+}
