@@ -43,11 +43,15 @@ use vipd_backoff::{random_u64, Backoff};
 /// Exit status for invalid configuration (SPEC §3).
 const EXIT_CONFIG: u8 = 2;
 
-/// Event reasons (kept in one place so dashboards can rely on them).
-const EVENT_ACQUIRED: &str = "LeaderElection";
-const EVENT_LOST: &str = "LeaderLost";
-const EVENT_DUPLICATE: &str = "DuplicateVIP";
-const EVENT_HEALTH: &str = "HealthChanged";
+/// What an Event reports; the reason strings live with the Kubernetes
+/// backend (`vipd_kube::reason`).
+#[derive(Clone, Copy, Debug)]
+enum EventReason {
+    Acquired,
+    Lost,
+    Duplicate,
+    Health,
+}
 
 /// Entry point of `vipd run`.
 pub fn main(cfg: Config) -> ExitCode {
@@ -213,16 +217,16 @@ enum Events {
 }
 
 impl Events {
-    fn normal(&self, reason: &str, message: String) {
+    fn normal(&self, reason: EventReason, message: String) {
         self.emit(reason, message, false);
     }
 
-    fn warning(&self, reason: &str, message: String) {
+    fn warning(&self, reason: EventReason, message: String) {
         self.emit(reason, message, true);
     }
 
     #[cfg_attr(not(feature = "kubernetes"), allow(unused_variables))]
-    fn emit(&self, reason: &str, message: String, warning: bool) {
+    fn emit(&self, reason: EventReason, message: String, warning: bool) {
         match self {
             Events::None => {}
             #[cfg(feature = "kubernetes")]
@@ -231,6 +235,13 @@ impl Events {
                     vipd_kube::EventType::Warning
                 } else {
                     vipd_kube::EventType::Normal
+                };
+                use vipd_kube::events::reason;
+                let reason = match reason {
+                    EventReason::Acquired => reason::ACQUIRED,
+                    EventReason::Lost => reason::LOST,
+                    EventReason::Duplicate => reason::DUPLICATE,
+                    EventReason::Health => reason::HEALTH,
                 };
                 // record() never blocks; a full queue drops and counts.
                 r.record(reason, message, kind);
@@ -444,6 +455,19 @@ async fn run_with_store<S: LeaseStore>(
             events.clone(),
             cancel.child_token(),
         ));
+        let mut checks = monitor.status();
+        let status = status.clone();
+        let stop = cancel.child_token();
+        // Owned by the cancellation token: ends with the daemon.
+        tokio::spawn(async move {
+            loop {
+                status.set_health(checks.borrow_and_update().clone());
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    r = checks.changed() => if r.is_err() { return },
+                }
+            }
+        });
     }
 
     let http = cfg.http_addr.map(|addr| {
@@ -590,7 +614,7 @@ async fn glue(
                     AnnounceEvent::DuplicateClaim { vip, mac } => {
                         warn!(vip = %vip, claimed_by = %mac, "another MAC claims our VIP; re-reading the lease and re-announcing");
                         ctx.metrics.inc_duplicate_claim(&vip.to_string());
-                        ctx.events.warning(EVENT_DUPLICATE, format!("{mac} claims {vip} held by {}", ctx.cfg.node_name));
+                        ctx.events.warning(EventReason::Duplicate, format!("{mac} claims {vip} held by {}", ctx.cfg.node_name));
                         // R5: if the lease says another node holds it the
                         // re-read steps us down; otherwise we re-announce.
                         let _ = ctx.control.try_send(Control::Reread);
@@ -612,9 +636,9 @@ async fn glue(
                     info!(from = elect::role_label(last_role), to = elect::role_label(role), holder = ?o.status.holder, "leadership changed");
                     ctx.metrics.inc_transition(&ctx.lease_label, if role == Role::Leader { Transition::Leader } else { Transition::Follower });
                     if role == Role::Leader {
-                        ctx.events.normal(EVENT_ACQUIRED, format!("{} acquired the lease and holds {}", ctx.cfg.node_name, ctx.vip_label));
+                        ctx.events.normal(EventReason::Acquired, format!("{} acquired the lease and holds {}", ctx.cfg.node_name, ctx.vip_label));
                     } else {
-                        ctx.events.warning(EVENT_LOST, format!("{} stopped holding {} (lease holder now {:?})", ctx.cfg.node_name, ctx.vip_label, o.status.holder));
+                        ctx.events.warning(EventReason::Lost, format!("{} stopped holding {} (lease holder now {:?})", ctx.cfg.node_name, ctx.vip_label, o.status.holder));
                     }
                     last_role = role;
                 }
@@ -781,9 +805,9 @@ async fn health_loop(
                         None => format!("health check {name} is {}", if up { "up" } else { "down" }),
                     };
                     if up {
-                        kube_events.normal(EVENT_HEALTH, msg);
+                        kube_events.normal(EventReason::Health, msg);
                     } else {
-                        kube_events.warning(EVENT_HEALTH, msg);
+                        kube_events.warning(EventReason::Health, msg);
                     }
                 }
                 Some(HealthEvent::Eligible(_)) => {}

@@ -76,6 +76,8 @@ pub struct StatusSnapshot {
     pub lease: LeaseEntry,
     /// Whether the coordination API answered the last request.
     pub api_reachable: bool,
+    /// Health checks gating the election (R8); empty when none are set.
+    pub health: Vec<vipd_health::CheckStatus>,
     /// Whether the first election sync has completed (`/readyz`).
     pub ready: bool,
 }
@@ -93,6 +95,7 @@ struct Inner {
     last_renewal: Option<Instant>,
     transitions: u64,
     api_reachable: bool,
+    health: Vec<vipd_health::CheckStatus>,
 }
 
 /// Shared, cheaply clonable status handle.
@@ -121,6 +124,7 @@ impl StatusHandle {
                 last_renewal: None,
                 transitions: 0,
                 api_reachable: false,
+                health: Vec::new(),
             })),
             ready: Arc::new(AtomicBool::new(false)),
         }
@@ -184,6 +188,11 @@ impl StatusHandle {
         self.write(|s| s.last_renewal = Some(at));
     }
 
+    /// Records the health checks' current states.
+    pub fn set_health(&self, checks: Vec<vipd_health::CheckStatus>) {
+        self.write(|s| s.health = checks);
+    }
+
     /// Records whether the coordination API answers.
     pub fn set_api_reachable(&self, reachable: bool) {
         self.write(|s| s.api_reachable = reachable);
@@ -219,6 +228,7 @@ impl StatusHandle {
                 transitions: s.transitions,
             },
             api_reachable: s.api_reachable,
+            health: s.health.clone(),
             ready: self.is_ready(),
         }
     }
