@@ -48,18 +48,67 @@ pub struct Timing {
     pub retry: f64,
 }
 
+/// Which VIP keeper runs on the nodes. Everything else (topology, client
+/// probe, wire monitor, address watcher, scenarios, measurements) is the
+/// same for both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Implementation {
+    /// vipd itself (this executable, `vipd run`, etcd backend).
+    Vipd,
+    /// keepalived (VRRPv3, settings of equal intent: [`crate::keepalived`]).
+    Keepalived,
+}
+
+impl Implementation {
+    /// The command-line name (`vipd`, `keepalived`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Implementation::Vipd => "vipd",
+            Implementation::Keepalived => "keepalived",
+        }
+    }
+
+    /// Parses a comma-separated list (`vipd,keepalived`), without repeats.
+    pub fn parse_list(s: &str) -> Result<Vec<Implementation>, String> {
+        let mut out = Vec::new();
+        for w in s.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            let i = match w {
+                "vipd" => Implementation::Vipd,
+                "keepalived" => Implementation::Keepalived,
+                _ => {
+                    return Err(format!(
+                        "unknown implementation `{w}`; known: vipd, keepalived"
+                    ))
+                }
+            };
+            if !out.contains(&i) {
+                out.push(i);
+            }
+        }
+        if out.is_empty() {
+            return Err("no implementation given".into());
+        }
+        Ok(out)
+    }
+}
+
 /// How to build a lab.
 #[derive(Debug, Clone)]
 pub struct LabConfig {
+    /// What runs on the nodes.
+    pub implementation: Implementation,
+    /// The keepalived executable (used with [`Implementation::Keepalived`]).
+    pub keepalived: PathBuf,
     /// Number of vipd nodes (n1..nN).
     pub nodes: usize,
     /// Lease timings.
     pub timing: Timing,
     /// IPv6 VIP instead of IPv4.
     pub ipv6: bool,
-    /// The vipd executable to run on the nodes.
+    /// The vipd executable to run on the nodes (with [`Implementation::Vipd`]).
     pub exe: PathBuf,
-    /// Where vipd logs go (one file per node).
+    /// Where the daemon logs go (one file per node), and keepalived's
+    /// configuration and pid files.
     pub run_dir: PathBuf,
     /// Namespace name prefix.
     pub prefix: String,
@@ -188,6 +237,11 @@ impl Lab {
         self.daemons.iter().map(|d| d.node.clone()).collect()
     }
 
+    /// What runs on the nodes.
+    pub fn implementation(&self) -> Implementation {
+        self.cfg.implementation
+    }
+
     /// Lease timings of this lab.
     pub fn timing(&self) -> Timing {
         self.cfg.timing
@@ -255,20 +309,41 @@ impl Lab {
         v
     }
 
-    /// Starts vipd on `node` (a no-op while it runs), appending to its log.
+    /// Starts the daemon (vipd or keepalived) on `node` (a no-op while it
+    /// runs), appending to its log.
     pub fn start(&mut self, node: &str) -> Result<(), LabError> {
         if self.running(node) {
             return Ok(());
         }
-        let args = self.args(node);
+        let imp = self.cfg.implementation;
+        let starts = self.daemon(node)?.starts + 1;
+        let (program, args) = match imp {
+            Implementation::Vipd => (self.cfg.exe.clone(), self.args(node)),
+            Implementation::Keepalived => {
+                let conf = self.cfg.run_dir.join(format!("{node}.keepalived.conf"));
+                let advert = crate::keepalived::advert_int_for_lease(self.cfg.timing.lease);
+                std::fs::write(&conf, crate::keepalived::config(node, self.vip, advert)).map_err(
+                    |source| LabError::Io {
+                        what: format!("write {}", conf.display()),
+                        source,
+                    },
+                )?;
+                // Fresh pid file names at every start (NETLAB-TIPS).
+                let pids = self.cfg.run_dir.join(format!("{node}-{starts}"));
+                (
+                    self.cfg.keepalived.clone(),
+                    crate::keepalived::args(&conf, &pids),
+                )
+            }
+        };
         let t = self.clock.now();
         let mut cmd = self
             .topo
             .host(node)
             .ns
-            .command(&self.cfg.exe.display().to_string());
+            .command(&program.display().to_string());
         let d = self.daemon(node)?;
-        d.starts += 1;
+        d.starts = starts;
         let io = |source| LabError::Io {
             what: format!("open {}", d.log.display()),
             source,
@@ -280,18 +355,20 @@ impl Lab {
             .map_err(io)?;
         let _ = writeln!(
             log,
-            "===== start #{} at t={:.3}s: vipd {}",
+            "===== start #{} at t={:.3}s: {} {}",
             d.starts,
             t.as_secs_f64(),
+            program.display(),
             args.join(" ")
         );
         let err = log.try_clone().map_err(|source| LabError::Io {
             what: "dup log".into(),
             source,
         })?;
-        // `ip netns exec` execs vipd after setns, so the pid is vipd's. Its
-        // own process group keeps a terminal Ctrl-C away from it: the lab
-        // decides when and how its daemons end.
+        // `ip netns exec` execs the daemon after setns, so the pid is the
+        // daemon's. Its own process group keeps a terminal Ctrl-C away from
+        // it (the lab decides when and how its daemons end) and holds
+        // keepalived's VRRP child too, so one group kill ends both.
         let child = cmd
             .args(&args)
             .process_group(0)
@@ -300,14 +377,14 @@ impl Lab {
             .stderr(err)
             .spawn()
             .map_err(|source| LabError::Io {
-                what: format!("spawn vipd on {node}"),
+                what: format!("spawn {} on {node}", imp.name()),
                 source,
             })?;
         d.child = Some(child);
         Ok(())
     }
 
-    /// True while vipd on `node` runs.
+    /// True while the daemon on `node` runs.
     pub fn running(&mut self, node: &str) -> bool {
         match self
             .daemons
@@ -320,7 +397,9 @@ impl Lab {
         }
     }
 
-    /// SIGTERM to vipd on `node`; waits up to 10 s, then SIGKILLs it.
+    /// SIGTERM to the daemon on `node` (keepalived's parent forwards it to
+    /// its VRRP child, which sends a priority-0 advert: RFC 5798 §6.4.3);
+    /// waits up to 10 s, then SIGKILLs it.
     /// Returns whether it exited on SIGTERM.
     pub fn sigterm(&mut self, node: &str) -> Result<bool, LabError> {
         let clock = self.clock;
@@ -342,16 +421,17 @@ impl Lab {
         Ok(false)
     }
 
-    /// SIGKILLs vipd on `node` and reaps it (a held VIP stays configured).
+    /// SIGKILLs the daemon on `node` — its whole process group, so
+    /// keepalived's VRRP child dies with its parent as in a container kill
+    /// — and reaps it (a held VIP stays configured).
     pub fn sigkill(&mut self, node: &str) -> Result<(), LabError> {
-        if let Some(mut c) = self.daemon(node)?.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(c) = self.daemon(node)?.child.take() {
+            kill_group(c);
         }
         Ok(())
     }
 
-    /// Starts vipd on every node.
+    /// Starts the daemon on every node.
     pub fn start_all(&mut self) -> Result<(), LabError> {
         for n in self.nodes() {
             self.start(&n)?;
@@ -397,7 +477,17 @@ impl Lab {
     /// vipd owning it: what a SIGKILLed vipd leaves behind. (iproute2 6.1
     /// cannot set an address protocol, hence netlink from inside the
     /// namespace.)
+    ///
+    /// With keepalived there is no tag: the VIP is added by hand
+    /// (`ip addr add`), as an operator or a crashed keepalived would leave it.
     pub fn plant_vip(&self, node: &str) -> Result<(), LabError> {
+        if self.cfg.implementation == Implementation::Keepalived {
+            self.topo
+                .host(node)
+                .ns
+                .ip(&["addr", "add", &self.vip_cidr(), "dev", "eth0"])?;
+            return Ok(());
+        }
         let vip = vipd_vip::Vip::new(self.vip, if self.vip.is_ipv6() { 128 } else { 32 });
         let ns = &self.topo.host(node).ns;
         let res = ns.enter(move || -> Result<(), String> {
@@ -425,6 +515,26 @@ impl Lab {
         Ok(())
     }
 
+    /// Back to a clean slate after a run that did not end with one holder
+    /// serving the client, so one bad run does not poison the next: every
+    /// daemon SIGKILLed, every fault healed, the VIP removed everywhere,
+    /// etcd up, every daemon started again.
+    pub fn reset(&mut self) -> Result<(), LabError> {
+        let nodes = self.nodes();
+        for n in &nodes {
+            self.sigkill(n)?;
+            self.clear_node_rules(n)?;
+            let host = self.topo.host(n);
+            host.link_up()?;
+            if host.has_addr(self.vip) {
+                self.delete_vip(n)?;
+            }
+        }
+        self.topo.heal_partition()?;
+        self.api_up()?;
+        self.start_all()
+    }
+
     /// Nodes holding the VIP now (address on an up `eth0`).
     pub fn holders(&self) -> Vec<String> {
         self.watcher.holders()
@@ -450,10 +560,18 @@ impl Drop for Lab {
     fn drop(&mut self) {
         // Our own children, by pid, before their namespaces go.
         for d in &mut self.daemons {
-            if let Some(mut c) = d.child.take() {
-                let _ = c.kill();
-                let _ = c.wait();
+            if let Some(c) = d.child.take() {
+                kill_group(c);
             }
         }
     }
+}
+
+/// SIGKILLs the process group led by our child `c` (spawned with
+/// `process_group(0)`, so the group id is its pid: only processes the lab
+/// started), then reaps `c`.
+fn kill_group(mut c: Child) {
+    let _ = netlab::run_ok("kill", &["-s", "KILL", "--", &format!("-{}", c.id())]);
+    let _ = c.kill();
+    let _ = c.wait();
 }

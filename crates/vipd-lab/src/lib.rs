@@ -21,6 +21,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bench;
+pub mod keepalived;
 pub mod lab;
 pub mod measure;
 pub mod report;
@@ -85,8 +87,12 @@ enum LabCommand {
         #[command(flatten)]
         out: OutputArgs,
     },
-    /// Chosen scenarios, runs, nodes and lease settings.
+    /// Chosen scenarios, runs, nodes and lease settings; one implementation
+    /// (`--impl vipd`, the default, or `--impl keepalived`).
     Run(RunArgs),
+    /// The same with several implementations back to back (`--impl
+    /// vipd,keepalived`, the default), then a side-by-side table.
+    Bench(RunArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -104,6 +110,11 @@ struct OutputArgs {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
+    /// What runs on the nodes: `vipd` or `keepalived`; `bench` takes a
+    /// comma-separated list (default: `vipd` for run, `vipd,keepalived`
+    /// for bench).
+    #[arg(long = "impl", value_name = "IMPL[,IMPL]")]
+    implementation: Option<String>,
     /// Comma-separated scenarios, or `all`: sigterm, sigkill-restart, crash,
     /// link-flap, api-cut, api-down, partition, loss, vip-deleted, stale-vip.
     #[arg(long, default_value = "all")]
@@ -146,6 +157,10 @@ pub const TOOLS: [(&str, &str); 5] = [
     ("tcpdump", "tcpdump"),
 ];
 
+/// The tool `--impl keepalived` needs in addition to [`TOOLS`], with its
+/// Debian package.
+pub const KEEPALIVED_TOOL: (&str, &str) = ("keepalived", "keepalived");
+
 /// Which of [`TOOLS`] are in none of `dirs`.
 pub fn missing_tools(dirs: &[PathBuf]) -> Vec<(&'static str, &'static str)> {
     TOOLS
@@ -165,11 +180,21 @@ fn search_dirs() -> Vec<PathBuf> {
         .collect()
 }
 
-fn preflight() -> Result<(), LabError> {
+/// Checks root and tools; returns the keepalived executable's path when
+/// `impls` include keepalived.
+fn preflight(impls: &[lab::Implementation]) -> Result<Option<PathBuf>, LabError> {
     if !netlab::is_root() {
         return Err(LabError::NotRoot);
     }
-    let missing = missing_tools(&search_dirs());
+    let dirs = search_dirs();
+    let mut missing = missing_tools(&dirs);
+    let keepalived = dirs
+        .iter()
+        .map(|d| d.join(KEEPALIVED_TOOL.0))
+        .find(|p| p.is_file());
+    if impls.contains(&lab::Implementation::Keepalived) && keepalived.is_none() {
+        missing.push(KEEPALIVED_TOOL);
+    }
     if !missing.is_empty() {
         let mut pkgs: Vec<&str> = missing.iter().map(|m| m.1).collect();
         pkgs.dedup();
@@ -183,7 +208,7 @@ fn preflight() -> Result<(), LabError> {
             pkgs.join(" ")
         )));
     }
-    Ok(())
+    Ok(keepalived)
 }
 
 /// Sets `flag` on SIGINT or SIGTERM, from a small thread running a
@@ -234,6 +259,8 @@ fn install_signal_flag(flag: Arc<AtomicBool>) -> Result<(), LabError> {
 }
 
 struct Plan {
+    impls: Vec<lab::Implementation>,
+    bench: bool,
     run: runner::RunPlan,
     nodes: usize,
     timing: lab::Timing,
@@ -242,7 +269,7 @@ struct Plan {
 
 /// Entry point of `vipd lab ARGS...` (`args` excludes `vipd lab`). Exit
 /// status: 0 when every run ended with one holder serving the client and
-/// never had two holders; 1 otherwise; 2 on a usage error or when the lab
+/// never had two holders (for `bench`: every vipd run); 1 otherwise; 2 on a usage error or when the lab
 /// cannot run here (not root, tools missing); 130 when interrupted.
 pub fn main(args: &[String]) -> ExitCode {
     let cli = match Cli::try_parse_from(
@@ -261,6 +288,8 @@ pub fn main(args: &[String]) -> ExitCode {
     let (plan, out) = match cli.command {
         LabCommand::Demo { out } => (
             Plan {
+                impls: vec![lab::Implementation::Vipd],
+                bench: false,
                 run: runner::RunPlan {
                     scenarios: scenario::Scenario::ALL.to_vec(),
                     runs: 1,
@@ -277,62 +306,14 @@ pub fn main(args: &[String]) -> ExitCode {
             },
             out,
         ),
-        LabCommand::Run(r) => {
-            let scenarios = match scenario::Scenario::parse_list(&r.scenarios) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("vipd lab: --scenarios: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let secs = |name: &str, v: f64| {
-                if v.is_finite() && v > 0.0 && v < 3600.0 {
-                    Ok(Duration::from_secs_f64(v))
-                } else {
-                    Err(format!(
-                        "vipd lab: --{name} {v}: expected seconds > 0 and < 3600"
-                    ))
-                }
-            };
-            let checked = (|| -> Result<(Duration, Duration), String> {
-                for (n, v) in [
-                    ("lease-duration", r.lease_duration),
-                    ("renew-deadline", r.renew_deadline),
-                    ("retry-period", r.retry_period),
-                ] {
-                    secs(n, v)?;
-                }
-                Ok((
-                    secs("hold", r.hold)?,
-                    secs("settle-timeout", r.settle_timeout)?,
-                ))
-            })();
-            let (hold, settle_timeout) = match checked {
-                Ok(v) => v,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(2);
-                }
-            };
-            (
-                Plan {
-                    run: runner::RunPlan {
-                        scenarios,
-                        runs: r.runs,
-                        hold,
-                        settle_timeout,
-                    },
-                    nodes: usize::from(r.nodes),
-                    timing: lab::Timing {
-                        lease: r.lease_duration,
-                        renew: r.renew_deadline,
-                        retry: r.retry_period,
-                    },
-                    ipv6: r.ipv6,
-                },
-                r.out,
-            )
-        }
+        LabCommand::Run(r) => match plan_of(r, false) {
+            Ok(p) => p,
+            Err(code) => return code,
+        },
+        LabCommand::Bench(r) => match plan_of(r, true) {
+            Ok(p) => p,
+            Err(code) => return code,
+        },
     };
     match execute(&plan, &out) {
         Ok(all_ok) => {
@@ -357,91 +338,234 @@ pub fn main(args: &[String]) -> ExitCode {
     }
 }
 
+/// The plan of `run` (`bench` false: one implementation) or `bench`; the
+/// exit code on a usage error (already reported).
+fn plan_of(r: RunArgs, bench: bool) -> Result<(Plan, OutputArgs), ExitCode> {
+    let default = if bench { "vipd,keepalived" } else { "vipd" };
+    let impls =
+        match lab::Implementation::parse_list(r.implementation.as_deref().unwrap_or(default)) {
+            Ok(i) if !bench && i.len() > 1 => {
+                eprintln!(
+                "vipd lab run: --impl takes one implementation; `vipd lab bench` compares several"
+            );
+                return Err(ExitCode::from(2));
+            }
+            Ok(i) => i,
+            Err(e) => {
+                eprintln!("vipd lab: --impl: {e}");
+                return Err(ExitCode::from(2));
+            }
+        };
+    let scenarios = match scenario::Scenario::parse_list(&r.scenarios) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("vipd lab: --scenarios: {e}");
+            return Err(ExitCode::from(2));
+        }
+    };
+    let secs = |name: &str, v: f64| {
+        if v.is_finite() && v > 0.0 && v < 3600.0 {
+            Ok(Duration::from_secs_f64(v))
+        } else {
+            Err(format!(
+                "vipd lab: --{name} {v}: expected seconds > 0 and < 3600"
+            ))
+        }
+    };
+    let checked = (|| -> Result<(Duration, Duration), String> {
+        for (n, v) in [
+            ("lease-duration", r.lease_duration),
+            ("renew-deadline", r.renew_deadline),
+            ("retry-period", r.retry_period),
+        ] {
+            secs(n, v)?;
+        }
+        Ok((
+            secs("hold", r.hold)?,
+            secs("settle-timeout", r.settle_timeout)?,
+        ))
+    })();
+    let (hold, settle_timeout) = match checked {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("{e}");
+            return Err(ExitCode::from(2));
+        }
+    };
+    Ok((
+        Plan {
+            impls,
+            bench,
+            run: runner::RunPlan {
+                scenarios,
+                runs: r.runs,
+                hold,
+                settle_timeout,
+            },
+            nodes: usize::from(r.nodes),
+            timing: lab::Timing {
+                lease: r.lease_duration,
+                renew: r.renew_deadline,
+                retry: r.retry_period,
+            },
+            ipv6: r.ipv6,
+        },
+        r.out,
+    ))
+}
+
 fn execute(plan: &Plan, out: &OutputArgs) -> Result<bool, LabError> {
-    preflight()?;
+    let keepalived = preflight(&plan.impls)?;
     let stop = Arc::new(AtomicBool::new(false));
     install_signal_flag(stop.clone())?;
     let exe = std::env::current_exe().map_err(|source| LabError::Io {
         what: "locate the vipd executable".into(),
         source,
     })?;
-    let prefix = netlab::unique_prefix("lab");
-    let run_dir = out
-        .run_dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("vipd-lab-{prefix}")));
-    let cfg = lab::LabConfig {
-        nodes: plan.nodes,
-        timing: plan.timing,
-        ipv6: plan.ipv6,
-        exe,
-        run_dir,
-        prefix,
-    };
     let mut live = runner::Live::new();
-    live.event(&format!(
-        "vipd lab: {} nodes, lease {}/{}/{} s, namespaces {}-*, logs in {}",
-        cfg.nodes,
-        cfg.timing.lease,
-        cfg.timing.renew,
-        cfg.timing.retry,
-        cfg.prefix,
-        cfg.run_dir.display()
-    ));
-    let outcomes = {
-        let mut lab = lab::Lab::build(cfg)?;
-        if stop.load(Ordering::Relaxed) {
-            return Err(LabError::Interrupted);
-        }
-        lab.start_all()?;
-        // A daemon that rejects its configuration (e.g. lease settings
-        // breaking SPEC R1) exits at once with status 2: say so now rather
-        // than time out in every run.
-        std::thread::sleep(Duration::from_millis(500));
-        for n in lab.nodes() {
-            if !lab.running(&n) {
-                let log = lab.run_dir().join(format!("{n}.log"));
-                let tail = std::fs::read_to_string(&log).unwrap_or_default();
-                let tail: Vec<&str> = tail.lines().rev().take(5).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                return Err(LabError::Setup(format!(
-                    "vipd on {n} exited at start ({}):\n{}",
-                    log.display(),
-                    tail.join("\n")
-                )));
-            }
-        }
-        let settings = report::Settings {
-            nodes: plan.nodes,
-            lease_duration_s: plan.timing.lease,
-            renew_deadline_s: plan.timing.renew,
-            retry_period_s: plan.timing.retry,
-            vip: lab.vip().to_string(),
+    let several = plan.impls.len() > 1;
+    let mut all: Vec<bench::ImplRuns> = Vec::new();
+    let mut pictures: Vec<runner::RunOutcome> = Vec::new();
+    let mut failed_vipd = 0;
+    let mut failed = 0;
+    for imp in &plan.impls {
+        // One fresh lab per implementation, back to back: nothing of one
+        // (namespaces, etcd data, neighbour caches) leaks into the other.
+        let prefix = netlab::unique_prefix("lab");
+        let run_dir = match &out.run_dir {
+            Some(d) if several => d.join(imp.name()),
+            Some(d) => d.clone(),
+            None => std::env::temp_dir().join(format!("vipd-lab-{prefix}")),
         };
-        let outcomes = runner::run_plan(&mut lab, &plan.run, &stop, &mut live)?;
-        (outcomes, settings)
-        // `lab` drops here: daemons, monitors, etcd and namespaces go.
-    };
-    let (outcomes, settings) = outcomes;
-    let reports: Vec<report::RunReport> = outcomes.iter().map(|o| o.report.clone()).collect();
-    print!("\n{}", report::table(&reports));
+        let cfg = lab::LabConfig {
+            implementation: *imp,
+            keepalived: keepalived.clone().unwrap_or_default(),
+            nodes: plan.nodes,
+            timing: plan.timing,
+            ipv6: plan.ipv6,
+            exe: exe.clone(),
+            run_dir,
+            prefix,
+        };
+        let (outcomes, settings) = run_impl(plan, cfg, &stop, &mut live)?;
+        let reports: Vec<report::RunReport> = outcomes.iter().map(|o| o.report.clone()).collect();
+        if several {
+            print!("\n{}:", imp.name());
+        }
+        print!("\n{}", report::table(&reports));
+        let bad = reports.iter().filter(|r| !r.passed()).count();
+        failed += bad;
+        if *imp == lab::Implementation::Vipd {
+            failed_vipd += bad;
+        }
+        pictures.extend(outcomes.into_iter().map(|mut o| {
+            if several {
+                o.report.scenario = format!("{} {}", imp.name(), o.report.scenario);
+            }
+            o
+        }));
+        all.push(bench::ImplRuns {
+            implementation: imp.name().to_string(),
+            settings,
+            runs: reports,
+        });
+    }
     let write = |path: &Path, text: String| {
         std::fs::write(path, text).map_err(|source| LabError::Io {
             what: format!("write {}", path.display()),
             source,
         })
     };
+    let rows = bench::side_by_side(&all);
+    if plan.bench {
+        print!("\n{}", bench::table(&rows));
+    }
     if let Some(p) = &out.json {
-        write(p, report::to_json(&settings, &reports))?;
+        let text = match (plan.bench, all.first()) {
+            (false, Some(one)) => report::to_json(&one.settings, &one.runs),
+            _ => bench::to_json(&all, &rows),
+        };
+        write(p, text)?;
         println!("JSON: {}", p.display());
     }
     if let Some(p) = &out.svg {
-        write(p, svg::render(&outcomes))?;
+        write(p, svg::render(&pictures))?;
         println!("SVG:  {}", p.display());
     }
-    let failed = reports.iter().filter(|r| !r.passed()).count();
-    println!("{} runs, {} failed", reports.len(), failed);
-    Ok(failed == 0)
+    let total: usize = all.iter().map(|i| i.runs.len()).sum();
+    println!("{total} runs, {failed} failed");
+    // A bench's verdict is vipd's: keepalived's results are data (it may
+    // well show two holders by design).
+    Ok(if plan.bench {
+        failed_vipd == 0
+    } else {
+        failed == 0
+    })
+}
+
+/// Builds one lab for `cfg`, starts its daemons, runs the plan, and tears it
+/// all down (when the `Lab` drops at the end).
+fn run_impl(
+    plan: &Plan,
+    cfg: lab::LabConfig,
+    stop: &AtomicBool,
+    live: &mut runner::Live,
+) -> Result<(Vec<runner::RunOutcome>, report::Settings), LabError> {
+    let imp = cfg.implementation;
+    let advert = (imp == lab::Implementation::Keepalived)
+        .then(|| keepalived::advert_int_for_lease(cfg.timing.lease));
+    let timing = match advert {
+        Some(a) => format!(
+            "keepalived advert_int {a} s (master down after {:.2} s)",
+            keepalived::master_down_interval(a, keepalived::PRIORITY)
+        ),
+        None => format!(
+            "lease {}/{}/{} s",
+            cfg.timing.lease, cfg.timing.renew, cfg.timing.retry
+        ),
+    };
+    live.event(&format!(
+        "vipd lab: {}, {} nodes, {timing}, namespaces {}-*, logs in {}",
+        imp.name(),
+        cfg.nodes,
+        cfg.prefix,
+        cfg.run_dir.display()
+    ));
+    let mut lab = lab::Lab::build(cfg)?;
+    if stop.load(Ordering::Relaxed) {
+        return Err(LabError::Interrupted);
+    }
+    lab.start_all()?;
+    // A daemon that rejects its configuration (e.g. lease settings
+    // breaking SPEC R1) exits at once with status 2: say so now rather
+    // than time out in every run.
+    std::thread::sleep(Duration::from_millis(500));
+    for n in lab.nodes() {
+        if !lab.running(&n) {
+            let log = lab.run_dir().join(format!("{n}.log"));
+            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = tail.lines().rev().take(5).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            return Err(LabError::Setup(format!(
+                "{} on {n} exited at start ({}):\n{}",
+                imp.name(),
+                log.display(),
+                tail.join("\n")
+            )));
+        }
+    }
+    let settings = report::Settings {
+        implementation: imp.name().to_string(),
+        nodes: plan.nodes,
+        lease_duration_s: plan.timing.lease,
+        renew_deadline_s: plan.timing.renew,
+        retry_period_s: plan.timing.retry,
+        advert_int_s: advert,
+        vip: lab.vip().to_string(),
+    };
+    let outcomes = runner::run_plan(&mut lab, &plan.run, stop, live)?;
+    Ok((outcomes, settings))
+    // `lab` drops here: daemons, monitors, etcd and namespaces go.
 }
 
 #[cfg(test)]

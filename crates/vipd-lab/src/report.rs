@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! { "schema": "vipd-lab/1",
-//!   "settings": { "nodes", "lease_duration_s", "renew_deadline_s", "retry_period_s", "vip" },
+//!   "settings": { "implementation", "nodes", "lease_duration_s", "renew_deadline_s",
+//!                 "retry_period_s", "advert_int_s" (keepalived only), "vip" },
 //!   "runs": [ { one RunReport per run, fields below }, ... ] }
 //! ```
 //! Field names of [`RunReport`] are stable; times in the run are seconds on
@@ -100,7 +101,9 @@ impl RunReport {
 /// Lab settings recorded with the runs.
 #[derive(Debug, Clone, Serialize)]
 pub struct Settings {
-    /// Number of vipd nodes.
+    /// What ran on the nodes: `vipd` or `keepalived`.
+    pub implementation: String,
+    /// Number of nodes.
     pub nodes: usize,
     /// `--lease-duration`.
     pub lease_duration_s: f64,
@@ -108,6 +111,9 @@ pub struct Settings {
     pub renew_deadline_s: f64,
     /// `--retry-period`.
     pub retry_period_s: f64,
+    /// keepalived's `advert_int` derived from the lease (absent for vipd).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advert_int_s: Option<f64>,
     /// The VIP.
     pub vip: String,
 }
@@ -231,6 +237,8 @@ mod tests {
     #[test]
     fn json_has_the_documented_stable_field_names() {
         let s = Settings {
+            implementation: "vipd".into(),
+            advert_int_s: None,
             nodes: 3,
             lease_duration_s: 3.0,
             renew_deadline_s: 2.0,

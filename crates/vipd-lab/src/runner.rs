@@ -169,7 +169,9 @@ fn steady_holder(lab: &Lab) -> Option<String> {
     }
 }
 
-/// Runs the plan on `lab` (vipd already started on every node).
+/// Runs the plan on `lab` (the daemons already started on every node). A
+/// run that ends without one holder serving the client is followed by
+/// [`Lab::reset`].
 pub fn run_plan(
     lab: &mut Lab,
     plan: &RunPlan,
@@ -191,7 +193,17 @@ pub fn run_plan(
                 r.two_holder_ms,
                 if r.passed() { "OK" } else { "FAIL" }
             ));
+            let clean = o.report.end_ok;
             out.push(o);
+            if !clean {
+                live.event(&format!(
+                    "[{} {k}/{}] no single holder serving the client: restarting every {} from a clean slate",
+                    sc.name(),
+                    plan.runs,
+                    lab.implementation().name()
+                ));
+                lab.reset()?;
+            }
         }
     }
     Ok(out)

@@ -28,8 +28,9 @@ pub enum Scenario {
     Loss,
     /// The VIP deleted by hand on the holder.
     VipDeleted,
-    /// A stale vipd-tagged VIP left on a follower (crash leftover) that the
-    /// restarted follower must remove.
+    /// A stale VIP left on a follower (crash leftover; vipd-tagged with
+    /// vipd, added by hand with keepalived) that the restarted follower must
+    /// remove.
     StaleVip,
 }
 
@@ -107,8 +108,13 @@ impl Scenario {
         let min = match self {
             // "Restarted after 1 s, as kubelet would": fixed.
             Scenario::SigkillRestart => return Duration::from_secs(1),
-            // A takeover needs the lease to expire, then an election.
-            Scenario::Crash | Scenario::ApiCut => lease + Duration::from_secs(2),
+            // A takeover needs the lease to expire, then an election. A
+            // partition must outlast failure detection too, or keepalived's
+            // backups (master down after ~1.2 leases, see keepalived.rs)
+            // would never notice it and the scenario would test nothing.
+            Scenario::Crash | Scenario::ApiCut | Scenario::Partition => {
+                lease + Duration::from_secs(2)
+            }
             // "Longer than the lease": everyone must have fenced.
             Scenario::ApiDown => lease + Duration::from_secs(1),
             // The follower's vipd must restart and reconcile (1 s period).
@@ -195,7 +201,10 @@ impl Scenario {
                 lab.topo.partition(f, &cut)?;
                 lab.plant_vip(f)?;
                 lab.start(f)?;
-                format!("stale VIP planted on {f}, vipd restarted")
+                format!(
+                    "stale VIP planted on {f}, {} restarted",
+                    lab.implementation().name()
+                )
             }
         })
     }
@@ -248,6 +257,10 @@ mod tests {
         let short = Duration::from_secs(1);
         assert_eq!(Scenario::Crash.hold(short, lease), Duration::from_secs(5));
         assert_eq!(Scenario::ApiDown.hold(short, lease), Duration::from_secs(4));
+        assert_eq!(
+            Scenario::Partition.hold(short, lease),
+            Duration::from_secs(5)
+        );
         assert_eq!(
             Scenario::SigkillRestart.hold(Duration::from_secs(9), lease),
             Duration::from_secs(1)
