@@ -23,7 +23,7 @@
 
 mod common;
 
-use common::{ms, ms_opt, Cluster, Family, LEASE, NODES, RECONCILE, RENEW, RETRY};
+use common::{ms, ms_opt, Backend, Cluster, Family, LEASE, NODES, RECONCILE, RENEW, RETRY};
 use std::time::Duration;
 
 /// Liveness bound for the first election after start (etcd just came up).
@@ -43,7 +43,13 @@ fn secs(s: u64) -> Duration {
 /// Builds the cluster, starts vipd on all nodes and the client's probe, and
 /// waits for one holder that serves the client. Returns the holder.
 fn up(scenario: &str, family: Family) -> (Cluster, String) {
-    let mut c = Cluster::new(scenario, family);
+    up_with(scenario, family, Backend::Etcd)
+}
+
+/// [`up`] with the lease backend chosen; Kubernetes runs are reported with
+/// a `kube-` prefix on the scenario name.
+fn up_with(scenario: &str, family: Family, backend: Backend) -> (Cluster, String) {
+    let mut c = Cluster::with_backend(&named(scenario, backend), family, backend);
     c.start_probe();
     c.start_all();
     let holder = c
@@ -52,6 +58,14 @@ fn up(scenario: &str, family: Family) -> (Cluster, String) {
     c.wait_served(&holder, HOLD, secs(10))
         .unwrap_or_else(|| panic!("client not served by {holder} within 10 s"));
     (c, holder)
+}
+
+/// The scenario name as reported: `kube-` prefixed for the Kubernetes backend.
+fn named(scenario: &str, backend: Backend) -> String {
+    match backend {
+        Backend::Etcd => scenario.to_string(),
+        Backend::Kube => format!("kube-{scenario}"),
+    }
 }
 
 /// The other node, neither `a` nor `b`.
@@ -169,8 +183,8 @@ fn sigterm_holder_hands_over_v6() {
     sigterm_holder(Family::V6);
 }
 
-fn crash_holder(family: Family) {
-    let (mut c, old) = up("crash", family);
+fn crash_holder(family: Family, backend: Backend) {
+    let (mut c, old) = up_with("crash", family, backend);
     let t0 = c.clock.now();
     c.crash(&old);
     let new = c
@@ -202,17 +216,21 @@ fn crash_holder(family: Family) {
 #[test]
 fn crashed_holder_is_replaced_after_lease_expiry_v4() {
     netlab::require_root!();
-    crash_holder(Family::V4);
+    crash_holder(Family::V4, Backend::Etcd);
 }
 
 #[test]
 fn crashed_holder_is_replaced_after_lease_expiry_v6() {
     netlab::require_root!();
-    crash_holder(Family::V6);
+    crash_holder(Family::V6, Backend::Etcd);
 }
 
-fn holder_cut_from_etcd(family: Family) {
-    let (mut c, old) = up("etcdcut", family);
+fn holder_cut_from_etcd(family: Family, backend: Backend) {
+    let name = match backend {
+        Backend::Etcd => "etcdcut",
+        Backend::Kube => "apicut",
+    };
+    let (mut c, old) = up_with(name, family, backend);
     let pid = c.pid(&old).unwrap();
     let t0 = c.clock.now();
     c.cut_from_etcd(&old);
@@ -283,13 +301,13 @@ fn holder_cut_from_etcd(family: Family) {
 #[test]
 fn holder_cut_from_etcd_fences_before_takeover_and_rejoins_v4() {
     netlab::require_root!();
-    holder_cut_from_etcd(Family::V4);
+    holder_cut_from_etcd(Family::V4, Backend::Etcd);
 }
 
 #[test]
 fn holder_cut_from_etcd_fences_before_takeover_and_rejoins_v6() {
     netlab::require_root!();
-    holder_cut_from_etcd(Family::V6);
+    holder_cut_from_etcd(Family::V6, Backend::Etcd);
 }
 
 #[test]
@@ -350,7 +368,11 @@ fn etcd_outage_longer_than_lease_recovers_without_restart() {
 #[test]
 fn vip_deleted_by_hand_is_restored_on_the_holder() {
     netlab::require_root!();
-    let (c, holder) = up("manualdel", Family::V4);
+    vip_deleted_by_hand(Backend::Etcd);
+}
+
+fn vip_deleted_by_hand(backend: Backend) {
+    let (c, holder) = up_with("manualdel", Family::V4, backend);
     let t0 = c.clock.now();
     c.topo
         .host(&holder)
@@ -398,7 +420,11 @@ fn vip_deleted_by_hand_is_restored_on_the_holder() {
 #[test]
 fn stale_vip_left_on_a_follower_is_removed() {
     netlab::require_root!();
-    let mut c = Cluster::new("stale", Family::V4);
+    stale_vip(Backend::Etcd);
+}
+
+fn stale_vip(backend: Backend) {
+    let mut c = Cluster::with_backend(&named("stale", backend), Family::V4, backend);
     let vip = Family::V4.vip();
     c.start_probe();
     c.start("n1");
@@ -455,8 +481,8 @@ fn stale_vip_left_on_a_follower_is_removed() {
     ]);
 }
 
-fn sigkill_and_restart(family: Family) {
-    let (mut c, old) = up("killrestart", family);
+fn sigkill_and_restart(family: Family, backend: Backend) {
+    let (mut c, old) = up_with("killrestart", family, backend);
     let t0 = c.clock.now();
     c.sigkill(&old);
     std::thread::sleep(secs(1));
@@ -486,13 +512,13 @@ fn sigkill_and_restart(family: Family) {
 #[test]
 fn holder_sigkilled_and_restarted_never_two_holders_v4() {
     netlab::require_root!();
-    sigkill_and_restart(Family::V4);
+    sigkill_and_restart(Family::V4, Backend::Etcd);
 }
 
 #[test]
 fn holder_sigkilled_and_restarted_never_two_holders_v6() {
     netlab::require_root!();
-    sigkill_and_restart(Family::V6);
+    sigkill_and_restart(Family::V6, Backend::Etcd);
 }
 
 /// R5 end to end: another node claims the VIP on the wire (a gratuitous ARP
@@ -503,7 +529,11 @@ fn holder_sigkilled_and_restarted_never_two_holders_v6() {
 #[test]
 fn foreign_claim_is_counted_and_answered_by_a_re_announcement() {
     netlab::require_root!();
-    let (c, holder) = up("dupclaim", Family::V4);
+    foreign_claim(Backend::Etcd);
+}
+
+fn foreign_claim(backend: Backend) {
+    let (c, holder) = up_with("dupclaim", Family::V4, backend);
     let other = NODES.iter().find(|n| **n != holder).unwrap().to_string();
     let vip = Family::V4.vip().to_string();
     let vip_label = format!("vip=\"{vip}\"");
@@ -577,4 +607,50 @@ fn foreign_claim_is_counted_and_answered_by_a_re_announcement() {
         ("neigh_back_ms", ms(back)),
         ("two_holder_ms", ms(two)),
     ]);
+}
+
+// The same recipes with the Kubernetes Lease backend against the API test
+// server (tests/kube_scenarios.rs holds the Kubernetes-only ones): the
+// reconciler, announcer and fencing must not depend on the backend.
+
+#[test]
+fn kube_crashed_holder_is_replaced_after_lease_expiry_v6() {
+    netlab::require_root!();
+    crash_holder(Family::V6, Backend::Kube);
+}
+
+#[test]
+fn kube_holder_cut_from_api_fences_before_takeover_and_rejoins_v6() {
+    netlab::require_root!();
+    holder_cut_from_etcd(Family::V6, Backend::Kube);
+}
+
+#[test]
+fn kube_holder_sigkilled_and_restarted_never_two_holders_v4() {
+    netlab::require_root!();
+    sigkill_and_restart(Family::V4, Backend::Kube);
+}
+
+#[test]
+fn kube_holder_sigkilled_and_restarted_never_two_holders_v6() {
+    netlab::require_root!();
+    sigkill_and_restart(Family::V6, Backend::Kube);
+}
+
+#[test]
+fn kube_vip_deleted_by_hand_is_restored_on_the_holder() {
+    netlab::require_root!();
+    vip_deleted_by_hand(Backend::Kube);
+}
+
+#[test]
+fn kube_stale_vip_left_on_a_follower_is_removed() {
+    netlab::require_root!();
+    stale_vip(Backend::Kube);
+}
+
+#[test]
+fn kube_foreign_claim_is_counted_and_answered_by_a_re_announcement() {
+    netlab::require_root!();
+    foreign_claim(Backend::Kube);
 }
