@@ -262,73 +262,8 @@ fn kube_crashed_holder_is_replaced_after_lease_expiry_and_transitions_counted() 
     ]);
 }
 
-#[test]
-fn kube_holder_cut_from_api_fences_before_takeover_and_rejoins() {
-    netlab::require_root!();
-    let (mut c, old) = up("kube-apicut", Family::V4);
-    let pid = c.pid(&old).unwrap();
-    let t0 = c.clock.now();
-    c.cut_from_etcd(&old); // drops everything to/from the API host's address
-    let t_rel = c
-        .wait_for(RENEW + secs(8), || c.released_at(&old, t0))
-        .unwrap_or_else(|| panic!("{old} kept the VIP although cut from the API"));
-    let new = c
-        .wait_holder(Some(&old), TAKEOVER_BOUND)
-        .unwrap_or_else(|| panic!("no node took over from the cut holder: {:?}", c.holders()));
-    let t_acq = c.acquired_at(&new, t0).unwrap();
-    assert!(
-        t_rel <= t_acq,
-        "{new} acquired at {t_acq:?} before {old} fenced at {t_rel:?}"
-    );
-    assert!(
-        t_rel - t0 < LEASE,
-        "{old} fenced {:?} after the cut: not before its lease could expire",
-        t_rel - t0
-    );
-    c.wait_served(&new, HOLD, secs(10))
-        .unwrap_or_else(|| panic!("client not served by {new} while {old} is cut"));
-    let gap = c.gap_since(t0.saturating_sub(Duration::from_millis(500)));
-    let t_heal = c.clock.now();
-    c.heal_etcd(&old);
-    std::thread::sleep(secs(3));
-    assert_eq!(
-        c.pid(&old),
-        Some(pid),
-        "{old} restarted or exited after the heal"
-    );
-    assert_eq!(
-        c.holders(),
-        vec![new.clone()],
-        "holder changed after the heal"
-    );
-    assert!(
-        c.watcher.transitions().iter().all(|t| t.t < t_heal),
-        "holding changed after the heal: {:?}",
-        c.watcher.transitions()
-    );
-    // A live follower: with the third node stopped, a graceful handover
-    // from the new holder must land on the old one.
-    let other = third(&old, &new);
-    c.stop(&other);
-    let t_term = c.clock.now();
-    c.stop(&new);
-    let back = c
-        .wait_holder(Some(&new), secs(10))
-        .unwrap_or_else(|| panic!("{old} did not take over after the heal: {:?}", c.holders()));
-    assert_eq!(back, old, "only {old} was left running");
-    let rejoin = c.acquired_at(&old, t_term).unwrap() - t_term;
-    let two = assert_no_two_holders(&c);
-    c.report(&[
-        ("old", old),
-        ("new", new),
-        ("gap_ms", ms(gap)),
-        ("fence_ms", ms(t_rel - t0)),
-        ("takeover_ms", ms(t_acq - t0)),
-        ("fence_to_takeover_ms", ms(t_acq - t_rel)),
-        ("rejoined_takeover_ms", ms(rejoin)),
-        ("two_holder_ms", ms(two)),
-    ]);
-}
+// The holder cut from the API runs in tests/scenarios.rs with
+// `Backend::Kube` (the same recipe as the etcd cut, v4 and v6).
 
 #[test]
 fn kube_api_outage_longer_than_lease_recovers_without_restart() {

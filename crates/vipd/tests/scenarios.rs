@@ -620,6 +620,12 @@ fn kube_crashed_holder_is_replaced_after_lease_expiry_v6() {
 }
 
 #[test]
+fn kube_holder_cut_from_api_fences_before_takeover_and_rejoins_v4() {
+    netlab::require_root!();
+    holder_cut_from_etcd(Family::V4, Backend::Kube);
+}
+
+#[test]
 fn kube_holder_cut_from_api_fences_before_takeover_and_rejoins_v6() {
     netlab::require_root!();
     holder_cut_from_etcd(Family::V6, Backend::Kube);
