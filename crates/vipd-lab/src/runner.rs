@@ -281,8 +281,18 @@ fn run_one(
         since: fault,
     };
     let min_settle = Duration::from_secs(2);
+    // Settled: past the minimum, one holder serving, and the client served
+    // continuously for the recovery hold since the heal — otherwise the run
+    // could end before "recover after heal" is measurable.
     wait_until(lab, live, stop, &st, plan.settle_timeout, |l| {
-        (l.clock.now() >= heal + min_settle)
+        let recovered = netlab::probe::served_continuously_after(
+            &l.samples(),
+            heal,
+            crate::measure::SERVED_HOLD,
+            None,
+        )
+        .is_some();
+        (l.clock.now() >= heal + min_settle && recovered)
             .then(|| steady_holder(l))
             .flatten()
     })?;

@@ -24,34 +24,27 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, Mutex};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::AbortOnDropHandle;
 use tracing::{error, info, warn};
 use vipd::config::{Backend, Config};
-use vipd::metrics::{AnnouncementKind, Metrics, Transition};
-use vipd::status::{Heartbeat, Liveness, Role as StatusRole, StatusHandle};
-use vipd_announce::{
-    AnnounceEvent, Announcer, AnnouncerConfig, Command as AnnounceCommand, MacAddr, Reason,
-    SendKind,
-};
-use vipd_election::{Elector, FenceReason, LeaseStore, Role};
-use vipd_health::{HealthCheckSpec, HealthEvent, HealthMonitor};
-use vipd_vip::{preflight, PreflightError, Vip, VipEvent, VipManager, VipManagerConfig};
+use vipd::metrics::Metrics;
+use vipd::status::{Liveness, StatusHandle};
+use vipd_election::{Elector, FenceReason, LeaseStore};
+use vipd_health::{HealthCheckSpec, HealthMonitor};
+use vipd_vip::{preflight, PreflightError, Vip, VipManager, VipManagerConfig};
 
 use crate::elect::{self, Control, Holder, Observation};
+
+mod events;
+mod glue;
+mod health;
+
+use events::Events;
+use glue::{glue, GlueCtx};
+use health::{health_loop, health_specs};
 use vipd_backoff::{random_u64, Backoff};
 
 /// Exit status for invalid configuration (SPEC §3).
 const EXIT_CONFIG: u8 = 2;
-
-/// What an Event reports; the reason strings live with the Kubernetes
-/// backend (`vipd_kube::reason`).
-#[derive(Clone, Copy, Debug)]
-enum EventReason {
-    Acquired,
-    Lost,
-    Duplicate,
-    Health,
-}
 
 /// Entry point of `vipd run`.
 pub fn main(cfg: Config) -> ExitCode {
@@ -203,49 +196,6 @@ async fn run(cfg: Config) -> ExitCode {
                 "vipd: this build has no Kubernetes backend (built without feature `kubernetes`)"
             );
             ExitCode::from(EXIT_CONFIG)
-        }
-    }
-}
-
-/// Kubernetes Events for state changes (best effort, never blocking), or
-/// nothing where the backend has no event API.
-#[derive(Clone)]
-enum Events {
-    None,
-    #[cfg(feature = "kubernetes")]
-    Kube(vipd_kube::EventRecorder),
-}
-
-impl Events {
-    fn normal(&self, reason: EventReason, message: String) {
-        self.emit(reason, message, false);
-    }
-
-    fn warning(&self, reason: EventReason, message: String) {
-        self.emit(reason, message, true);
-    }
-
-    #[cfg_attr(not(feature = "kubernetes"), allow(unused_variables))]
-    fn emit(&self, reason: EventReason, message: String, warning: bool) {
-        match self {
-            Events::None => {}
-            #[cfg(feature = "kubernetes")]
-            Events::Kube(r) => {
-                let kind = if warning {
-                    vipd_kube::EventType::Warning
-                } else {
-                    vipd_kube::EventType::Normal
-                };
-                use vipd_kube::events::reason;
-                let reason = match reason {
-                    EventReason::Acquired => reason::ACQUIRED,
-                    EventReason::Lost => reason::LOST,
-                    EventReason::Duplicate => reason::DUPLICATE,
-                    EventReason::Health => reason::HEALTH,
-                };
-                // record() never blocks; a full queue drops and counts.
-                r.record(reason, message, kind);
-            }
         }
     }
 }
@@ -526,293 +476,6 @@ async fn wait_for_signal() {
         _ => {
             error!("cannot install signal handlers; running until killed");
             std::future::pending::<()>().await;
-        }
-    }
-}
-
-#[derive(Clone)]
-struct GlueCtx {
-    cfg: Config,
-    metrics: Arc<Metrics>,
-    status: StatusHandle,
-    control: mpsc::Sender<Control>,
-    lease_label: String,
-    vip_label: String,
-    bound: watch::Receiver<BTreeSet<Vip>>,
-    cancel: CancellationToken,
-    liveness: Liveness,
-    events: Events,
-}
-
-async fn glue(
-    ctx: GlueCtx,
-    vip_events: &mut mpsc::UnboundedReceiver<VipEvent>,
-    obs: &mut watch::Receiver<Observation>,
-) {
-    let heartbeat: Heartbeat =
-        ctx.liveness
-            .register("glue", Duration::from_secs(5), tokio::time::Instant::now());
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let (ann_tx, mut ann_rx) = mpsc::channel::<AnnounceEvent>(256);
-    let mut announcer: Option<AnnouncerHandle> = None;
-    let mut last_role = Role::Follower;
-    let refresh = ctx.cfg.arp_refresh.unwrap_or(Duration::ZERO);
-    loop {
-        heartbeat.beat(tokio::time::Instant::now());
-        tokio::select! {
-            () = ctx.cancel.cancelled() => return,
-            _ = tick.tick() => {}
-            ev = vip_events.recv() => {
-                let Some(ev) = ev else { return };
-                match ev {
-                    VipEvent::Bound { vip, link } => {
-                        info!(vip = %vip.addr, interface = %link.name, "VIP bound; announcing");
-                        ctx.metrics.set_vip_bound(&ctx.vip_label, &ctx.cfg.interface, true);
-                        ctx.status.update_vip(vip.addr, current_role(last_role), true);
-                        ctx.metrics.inc_vip_bind(&ctx.vip_label);
-                        if !ctx.cfg.arp {
-                            continue;
-                        }
-                        let Some(mac) = link.mac else {
-                            warn!(interface = %link.name, "interface has no Ethernet address; cannot announce");
-                            continue;
-                        };
-                        let mac = MacAddr(mac);
-                        let stale = announcer.as_ref().is_none_or(|a| a.ifindex != link.ifindex || a.mac != mac);
-                        if stale {
-                            // The interface was (re)created: new sockets.
-                            announcer = Some(AnnouncerHandle::spawn(link.ifindex, mac, refresh, ann_tx.clone(), &ctx.cancel));
-                        }
-                        if let Some(a) = &announcer {
-                            a.send(AnnounceCommand::Trigger { vip: vip.addr, reason: Reason::Acquired });
-                        }
-                    }
-                    VipEvent::Unbound { vip } => {
-                        info!(vip = %vip.addr, "VIP unbound");
-                        ctx.metrics.set_vip_bound(&ctx.vip_label, &ctx.cfg.interface, false);
-                        ctx.status.update_vip(vip.addr, current_role(last_role), false);
-                        if let Some(a) = &announcer {
-                            a.send(AnnounceCommand::Stop { vip: vip.addr });
-                        }
-                    }
-                    VipEvent::LinkUp { link } => info!(interface = %link.name, "link up"),
-                    VipEvent::LinkDown => warn!(interface = %ctx.cfg.interface, "link down"),
-                    VipEvent::Refused { vip, reason } => {
-                        error!(vip = %vip.addr, %reason, "refusing to manage an address vipd did not add");
-                    }
-                    VipEvent::Error { vip, error } => {
-                        warn!(vip = ?vip.map(|v| v.addr), %error, "netlink operation failed; retrying");
-                    }
-                }
-            }
-            ev = ann_rx.recv() => {
-                let Some(ev) = ev else { continue };
-                match ev {
-                    AnnounceEvent::Sent { vip, kind } => {
-                        ctx.metrics.inc_announcement(&vip.to_string(), announcement_kind(kind));
-                    }
-                    AnnounceEvent::DuplicateClaim { vip, mac } => {
-                        warn!(vip = %vip, claimed_by = %mac, "another MAC claims our VIP; re-reading the lease and re-announcing");
-                        ctx.metrics.inc_duplicate_claim(&vip.to_string());
-                        ctx.events.warning(EventReason::Duplicate, format!("{mac} claims {vip} held by {}", ctx.cfg.node_name));
-                        // R5: if the lease says another node holds it the
-                        // re-read steps us down; otherwise we re-announce.
-                        let _ = ctx.control.try_send(Control::Reread);
-                        if ctx.bound.borrow().iter().any(|v| v.addr == vip) {
-                            if let Some(a) = &announcer {
-                                a.send(AnnounceCommand::Trigger { vip, reason: Reason::Duplicate });
-                            }
-                        }
-                    }
-                }
-            }
-            changed = obs.changed() => {
-                if changed.is_err() {
-                    continue;
-                }
-                let o = obs.borrow_and_update().clone();
-                let role = o.status.role;
-                if role != last_role && role != Role::Stopped {
-                    info!(from = elect::role_label(last_role), to = elect::role_label(role), holder = ?o.status.holder, "leadership changed");
-                    ctx.metrics.inc_transition(&ctx.lease_label, if role == Role::Leader { Transition::Leader } else { Transition::Follower });
-                    if role == Role::Leader {
-                        ctx.events.normal(EventReason::Acquired, format!("{} acquired the lease and holds {}", ctx.cfg.node_name, ctx.vip_label));
-                    } else {
-                        ctx.events.warning(EventReason::Lost, format!("{} stopped holding {} (lease holder now {:?})", ctx.cfg.node_name, ctx.vip_label, o.status.holder));
-                    }
-                    last_role = role;
-                }
-                ctx.metrics.set_leader(&ctx.vip_label, &ctx.lease_label, role == Role::Leader);
-                ctx.metrics.set_api_reachable(o.store_reachable);
-                let bound = ctx.bound.borrow().iter().any(|v| v.addr == ctx.cfg.vip);
-                ctx.status.update_vip(ctx.cfg.vip, current_role(role), bound);
-                ctx.status.set_lease(o.status.holder.clone(), u64::from(o.status.transitions));
-                if let Some(at) = o.status.last_renewal {
-                    ctx.status.renewed(at);
-                }
-                ctx.status.set_api_reachable(o.store_reachable);
-                if o.last_result == Some("ok") && !ctx.status.is_ready() {
-                    // First sync with the store: our role is now known.
-                    ctx.status.mark_ready();
-                }
-            }
-        }
-    }
-}
-
-/// One announcer task for the VIP interface, aborted when replaced or dropped.
-struct AnnouncerHandle {
-    ifindex: u32,
-    mac: MacAddr,
-    tx: mpsc::Sender<AnnounceCommand>,
-    _task: AbortOnDropHandle<()>,
-}
-
-impl AnnouncerHandle {
-    fn spawn(
-        ifindex: u32,
-        mac: MacAddr,
-        refresh: Duration,
-        events: mpsc::Sender<AnnounceEvent>,
-        cancel: &CancellationToken,
-    ) -> Self {
-        let (tx, rx) = mpsc::channel(64);
-        let announcer = Announcer::new(
-            AnnouncerConfig {
-                ifindex,
-                mac,
-                refresh,
-            },
-            rx,
-            events,
-        );
-        let task = tokio::spawn(announcer.run(cancel.child_token()));
-        AnnouncerHandle {
-            ifindex,
-            mac,
-            tx,
-            _task: AbortOnDropHandle::new(task),
-        }
-    }
-
-    fn send(&self, cmd: AnnounceCommand) {
-        // Commands are rare state changes; a full queue means the task is
-        // wedged, which the next Bound event (new handle) would not fix
-        // either, so say it loudly.
-        if let Err(e) = self.tx.try_send(cmd) {
-            warn!(error = %e, "announcer queue full or closed; announcement dropped");
-        }
-    }
-}
-
-fn current_role(r: Role) -> StatusRole {
-    if r == Role::Leader {
-        StatusRole::Leader
-    } else {
-        StatusRole::Follower
-    }
-}
-
-fn announcement_kind(k: SendKind) -> AnnouncementKind {
-    match k {
-        SendKind::GarpRequest => AnnouncementKind::GarpRequest,
-        SendKind::GarpReply => AnnouncementKind::GarpReply,
-        SendKind::UnsolicitedNa => AnnouncementKind::UnsolicitedNa,
-    }
-}
-
-/// The health checks to run: explicit `--health-check` specs as written,
-/// kube-vip's `control_plane_health_check_address` with kube-vip's period,
-/// timeout and threshold, and the local apiserver's `/livez` (verified as
-/// `kubernetes`, the name kubeadm's serving certificate carries) as the
-/// control-plane default.
-fn health_specs(cfg: &Config) -> Result<Vec<HealthCheckSpec>, vipd_health::HealthSpecError> {
-    let local = vipd::config::default_health_check(cfg.api_port);
-    let h = &cfg.health;
-    let secs = |d: Duration| i64::try_from(d.as_secs().max(1)).unwrap_or(i64::MAX);
-    cfg.health_checks
-        .iter()
-        .map(|s| {
-            if *s == local {
-                let mut spec = HealthCheckSpec::local_apiserver(cfg.api_port, h.ca_path.clone());
-                spec.interval = h.period;
-                spec.timeout = h.timeout;
-                spec.failure_threshold = h.failure_threshold;
-                Ok(spec)
-            } else if h.address.as_deref() == Some(s.as_str()) {
-                HealthCheckSpec::from_kube_vip(
-                    s,
-                    secs(h.period),
-                    secs(h.timeout),
-                    i64::from(h.failure_threshold),
-                    h.ca_path.clone(),
-                )
-            } else {
-                // --health-check-period/-timeout/-failure-threshold (kube-vip's
-                // control_plane_health_check_*) apply to every check.
-                HealthCheckSpec::parse(s).map(|mut spec| {
-                    spec.interval = h.period;
-                    spec.timeout = h.timeout;
-                    spec.failure_threshold = h.failure_threshold;
-                    if let vipd_health::ProbeSpec::Http(http) = &mut spec.probe {
-                        if http.ca_path.is_none() {
-                            http.ca_path.clone_from(&h.ca_path);
-                        }
-                    }
-                    spec
-                })
-            }
-        })
-        .collect()
-}
-
-/// Forwards eligibility to the election and check changes to metrics.
-async fn health_loop(
-    mut eligible: watch::Receiver<bool>,
-    events: Option<mpsc::Receiver<HealthEvent>>,
-    control: mpsc::Sender<Control>,
-    metrics: Arc<Metrics>,
-    kube_events: Events,
-    cancel: CancellationToken,
-) {
-    let mut events = events;
-    // The election started with the value current at its start; a change
-    // between then and now would be lost, so state the current one again
-    // (idempotent for the elector), then forward every change.
-    let now = *eligible.borrow_and_update();
-    let _ = control.send(Control::Eligible(now)).await;
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            changed = eligible.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-                let e = *eligible.borrow_and_update();
-                info!(eligible = e, "health gate changed");
-                let _ = control.send(Control::Eligible(e)).await;
-            }
-            ev = async {
-                match events.as_mut() {
-                    Some(rx) => rx.recv().await,
-                    None => std::future::pending().await,
-                }
-            } => match ev {
-                Some(HealthEvent::CheckChanged { name, up, reason }) => {
-                    metrics.set_health_check(&name, up);
-                    let msg = match reason {
-                        Some(r) => format!("health check {name} is {}: {r}", if up { "up" } else { "down" }),
-                        None => format!("health check {name} is {}", if up { "up" } else { "down" }),
-                    };
-                    if up {
-                        kube_events.normal(EventReason::Health, msg);
-                    } else {
-                        kube_events.warning(EventReason::Health, msg);
-                    }
-                }
-                Some(HealthEvent::Eligible(_)) => {}
-                None => events = None,
-            },
         }
     }
 }
