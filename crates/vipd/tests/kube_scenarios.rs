@@ -84,21 +84,6 @@ fn pids(c: &mut Cluster) -> Vec<Option<u32>> {
     NODES.iter().map(|n| c.pid(n)).collect()
 }
 
-/// Waits until the lease record names `holder`; returns the record.
-fn wait_lease_holder(c: &Cluster, holder: &str, timeout: Duration) -> common::kube::LeaseRecord {
-    c.wait_for(timeout, || {
-        c.api()
-            .lease()
-            .filter(|l| l.holder.as_deref() == Some(holder))
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "lease record does not name {holder} within {timeout:?}: {:?}",
-            c.api().lease()
-        )
-    })
-}
-
 #[test]
 fn kube_start_elects_exactly_one_holder_and_records_it_in_the_lease() {
     netlab::require_root!();
@@ -125,7 +110,7 @@ fn kube_start_elects_exactly_one_holder_and_records_it_in_the_lease() {
         assert!(c.pid(n).is_some(), "vipd on {n} exited");
     }
     // R9: the record is client-go's LeaseLock record for this holder.
-    let lease = wait_lease_holder(&c, &holder, secs(2));
+    let lease = c.wait_lease_holder(&holder, secs(2));
     assert_eq!(lease.duration_s, LEASE.as_secs() as i64, "{lease:?}");
     assert!(lease.renew_time.is_some(), "no renewTime: {lease:?}");
     // Renewals keep landing (the holder renews every retry period).
@@ -150,117 +135,8 @@ fn kube_start_elects_exactly_one_holder_and_records_it_in_the_lease() {
     ]);
 }
 
-fn sigterm_holder(family: Family) {
-    let (mut c, old) = up("kube-sigterm", family);
-    let before = wait_lease_holder(&c, &old, secs(2));
-    let t0 = c.clock.now();
-    c.stop(&old);
-    let t_exit = c.clock.now();
-    assert!(
-        !c.topo.host(&old).has_addr(family.vip()),
-        "{old} exited on SIGTERM but left the VIP configured"
-    );
-    let t_rel = c
-        .wait_for(secs(1), || c.released_at(&old, t0))
-        .expect("the watcher did not see the VIP leave the old holder");
-    let new = c.wait_holder(Some(&old), secs(10)).unwrap_or_else(|| {
-        panic!(
-            "no node took over within 10 s of SIGTERM: {:?}",
-            c.holders()
-        )
-    });
-    let t_acq = c.acquired_at(&new, t0).unwrap();
-    // Release (holder cleared) + watch: well before the old record could
-    // have expired (its last renewal was at most a retry period before
-    // SIGTERM, so expiry is >= LEASE - RETRY = 2.5 s after the release).
-    let handover = t_acq.saturating_sub(t_rel);
-    assert!(
-        handover < 4 * RETRY,
-        "takeover {handover:?} after the release: looks like expiry, not release + watch"
-    );
-    c.wait_served(&new, HOLD, secs(10))
-        .unwrap_or_else(|| panic!("client not served by {new} after SIGTERM handover"));
-    let after = wait_lease_holder(&c, &new, secs(2));
-    assert_eq!(
-        after.transitions,
-        before.transitions + 1,
-        "leaseTransitions after one handover: before {before:?}, after {after:?}"
-    );
-    let gap = c.gap_since(t0.saturating_sub(Duration::from_millis(500)));
-    let two = assert_no_two_holders(&c);
-    c.report(&[
-        ("old", old),
-        ("new", new),
-        ("gap_ms", ms(gap)),
-        ("vip_removed_ms", ms(t_rel.saturating_sub(t0))),
-        ("exit_ms", ms(t_exit - t0)),
-        ("handover_ms", ms(handover)),
-        (
-            "transitions",
-            format!("{}->{}", before.transitions, after.transitions),
-        ),
-        ("two_holder_ms", ms(two)),
-    ]);
-}
-
-#[test]
-fn kube_sigterm_holder_releases_and_another_takes_over_v4() {
-    netlab::require_root!();
-    sigterm_holder(Family::V4);
-}
-
-#[test]
-fn kube_sigterm_holder_releases_and_another_takes_over_v6() {
-    netlab::require_root!();
-    sigterm_holder(Family::V6);
-}
-
-#[test]
-fn kube_crashed_holder_is_replaced_after_lease_expiry_and_transitions_counted() {
-    netlab::require_root!();
-    let (mut c, old) = up("kube-crash", Family::V4);
-    let before = wait_lease_holder(&c, &old, secs(2));
-    let t0 = c.clock.now();
-    c.crash(&old);
-    let new = c
-        .wait_holder(Some(&old), TAKEOVER_BOUND)
-        .unwrap_or_else(|| {
-            panic!(
-                "no node took over within {TAKEOVER_BOUND:?} of the crash: {:?}",
-                c.holders()
-            )
-        });
-    let t_acq = c.acquired_at(&new, t0).unwrap();
-    // The last renewal the followers saw was at most one retry period
-    // before the crash: nobody may take over before LEASE after it.
-    let takeover = t_acq - t0;
-    assert!(
-        takeover + RETRY + SLACK >= LEASE,
-        "{new} took over {takeover:?} after the crash, before the lease could expire"
-    );
-    c.wait_served(&new, HOLD, secs(10))
-        .unwrap_or_else(|| panic!("client not served by {new} after crash"));
-    let after = wait_lease_holder(&c, &new, secs(2));
-    assert_eq!(
-        after.transitions,
-        before.transitions + 1,
-        "leaseTransitions after one takeover: before {before:?}, after {after:?}"
-    );
-    let gap = c.gap_since(t0.saturating_sub(Duration::from_millis(500)));
-    let two = assert_no_two_holders(&c);
-    c.report(&[
-        ("old", old),
-        ("new", new.clone()),
-        ("gap_ms", ms(gap)),
-        ("takeover_ms", ms(takeover)),
-        (
-            "transitions",
-            format!("{}->{}", before.transitions, after.transitions),
-        ),
-        ("lease_holder", after.holder.unwrap_or_default()),
-        ("two_holder_ms", ms(two)),
-    ]);
-}
+// SIGTERM (v4, v6) and crash (v4, v6) with this backend run from the shared
+// recipes in tests/scenarios.rs, which also check the lease record.
 
 // The holder cut from the API runs in tests/scenarios.rs with
 // `Backend::Kube` (the same recipe as the etcd cut, v4 and v6).
@@ -458,7 +334,7 @@ fn kube_error_and_latency_storms_shorter_than_renew_deadline_keep_the_leader() {
         changes.is_empty(),
         "leadership changed during the storms: {changes:?}"
     );
-    let lease = wait_lease_holder(&c, &holder, secs(2));
+    let lease = c.wait_lease_holder(&holder, secs(2));
     assert_eq!(pids(&mut c), before, "a vipd process exited or restarted");
     let gap = c.gap_since(t0);
     let two = assert_no_two_holders(&c);
@@ -537,7 +413,7 @@ fn kube_lease_of_a_foreign_client_go_holder_is_respected_until_it_expires() {
     );
     c.wait_served(&holder, HOLD, secs(10))
         .unwrap_or_else(|| panic!("client not served by {holder}"));
-    let after = wait_lease_holder(&c, &holder, secs(2));
+    let after = c.wait_lease_holder(&holder, secs(2));
     assert_eq!(
         after.transitions, 5,
         "leaseTransitions after taking over from {FOREIGN}: {after:?}"
@@ -585,7 +461,7 @@ fn kube_control_plane_with_kubeconfig_pointing_at_the_down_vip_uses_the_endpoint
     let t0 = c.clock.now();
     let old = elect(&mut c);
     let t_acq = c.acquired_at(&old, t0).unwrap();
-    wait_lease_holder(&c, &old, secs(2));
+    c.wait_lease_holder(&old, secs(2));
     // Handover still works with the VIP moving (a node using the VIP as
     // its API server would lose it here).
     let t1 = c.clock.now();
@@ -594,7 +470,7 @@ fn kube_control_plane_with_kubeconfig_pointing_at_the_down_vip_uses_the_endpoint
         .wait_holder(Some(&old), TAKEOVER_BOUND)
         .unwrap_or_else(|| panic!("no takeover after SIGTERM: {:?}", c.holders()));
     let t_new = c.acquired_at(&new, t1).unwrap();
-    wait_lease_holder(&c, &new, secs(2));
+    c.wait_lease_holder(&new, secs(2));
     // R6: each node said once that it drops the VIP from its endpoint
     // list, and its list reaches the API host, not the VIP.
     for n in NODES {

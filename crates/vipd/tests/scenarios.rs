@@ -133,8 +133,30 @@ fn start_elects_exactly_one_holder_and_client_reaches_vip() {
     ]);
 }
 
-fn sigterm_holder(family: Family) {
-    let (mut c, old) = up("sigterm", family);
+/// The lease record's holder and transitions before a handover (the
+/// Kubernetes backend, where the test can read the Lease), to check after it.
+fn lease_before(c: &Cluster, backend: Backend, holder: &str) -> Option<i64> {
+    (backend == Backend::Kube).then(|| c.wait_lease_holder(holder, secs(2)).transitions)
+}
+
+/// Checks that the Lease now names `new` with one more transition; returns
+/// the report field (`before->after`), empty for etcd.
+fn lease_after(c: &Cluster, before: Option<i64>, new: &str) -> Vec<(&'static str, String)> {
+    let Some(before) = before else {
+        return Vec::new();
+    };
+    let after = c.wait_lease_holder(new, secs(2));
+    assert_eq!(
+        after.transitions,
+        before + 1,
+        "leaseTransitions after one handover: before {before}, after {after:?}"
+    );
+    vec![("transitions", format!("{before}->{}", after.transitions))]
+}
+
+fn sigterm_holder(family: Family, backend: Backend) {
+    let (mut c, old) = up_with("sigterm", family, backend);
+    let before = lease_before(&c, backend, &old);
     let t0 = c.clock.now();
     c.stop(&old);
     let t_exit = c.clock.now();
@@ -152,39 +174,51 @@ fn sigterm_holder(family: Family) {
         )
     });
     let t_acq = c.acquired_at(&new, t0).unwrap();
+    // Release (holder cleared) + watch: well before the old record could
+    // have expired (its last renewal was at most a retry period before
+    // SIGTERM, so expiry is >= LEASE - RETRY = 2.5 s after the release).
+    let handover = t_acq.saturating_sub(t_rel);
+    assert!(
+        handover < 4 * RETRY,
+        "takeover {handover:?} after the release: looks like expiry, not release + watch"
+    );
     let neigh = assert_neigh_follows(&c, &new, t_acq);
     c.wait_served(&new, HOLD, secs(10))
         .unwrap_or_else(|| panic!("client not served by {new} after SIGTERM handover"));
+    let lease = lease_after(&c, before, &new);
     let gap = c.gap_since(t0.saturating_sub(Duration::from_millis(500)));
     let recover = c.recovery(t0, HOLD, &new);
     let two = assert_no_two_holders(&c);
-    c.report(&[
+    let mut fields = vec![
         ("old", old),
         ("new", new),
         ("gap_ms", ms(gap)),
         ("recover_ms", ms_opt(recover)),
         ("vip_removed_ms", ms(t_rel.saturating_sub(t0))),
         ("exit_ms", ms(t_exit - t0)),
-        ("handover_ms", ms(t_acq.saturating_sub(t_rel))),
+        ("handover_ms", ms(handover)),
         ("neigh_ms", ms(neigh)),
-        ("two_holder_ms", ms(two)),
-    ]);
+    ];
+    fields.extend(lease);
+    fields.push(("two_holder_ms", ms(two)));
+    c.report(&fields);
 }
 
 #[test]
 fn sigterm_holder_hands_over_v4() {
     netlab::require_root!();
-    sigterm_holder(Family::V4);
+    sigterm_holder(Family::V4, Backend::Etcd);
 }
 
 #[test]
 fn sigterm_holder_hands_over_v6() {
     netlab::require_root!();
-    sigterm_holder(Family::V6);
+    sigterm_holder(Family::V6, Backend::Etcd);
 }
 
 fn crash_holder(family: Family, backend: Backend) {
     let (mut c, old) = up_with("crash", family, backend);
+    let before = lease_before(&c, backend, &old);
     let t0 = c.clock.now();
     c.crash(&old);
     let new = c
@@ -196,21 +230,31 @@ fn crash_holder(family: Family, backend: Backend) {
             )
         });
     let t_acq = c.acquired_at(&new, t0).unwrap();
+    // The last renewal the followers saw was at most one retry period
+    // before the crash: nobody may take over before LEASE after it.
+    let takeover = t_acq - t0;
+    assert!(
+        takeover + RETRY + Duration::from_millis(200) >= LEASE,
+        "{new} took over {takeover:?} after the crash, before the lease could expire"
+    );
     let neigh = assert_neigh_follows(&c, &new, t_acq);
     c.wait_served(&new, HOLD, secs(10))
         .unwrap_or_else(|| panic!("client not served by {new} after crash"));
+    let lease = lease_after(&c, before, &new);
     let gap = c.gap_since(t0.saturating_sub(Duration::from_millis(500)));
     let recover = c.recovery(t0, HOLD, &new);
     let two = assert_no_two_holders(&c);
-    c.report(&[
+    let mut fields = vec![
         ("old", old),
         ("new", new),
         ("gap_ms", ms(gap)),
         ("recover_ms", ms_opt(recover)),
-        ("takeover_ms", ms(t_acq - t0)),
+        ("takeover_ms", ms(takeover)),
         ("neigh_ms", ms(neigh)),
-        ("two_holder_ms", ms(two)),
-    ]);
+    ];
+    fields.extend(lease);
+    fields.push(("two_holder_ms", ms(two)));
+    c.report(&fields);
 }
 
 #[test]
@@ -612,6 +656,24 @@ fn foreign_claim(backend: Backend) {
 // The same recipes with the Kubernetes Lease backend against the API test
 // server (tests/kube_scenarios.rs holds the Kubernetes-only ones): the
 // reconciler, announcer and fencing must not depend on the backend.
+
+#[test]
+fn kube_sigterm_holder_releases_and_another_takes_over_v4() {
+    netlab::require_root!();
+    sigterm_holder(Family::V4, Backend::Kube);
+}
+
+#[test]
+fn kube_sigterm_holder_releases_and_another_takes_over_v6() {
+    netlab::require_root!();
+    sigterm_holder(Family::V6, Backend::Kube);
+}
+
+#[test]
+fn kube_crashed_holder_is_replaced_after_lease_expiry_v4() {
+    netlab::require_root!();
+    crash_holder(Family::V4, Backend::Kube);
+}
 
 #[test]
 fn kube_crashed_holder_is_replaced_after_lease_expiry_v6() {

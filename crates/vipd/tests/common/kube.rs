@@ -306,6 +306,21 @@ pub fn micro_now() -> String {
 }
 
 impl Cluster {
+    /// Waits until the lease record names `holder`; returns the record.
+    pub fn wait_lease_holder(&self, holder: &str, timeout: Duration) -> LeaseRecord {
+        self.wait_for(timeout, || {
+            self.api()
+                .lease()
+                .filter(|l| l.holder.as_deref() == Some(holder))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "lease record does not name {holder} within {timeout:?}: {:?}",
+                self.api().lease()
+            )
+        })
+    }
+
     /// The API test server (panics on an etcd cluster).
     pub fn api(&self) -> &KubeApi {
         self.kube.as_ref().expect("a Kubernetes-backend cluster")
