@@ -131,6 +131,14 @@ impl Shared {
             .put(obj)
             .map_err(|e| Error::Rejected(e.body.to_string()))
     }
+
+    pub(crate) fn find(
+        api_version: &str,
+        kind: &str,
+    ) -> Result<&'static resources::ResourceDef, Error> {
+        resources::find_kind(api_version, kind)
+            .ok_or_else(|| Error::Rejected(format!("{api_version} {kind} is not served")))
+    }
 }
 
 /// Used by [`TestServer`] to black-hole or close connections of one client or all.

@@ -156,6 +156,36 @@ impl TestServer {
         self.shared.put_object(obj)
     }
 
+    /// One stored object (`ns` empty for cluster-scoped kinds), if present.
+    pub fn get_object(&self, api_version: &str, kind: &str, ns: &str, name: &str) -> Option<Value> {
+        let res = crate::Shared::find(api_version, kind).ok()?;
+        self.shared.store.get(res, ns, name).ok()
+    }
+
+    /// Every stored object of a kind, in all namespaces.
+    pub fn list_objects(&self, api_version: &str, kind: &str) -> Vec<Value> {
+        match crate::Shared::find(api_version, kind) {
+            Ok(res) => self.shared.store.list(res, None).0,
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Deletes one object as an API DELETE would (watchers see DELETED).
+    pub fn delete_object(
+        &self,
+        api_version: &str,
+        kind: &str,
+        ns: &str,
+        name: &str,
+    ) -> Result<(), Error> {
+        let res = crate::Shared::find(api_version, kind)?;
+        self.shared
+            .store
+            .delete(res, ns, name, None, None)
+            .map(|_| ())
+            .map_err(|e| Error::Rejected(e.body.to_string()))
+    }
+
     /// Stops serving and waits for every task to end.
     pub async fn shutdown(self) {
         self.stop.cancel();

@@ -19,7 +19,7 @@ mod topo;
 pub use ns::{check_doc_addr, is_root, run, run_ok, unique_prefix, Error, NetNs};
 pub use probe::{LabClock, Prober, Responder, Sample};
 pub use topo::{Host, Topology, TopologyBuilder};
-pub use watch::{AddrWatcher, HoldingLog};
+pub use watch::{AddrWatcher, HoldingLog, MultiAddrWatcher};
 
 /// Skips a root-only test with a clear message when not running as root.
 ///

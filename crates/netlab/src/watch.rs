@@ -1,6 +1,8 @@
 //! Who holds an address, and when: [`AddrWatcher`] records, per host, the
 //! intervals during which the host could answer for a given address, and
 //! [`HoldingLog`] computes exactly how long two or more hosts did so at once.
+//! [`MultiAddrWatcher`] does the same for many addresses (Services mode) with
+//! the same single monitor process.
 //!
 //! ## How it watches
 //!
@@ -21,8 +23,8 @@
 
 use crate::ns::{run_ok, Error, NetNs};
 use crate::probe::LabClock;
-use crate::topo::Topology;
-use std::collections::{BTreeMap, HashMap};
+use crate::topo::{Host, Topology};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::ops::Range;
@@ -175,35 +177,156 @@ impl HoldingLog {
 }
 
 /// What the watcher knows about one host.
-#[derive(Debug, Clone, Copy, Default)]
-struct HostState {
-    has_addr: bool,
+#[derive(Debug)]
+struct HostTrack {
+    name: String,
+    /// Index of the host's interface; events of its other interfaces are ignored.
+    ifindex: u32,
     link_up: bool,
+    /// Watched addresses configured on the interface (and not `dadfailed`).
+    has: HashSet<IpAddr>,
 }
 
-impl HostState {
-    fn holding(self) -> bool {
-        self.has_addr && self.link_up
+/// A piece of state the initial dump fills in: a host's link (`None`) or
+/// whether it has an address.
+type Key = (u32, Option<IpAddr>);
+
+/// State shared by the reader thread and the watcher handle: pure, fed by
+/// parsed events and by dumps.
+#[derive(Debug, Default)]
+struct Core {
+    /// By nsid in the switch namespace.
+    hosts: HashMap<u32, HostTrack>,
+    logs: BTreeMap<IpAddr, HoldingLog>,
+    /// Registered but not yet read from the hosts. The monitor is already
+    /// subscribed when a key is registered, so an event for it is at least
+    /// as new as the dump read afterwards: the event wins and the key
+    /// leaves this set. Every later kernel change yields an event too, so
+    /// the state converges to the kernel's even when the dump is older.
+    unknown: HashSet<Key>,
+}
+
+impl Core {
+    /// Registers hosts `(nsid, name, ifindex)` and addresses; returns the
+    /// keys the caller must fill from a dump (new hosts x every address,
+    /// every host x new addresses).
+    fn register(&mut self, hosts: &[(u32, String, u32)], addrs: &BTreeSet<IpAddr>) -> Vec<Key> {
+        let mut keys = Vec::new();
+        for (nsid, name, ifindex) in hosts {
+            if self.hosts.contains_key(nsid) {
+                continue;
+            }
+            self.hosts.insert(
+                *nsid,
+                HostTrack {
+                    name: name.clone(),
+                    ifindex: *ifindex,
+                    link_up: false,
+                    has: HashSet::new(),
+                },
+            );
+            keys.push((*nsid, None));
+            keys.extend(self.logs.keys().map(|a| (*nsid, Some(*a))));
+        }
+        for a in addrs {
+            if self.logs.contains_key(a) {
+                continue;
+            }
+            self.logs.insert(*a, HoldingLog::new());
+            keys.extend(self.hosts.keys().map(|n| (*n, Some(*a))));
+        }
+        keys.sort();
+        keys.dedup();
+        self.unknown.extend(keys.iter().copied());
+        keys
+    }
+
+    /// Applies one monitor event observed at `t`.
+    fn apply(&mut self, t: Duration, ev: Event) {
+        match ev {
+            Event::Addr {
+                nsid,
+                ifindex,
+                addr,
+                present,
+            } => {
+                let Some(h) = self.hosts.get_mut(&nsid) else {
+                    return;
+                };
+                let Some(log) = self.logs.get_mut(&addr) else {
+                    return;
+                };
+                if h.ifindex != ifindex {
+                    return;
+                }
+                if present {
+                    h.has.insert(addr);
+                } else {
+                    h.has.remove(&addr);
+                }
+                if !self.unknown.is_empty() {
+                    self.unknown.remove(&(nsid, Some(addr)));
+                }
+                log.observe(t, &h.name, present && h.link_up);
+            }
+            Event::Link { nsid, ifindex, up } => {
+                let Some(h) = self.hosts.get_mut(&nsid) else {
+                    return;
+                };
+                if h.ifindex != ifindex {
+                    return;
+                }
+                h.link_up = up;
+                self.unknown.remove(&(nsid, None));
+                for a in &h.has {
+                    if let Some(log) = self.logs.get_mut(a) {
+                        log.observe(t, &h.name, up);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Fills the still-unknown `keys` from per-host dumps read at about `t`.
+    fn apply_dump(&mut self, t: Duration, keys: &[Key], dumps: &HashMap<u32, HostDump>) {
+        for key in keys {
+            let (nsid, addr) = *key;
+            let (Some(h), Some(d)) = (self.hosts.get_mut(&nsid), dumps.get(&nsid)) else {
+                continue;
+            };
+            if !self.unknown.remove(key) {
+                continue; // an event came first and is at least as new
+            }
+            match addr {
+                None => {
+                    h.link_up = d.link_up;
+                    for a in &h.has {
+                        if let Some(log) = self.logs.get_mut(a) {
+                            log.observe(t, &h.name, h.link_up);
+                        }
+                    }
+                }
+                Some(a) => {
+                    let present = d.addrs.contains(&a);
+                    if present {
+                        h.has.insert(a);
+                    } else {
+                        h.has.remove(&a);
+                    }
+                    if let Some(log) = self.logs.get_mut(&a) {
+                        log.observe(t, &h.name, present && h.link_up);
+                    }
+                }
+            }
+        }
     }
 }
 
+/// One host's state as read by `ip -o link show` and `ip -o addr show`.
 #[derive(Debug, Default)]
-struct Shared {
-    log: HoldingLog,
-    state: HashMap<String, HostState>,
-    /// False until the initial dump is applied; earlier events are already
-    /// reflected in the dump.
-    ready: bool,
-}
-
-/// Watches which of a topology's hosts hold an address (see module docs).
-/// Stops (killing its `ip monitor`) when dropped.
-#[derive(Debug)]
-pub struct AddrWatcher {
-    shared: Arc<Mutex<Shared>>,
-    child: Child,
-    reader: Option<JoinHandle<()>>,
-    clock: LabClock,
+struct HostDump {
+    link_up: bool,
+    addrs: HashSet<IpAddr>,
 }
 
 /// One parsed `ip -o monitor` line.
@@ -231,16 +354,21 @@ fn parse_line(line: &str) -> Option<Event> {
     let rest = line.strip_prefix("[nsid ")?;
     let (nsid, rest) = rest.split_once(']')?;
     let nsid: u32 = nsid.parse().ok()?; // "current" (the switch itself) is skipped
-    let (deleted, rest) = match rest.strip_prefix("Deleted ") {
-        Some(r) => (true, r),
-        None => (false, rest),
-    };
+    match rest.strip_prefix("Deleted ") {
+        Some(r) => parse_body(nsid, true, r),
+        None => parse_body(nsid, false, rest),
+    }
+}
+
+/// Parses what follows the nsid (and `Deleted `) of a monitor line; the
+/// lines of `ip -o addr show` and `ip -o link show` have the same form.
+fn parse_body(nsid: u32, deleted: bool, rest: &str) -> Option<Event> {
     let (idx, rest) = rest.split_once(": ")?;
     let ifindex: u32 = idx.trim().parse().ok()?;
     let mut words = rest.split_whitespace();
     if let Some(fam) = words.clone().position(|w| w == "inet" || w == "inet6") {
         let addr: IpAddr = words.nth(fam + 1)?.split('/').next()?.parse().ok()?;
-        let dadfailed = rest.split_whitespace().any(|w| w == "dadfailed");
+        let dadfailed = words.any(|w| w == "dadfailed");
         return Some(Event::Addr {
             nsid,
             ifindex,
@@ -257,51 +385,85 @@ fn parse_line(line: &str) -> Option<Event> {
     })
 }
 
-fn ifindex_of(ns: &NetNs, ifname: &str) -> Result<u32, Error> {
-    let out = ns.ip(&["-o", "link", "show", "dev", ifname])?;
-    out.split(':')
-        .next()
-        .and_then(|i| i.trim().parse().ok())
-        .ok_or_else(|| Error::Failed {
-            cmd: format!("ip -n {} -o link show dev {ifname}", ns.name()),
-            status: "unparsable output".into(),
-            stderr: out.clone(),
-        })
+/// `(nsid in the switch namespace, name, ifindex of its interface)` of each
+/// host.
+fn resolve_hosts(topo: &Topology, hosts: &[&str]) -> Result<Vec<(u32, String, u32)>, Error> {
+    let ids = topo.switch.ip(&["netns", "list-id"])?;
+    let mut out = Vec::new();
+    for h in hosts {
+        let host = topo.host(h);
+        let nsid = ids
+            .lines()
+            .find(|l| l.contains(&format!("name: {})", host.ns.name())))
+            .and_then(|l| l.strip_prefix("nsid "))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| Error::Failed {
+                cmd: format!("ip -n {} netns list-id", topo.switch.name()),
+                status: format!("no nsid for {}", host.ns.name()),
+                stderr: ids.clone(),
+            })?;
+        let (ifindex, _) = read_link(host)?;
+        out.push((nsid, host.name.clone(), ifindex));
+    }
+    Ok(out)
 }
 
-impl AddrWatcher {
-    /// Starts watching `addr` on the interfaces of `hosts` (names given to
-    /// the [`crate::TopologyBuilder`]). Waits briefly for the monitor to
-    /// subscribe, then reads the current state; events in the ~10 ms the
-    /// initial dump takes may be missed, so start watchers before faults.
-    pub fn start(
+/// The ifindex of the host's interface, and whether it is up with carrier.
+fn read_link(host: &Host) -> Result<(u32, bool), Error> {
+    let out = host.ns.ip(&["-o", "link", "show", "dev", &host.ifname])?;
+    match out.lines().next().and_then(|l| parse_body(0, false, l)) {
+        Some(Event::Link { ifindex, up, .. }) => Ok((ifindex, up)),
+        _ => Err(Error::Failed {
+            cmd: format!("ip -n {} -o link show dev {}", host.ns.name(), host.ifname),
+            status: "unparsable output".into(),
+            stderr: out,
+        }),
+    }
+}
+
+/// Link state and addresses of one host: one `ip -o link show` and one
+/// `ip -o addr show`, whatever the number of addresses.
+fn read_host(host: &Host) -> Result<HostDump, Error> {
+    let (_, up) = read_link(host)?;
+    let out = host.ns.ip(&["-o", "addr", "show", "dev", &host.ifname])?;
+    let addrs = out
+        .lines()
+        .filter_map(|l| match parse_body(0, false, l) {
+            Some(Event::Addr {
+                addr,
+                present: true,
+                ..
+            }) => Some(addr),
+            _ => None,
+        })
+        .collect();
+    Ok(HostDump { link_up: up, addrs })
+}
+
+/// `ip monitor` pipe size: a burst of a thousand address events (~150 bytes
+/// each) must fit while the reader catches up; once the pipe is full `ip`
+/// stops reading its netlink socket, which then overflows and drops events
+/// (ENOBUFS) without telling us.
+const PIPE_SIZE: i32 = 1 << 20;
+
+/// The monitor process, its reader thread and the state they feed; shared
+/// by [`AddrWatcher`] and [`MultiAddrWatcher`]. Killed and joined on drop.
+#[derive(Debug)]
+struct Monitor {
+    core: Arc<Mutex<Core>>,
+    child: Child,
+    reader: Option<JoinHandle<()>>,
+    clock: LabClock,
+}
+
+impl Monitor {
+    fn start(
         topo: &Topology,
         hosts: &[&str],
-        addr: IpAddr,
+        addrs: &BTreeSet<IpAddr>,
         clock: LabClock,
-    ) -> Result<AddrWatcher, Error> {
-        // nsid (in the switch namespace) -> (host name, ifindex of its eth0).
-        let ids = topo.switch.ip(&["netns", "list-id"])?;
-        let mut by_nsid: HashMap<u32, (String, u32)> = HashMap::new();
-        for h in hosts {
-            let host = topo.host(h);
-            let nsid = ids
-                .lines()
-                .find(|l| l.contains(&format!("name: {})", host.ns.name())))
-                .and_then(|l| l.strip_prefix("nsid "))
-                .and_then(|l| l.split_whitespace().next())
-                .and_then(|n| n.parse().ok())
-                .ok_or_else(|| Error::Failed {
-                    cmd: format!("ip -n {} netns list-id", topo.switch.name()),
-                    status: format!("no nsid for {}", host.ns.name()),
-                    stderr: ids.clone(),
-                })?;
-            by_nsid.insert(
-                nsid,
-                (host.name.clone(), ifindex_of(&host.ns, &host.ifname)?),
-            );
-        }
-
+    ) -> Result<Monitor, Error> {
         let mut child = topo
             .switch
             .command("ip")
@@ -313,15 +475,23 @@ impl AddrWatcher {
                 cmd: "ip -o monitor address link all-nsid".into(),
                 source,
             })?;
-        let stdout = child.stdout.take().ok_or_else(|| Error::Io {
-            what: "ip monitor stdout".into(),
-            source: std::io::Error::other("not piped"),
-        })?;
-        let shared = Arc::new(Mutex::new(Shared::default()));
-        let sh = shared.clone();
+        let Some(stdout) = child.stdout.take() else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::Io {
+                what: "ip monitor stdout".into(),
+                source: std::io::Error::other("not piped"),
+            });
+        };
+        // Best effort: the default 64 KiB still works for small bursts.
+        let _ = nix::fcntl::fcntl(&stdout, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
+        let core = Arc::new(Mutex::new(Core::default()));
+        let sh = core.clone();
         let reader = std::thread::Builder::new()
             .name("netlab-addrwatch".into())
             .spawn(move || {
+                // One lock per line, parsing before it: the reader must
+                // keep up with bursts (see PIPE_SIZE).
                 for line in BufReader::new(stdout).lines() {
                     let Ok(line) = line else { break };
                     let t = clock.now();
@@ -329,30 +499,7 @@ impl AddrWatcher {
                         continue;
                     };
                     let Ok(mut g) = sh.lock() else { break };
-                    if !g.ready {
-                        continue;
-                    }
-                    let (nsid, ifindex) = match ev {
-                        Event::Addr { nsid, ifindex, .. } | Event::Link { nsid, ifindex, .. } => {
-                            (nsid, ifindex)
-                        }
-                    };
-                    let Some((name, idx)) = by_nsid.get(&nsid) else {
-                        continue;
-                    };
-                    if *idx != ifindex {
-                        continue;
-                    }
-                    let st = g.state.entry(name.clone()).or_default();
-                    match ev {
-                        Event::Addr {
-                            addr: a, present, ..
-                        } if a == addr => st.has_addr = present,
-                        Event::Link { up, .. } => st.link_up = up,
-                        Event::Addr { .. } => continue,
-                    }
-                    let holding = st.holding();
-                    g.log.observe(t, name, holding);
+                    g.apply(t, ev);
                 }
             });
         let reader = match reader {
@@ -366,8 +513,8 @@ impl AddrWatcher {
                 });
             }
         };
-        let w = AddrWatcher {
-            shared,
+        let m = Monitor {
+            core,
             child,
             reader: Some(reader),
             clock,
@@ -375,46 +522,101 @@ impl AddrWatcher {
         // `ip monitor` subscribes right after exec; give it time to do so
         // before the dump, so nothing falls between the two.
         std::thread::sleep(Duration::from_millis(150));
-        let mut initial = Vec::new();
-        for h in hosts {
-            let host = topo.host(h);
-            let link = host.ns.ip(&["-o", "link", "show", "dev", &host.ifname])?;
-            let flags = link.split_once('<').and_then(|(_, r)| r.split_once('>'));
-            let up = flags.is_some_and(|(f, _)| {
-                f.split(',').any(|x| x == "UP") && f.split(',').any(|x| x == "LOWER_UP")
-            });
-            initial.push((
-                host.name.clone(),
-                HostState {
-                    has_addr: host.has_addr(addr),
-                    link_up: up,
-                },
-            ));
+        // `m` exists through the fallible dump, so an error there drops it
+        // and kills `ip monitor`.
+        m.watch(topo, hosts, addrs)?;
+        Ok(m)
+    }
+
+    /// Registers hosts and addresses, then reads what is still unknown.
+    fn watch(
+        &self,
+        topo: &Topology,
+        hosts: &[&str],
+        addrs: &BTreeSet<IpAddr>,
+    ) -> Result<(), Error> {
+        let resolved = resolve_hosts(topo, hosts)?;
+        let (keys, names) = {
+            let mut g = self.lock()?;
+            let keys = g.register(&resolved, addrs);
+            let mut nsids: Vec<u32> = keys.iter().map(|k| k.0).collect();
+            nsids.dedup(); // keys are sorted
+            let names: Vec<(u32, String)> = nsids
+                .into_iter()
+                .filter_map(|n| g.hosts.get(&n).map(|h| (n, h.name.clone())))
+                .collect();
+            (keys, names)
+        };
+        let mut dumps = HashMap::new();
+        for (nsid, name) in names {
+            dumps.insert(nsid, read_host(topo.host(&name))?);
         }
-        let t = w.clock.now();
-        if let Ok(mut g) = w.shared.lock() {
-            for (name, st) in initial {
-                g.log.observe(t, &name, st.holding());
-                g.state.insert(name, st);
-            }
-            g.ready = true;
+        let t = self.clock.now();
+        self.lock()?.apply_dump(t, &keys, &dumps);
+        Ok(())
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Core>, Error> {
+        self.core.lock().map_err(|_| Error::Io {
+            what: "address watcher state".into(),
+            source: std::io::Error::other("reader thread panicked"),
+        })
+    }
+
+    /// Runs `f` on the state; `default` if the reader thread panicked.
+    fn with<T>(&self, default: T, f: impl FnOnce(&Core) -> T) -> T {
+        self.core.lock().map(|g| f(&g)).unwrap_or(default)
+    }
+
+    fn shutdown(&mut self) {
+        // Our own child, by its pid (never by name).
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
         }
-        // `w` existed through the fallible dump above, so an error there
-        // dropped it and killed `ip monitor`.
-        Ok(w)
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Watches which of a topology's hosts hold an address (see module docs).
+/// Stops (killing its `ip monitor`) when dropped.
+#[derive(Debug)]
+pub struct AddrWatcher {
+    mon: Monitor,
+    addr: IpAddr,
+}
+
+impl AddrWatcher {
+    /// Starts watching `addr` on the interfaces of `hosts` (names given to
+    /// the [`crate::TopologyBuilder`]). Waits briefly for the monitor to
+    /// subscribe, then reads the current state; an event seen meanwhile
+    /// takes precedence over that read. Start watchers before faults.
+    pub fn start(
+        topo: &Topology,
+        hosts: &[&str],
+        addr: IpAddr,
+        clock: LabClock,
+    ) -> Result<AddrWatcher, Error> {
+        let mon = Monitor::start(topo, hosts, &BTreeSet::from([addr]), clock)?;
+        Ok(AddrWatcher { mon, addr })
     }
 
     /// The clock transitions are stamped with.
     pub fn clock(&self) -> LabClock {
-        self.clock
+        self.mon.clock
     }
 
     /// A snapshot of the holding log so far.
     pub fn log(&self) -> HoldingLog {
-        self.shared
-            .lock()
-            .map(|g| g.log.clone())
-            .unwrap_or_default()
+        self.mon.with(HoldingLog::default(), |c| {
+            c.logs.get(&self.addr).cloned().unwrap_or_default()
+        })
     }
 
     /// Hosts holding the address now, sorted.
@@ -434,23 +636,100 @@ impl AddrWatcher {
 
     /// Stops watching and returns the final log.
     pub fn stop(mut self) -> HoldingLog {
-        self.shutdown();
+        self.mon.shutdown();
         self.log()
-    }
-
-    fn shutdown(&mut self) {
-        // Our own child, by its pid (never by name).
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
     }
 }
 
-impl Drop for AddrWatcher {
-    fn drop(&mut self) {
-        self.shutdown();
+/// Like [`AddrWatcher`], for a set of addresses at once (one `ip monitor`
+/// process, one reader thread): Services mode has hundreds of
+/// LoadBalancer addresses, each of which must have at most one holder at
+/// every instant. Stops (killing its `ip monitor`) when dropped.
+#[derive(Debug)]
+pub struct MultiAddrWatcher {
+    mon: Monitor,
+}
+
+impl MultiAddrWatcher {
+    /// Starts watching `addrs` on the interfaces of `hosts`; the initial
+    /// state is read with one `ip -o addr show` per host (see
+    /// [`AddrWatcher::start`] for the timing caveat).
+    pub fn start(
+        topo: &Topology,
+        hosts: &[&str],
+        addrs: &BTreeSet<IpAddr>,
+        clock: LabClock,
+    ) -> Result<MultiAddrWatcher, Error> {
+        Ok(MultiAddrWatcher {
+            mon: Monitor::start(topo, hosts, addrs, clock)?,
+        })
+    }
+
+    /// Adds addresses (and hosts) to watch later, e.g. allocated by IPAM at
+    /// run time; their initial state is read from the hosts, and an event
+    /// arriving meanwhile takes precedence. Already watched ones are kept.
+    pub fn watch_more(
+        &self,
+        topo: &Topology,
+        hosts: &[&str],
+        addrs: &BTreeSet<IpAddr>,
+    ) -> Result<(), Error> {
+        self.mon.watch(topo, hosts, addrs)
+    }
+
+    /// The clock transitions are stamped with.
+    pub fn clock(&self) -> LabClock {
+        self.mon.clock
+    }
+
+    /// Snapshot of every address's [`HoldingLog`].
+    pub fn logs(&self) -> BTreeMap<IpAddr, HoldingLog> {
+        self.mon.with(BTreeMap::new(), |c| c.logs.clone())
+    }
+
+    /// Hosts holding `addr` now (sorted); empty for an unwatched address.
+    pub fn holders(&self, addr: IpAddr) -> Vec<String> {
+        self.mon.with(Vec::new(), |c| {
+            c.logs
+                .get(&addr)
+                .map(HoldingLog::holders_at_end)
+                .unwrap_or_default()
+        })
+    }
+
+    /// Address -> its holders now (only addresses held by at least one host).
+    pub fn holders_all(&self) -> BTreeMap<IpAddr, Vec<String>> {
+        self.mon.with(BTreeMap::new(), |c| {
+            c.logs
+                .iter()
+                .map(|(a, l)| (*a, l.holders_at_end()))
+                .filter(|(_, h)| !h.is_empty())
+                .collect()
+        })
+    }
+
+    /// Sum over addresses of the time two or more hosts held it, within
+    /// `window` (see [`HoldingLog::two_holder_time`]).
+    pub fn two_holder_time(&self, window: Range<Duration>) -> Duration {
+        self.two_holder_addresses(window).values().sum()
+    }
+
+    /// The addresses whose two-holder time in `window` is non-zero, with
+    /// that time.
+    pub fn two_holder_addresses(&self, window: Range<Duration>) -> BTreeMap<IpAddr, Duration> {
+        self.mon.with(BTreeMap::new(), |c| {
+            c.logs
+                .iter()
+                .map(|(a, l)| (*a, l.two_holder_time(window.clone())))
+                .filter(|(_, d)| !d.is_zero())
+                .collect()
+        })
+    }
+
+    /// Stops watching and returns every address's final log.
+    pub fn stop(mut self) -> BTreeMap<IpAddr, HoldingLog> {
+        self.mon.shutdown();
+        self.logs()
     }
 }
 
@@ -560,6 +839,117 @@ mod tests {
         );
     }
 
+    fn addr_ev(nsid: u32, addr: &str, present: bool) -> Event {
+        Event::Addr {
+            nsid,
+            ifindex: 2,
+            addr: addr.parse().unwrap(),
+            present,
+        }
+    }
+
+    fn dump(up: bool, addrs: &[&str]) -> HostDump {
+        HostDump {
+            link_up: up,
+            addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+        }
+    }
+
+    /// Two hosts (nsid 0 "a", 1 "b"), addresses .1 and .2 registered.
+    fn core_with_keys() -> (Core, Vec<Key>) {
+        let mut c = Core::default();
+        let hosts = [(0, "a".to_string(), 2), (1, "b".to_string(), 2)];
+        let addrs: BTreeSet<IpAddr> = ["203.0.113.1", "203.0.113.2"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let keys = c.register(&hosts, &addrs);
+        (c, keys)
+    }
+
+    #[test]
+    fn event_during_the_initial_read_outranks_the_older_dump() {
+        let (mut c, keys) = core_with_keys();
+        assert_eq!(keys.len(), 6); // 2 links + 2 hosts x 2 addresses
+                                   // b gains .1 after its dump was read: the dump (without .1) is older.
+        c.apply(ms(10), addr_ev(1, "203.0.113.1", true));
+        let dumps = HashMap::from([
+            (0, dump(true, &["203.0.113.1", "203.0.113.2"])),
+            (1, dump(true, &[])),
+        ]);
+        c.apply_dump(ms(20), &keys, &dumps);
+        let a1: IpAddr = "203.0.113.1".parse().unwrap();
+        let a2: IpAddr = "203.0.113.2".parse().unwrap();
+        assert_eq!(c.logs[&a1].holders_at_end(), vec!["a", "b"]);
+        assert_eq!(c.logs[&a2].holders_at_end(), vec!["a"]);
+        assert!(c.unknown.is_empty());
+        // Link down releases every address of that host, none of the other's.
+        c.apply(
+            ms(30),
+            Event::Link {
+                nsid: 0,
+                ifindex: 2,
+                up: false,
+            },
+        );
+        assert_eq!(c.logs[&a1].holders_at_end(), vec!["b"]);
+        assert!(c.logs[&a2].holders_at_end().is_empty());
+        assert_eq!(c.logs[&a1].two_holder_time(ms(0)..ms(100)), ms(10));
+    }
+
+    #[test]
+    fn events_of_other_interfaces_and_unwatched_addresses_are_ignored() {
+        let (mut c, keys) = core_with_keys();
+        let dumps = HashMap::from([(0, dump(true, &[])), (1, dump(true, &[]))]);
+        c.apply_dump(ms(0), &keys, &dumps);
+        c.apply(ms(5), addr_ev(0, "203.0.113.9", true));
+        c.apply(
+            ms(6),
+            Event::Addr {
+                nsid: 0,
+                ifindex: 1,
+                addr: "203.0.113.1".parse().unwrap(),
+                present: true,
+            },
+        );
+        c.apply(ms(7), addr_ev(7, "203.0.113.1", true));
+        assert!(c.logs.values().all(|l| l.transitions().is_empty()));
+        assert_eq!(c.logs.len(), 2);
+    }
+
+    #[test]
+    fn late_registration_reads_only_new_keys() {
+        let (mut c, keys) = core_with_keys();
+        let dumps = HashMap::from([(0, dump(true, &[])), (1, dump(false, &[]))]);
+        c.apply_dump(ms(0), &keys, &dumps);
+        let more: BTreeSet<IpAddr> = ["203.0.113.2", "203.0.113.3"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let hosts = [(0, "a".to_string(), 2), (4, "c".to_string(), 2)];
+        let keys = c.register(&hosts, &more);
+        // c: link + .1 .2 .3; a and b: .3 only (.2 was already watched).
+        let want: Vec<Key> = vec![
+            (0, Some("203.0.113.3".parse().unwrap())),
+            (1, Some("203.0.113.3".parse().unwrap())),
+            (4, None),
+            (4, Some("203.0.113.1".parse().unwrap())),
+            (4, Some("203.0.113.2".parse().unwrap())),
+            (4, Some("203.0.113.3".parse().unwrap())),
+        ];
+        assert_eq!(keys, want);
+        let dumps = HashMap::from([
+            (0, dump(true, &["203.0.113.3"])),
+            (1, dump(false, &["203.0.113.3"])),
+            (4, dump(true, &["203.0.113.1"])),
+        ]);
+        c.apply_dump(ms(50), &keys, &dumps);
+        let a = |s: &str| -> IpAddr { s.parse().unwrap() };
+        // b has .3 but its link is down: not a holder.
+        assert_eq!(c.logs[&a("203.0.113.3")].holders_at_end(), vec!["a"]);
+        assert_eq!(c.logs[&a("203.0.113.1")].holders_at_end(), vec!["c"]);
+    }
+
     #[test]
     fn parses_monitor_lines() {
         let add = "[nsid 0]2: br0    inet 192.0.2.100/32 scope global eth0\\       valid_lft forever preferred_lft forever";
@@ -602,94 +992,5 @@ mod tests {
         );
         let own = "[nsid current]2: br0    inet6 fe80::9c1c:12ff:fecc:1fe9/64 scope link";
         assert_eq!(parse_line(own), None);
-    }
-
-    /// Real namespaces: a VIP moved by hand between two responders, with a
-    /// deliberate 200 ms overlap, then its holder's link set down.
-    #[test]
-    fn watcher_and_prober_follow_a_manual_move_in_namespaces() {
-        use crate::probe::{last_server, longest_gap, servers, Prober, Responder};
-        crate::require_root!();
-        let v4 = |s: &str| -> (IpAddr, u8) { (s.parse().unwrap(), 24) };
-        let topo = crate::TopologyBuilder::new(&crate::unique_prefix("wt"))
-            .host("n1", &[v4("192.0.2.11")])
-            .host("n2", &[v4("192.0.2.12")])
-            .host("client", &[v4("192.0.2.50")])
-            .build()
-            .unwrap();
-        let vip: IpAddr = "192.0.2.100".parse().unwrap();
-        let _r1 = Responder::start(&topo.host("n1").ns, "n1", 8080).unwrap();
-        let _r2 = Responder::start(&topo.host("n2").ns, "n2", 8080).unwrap();
-        let clock = LabClock::new();
-        let w = AddrWatcher::start(&topo, &["n1", "n2"], vip, clock).unwrap();
-        let p = Prober::start(&topo.host("client").ns, (vip, 8080).into(), clock).unwrap();
-        let settle = Duration::from_millis(600);
-        std::thread::sleep(Duration::from_millis(300));
-        assert!(w.holders().is_empty());
-        assert_eq!(last_server(&p.samples()), None);
-
-        let n1 = &topo.host("n1").ns;
-        let n2 = &topo.host("n2").ns;
-        n1.ip(&["addr", "add", "192.0.2.100/32", "dev", "eth0"])
-            .unwrap();
-        // The client's failed ARP resolution retries once a second
-        // (`retrans_time`), so the first answer may take that long.
-        std::thread::sleep(Duration::from_millis(1500));
-        assert_eq!(w.holders(), vec!["n1".to_string()]);
-        assert_eq!(last_server(&p.samples()), Some("n1"));
-        let clean = clock.now();
-        assert_eq!(w.two_holder_time(Duration::ZERO..clean), Duration::ZERO);
-
-        // Overlapping move: n2 adds before n1 deletes.
-        let t_move = clock.now();
-        n2.ip(&["addr", "add", "192.0.2.100/32", "dev", "eth0"])
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(200));
-        n1.ip(&["addr", "del", "192.0.2.100/32", "dev", "eth0"])
-            .unwrap();
-        // The client still has n1's MAC; forget it so it re-resolves.
-        topo.host("client")
-            .ns
-            .ip(&["neigh", "flush", "dev", "eth0"])
-            .unwrap();
-        std::thread::sleep(settle);
-        assert_eq!(w.holders(), vec!["n2".to_string()]);
-        let overlap = w.two_holder_time(Duration::ZERO..clock.now());
-        assert!(
-            overlap >= Duration::from_millis(150) && overlap <= Duration::from_millis(400),
-            "overlap {overlap:?}"
-        );
-        let samples = p.samples();
-        assert_eq!(last_server(&samples), Some("n2"));
-        let names: Vec<String> = servers(&samples, t_move..clock.now())
-            .into_iter()
-            .map(|s| s.0)
-            .collect();
-        assert!(names.contains(&"n2".to_string()), "{names:?}");
-
-        // Crash semantics: address kept, link down -> not a holder.
-        let t_down = clock.now();
-        topo.host("n2").link_down().unwrap();
-        std::thread::sleep(settle);
-        assert!(topo.host("n2").has_addr(vip));
-        assert!(w.holders().is_empty());
-        let samples = p.stop();
-        let end = clock.now();
-        assert!(longest_gap(&samples, t_down..end) >= settle - Duration::from_millis(50));
-        let log = w.stop();
-        let ts: Vec<(String, bool)> = log
-            .transitions()
-            .iter()
-            .map(|t| (t.host.clone(), t.holding))
-            .collect();
-        assert_eq!(
-            ts,
-            vec![
-                ("n1".to_string(), true),
-                ("n2".to_string(), true),
-                ("n1".to_string(), false),
-                ("n2".to_string(), false)
-            ]
-        );
     }
 }

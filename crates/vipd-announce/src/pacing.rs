@@ -23,8 +23,10 @@
 //! also across re-triggers: a new trigger restarts the schedule rather than
 //! overlapping a second burst on the first.
 //!
-//! A future global packets-per-second cap sits in the caller between
-//! [`Pacer::poll`] and the socket; the pacer only says what is due.
+//! The per-interface packets-per-second cap sits above the pacers
+//! ([`crate::budget::Scheduler`]): it [`Pacer::peek`]s every pacer and calls
+//! [`Pacer::poll`] only for the sends it lets out now, so the pacer records
+//! the real send time and its spacing floor holds on the wire.
 
 use std::time::Duration;
 use tokio::time::Instant;
@@ -95,7 +97,10 @@ pub struct Pacer {
 
 #[derive(Debug, Clone, Copy)]
 struct Burst {
+    /// When the schedule starts (the trigger, or the spacing floor after it).
     start: Instant,
+    /// When the trigger happened: the order of first waves under the cap.
+    triggered: Instant,
     reason: Reason,
     /// Index into [`BURST_OFFSETS`] of the next send; past the end means the
     /// burst is done and only refreshes remain.
@@ -126,6 +131,7 @@ impl Pacer {
         };
         self.burst = Some(Burst {
             start,
+            triggered: now,
             reason,
             next: 0,
         });
@@ -163,17 +169,16 @@ impl Pacer {
         })
     }
 
-    /// Returns the send that is due at `now`, if any, and advances the
-    /// schedule. Call again until it returns `None`: at most one send per
-    /// call, and never two within [`MIN_SPACING`], so a late caller gets one
-    /// send, not a catch-up volley.
-    pub fn poll(&mut self, now: Instant) -> Option<Due> {
+    /// The send that [`Pacer::poll`] would return at `now`, without
+    /// advancing the schedule (for a caller that must choose which VIP sends
+    /// first).
+    pub fn peek(&self, now: Instant) -> Option<Due> {
         let deadline = self.next_deadline()?;
         if deadline > now {
             return None;
         }
-        let burst = self.burst.as_mut()?;
-        let due = match burst.next {
+        let burst = self.burst.as_ref()?;
+        Some(match burst.next {
             i if i < FIRST_WAVE_SENDS => Due {
                 reason: burst.reason,
                 wave: Wave::First,
@@ -186,10 +191,27 @@ impl Pacer {
                 reason: Reason::Refresh,
                 wave: Wave::Refresh,
             },
-        };
-        burst.next = burst.next.saturating_add(1).min(BURST_OFFSETS.len());
+        })
+    }
+
+    /// Returns the send that is due at `now`, if any, and advances the
+    /// schedule. Call again until it returns `None`: at most one send per
+    /// call, and never two within [`MIN_SPACING`], so a late caller gets one
+    /// send, not a catch-up volley. Call it when the frame really goes out:
+    /// the spacing floor counts from `now`.
+    pub fn poll(&mut self, now: Instant) -> Option<Due> {
+        let due = self.peek(now)?;
+        if let Some(burst) = self.burst.as_mut() {
+            burst.next = burst.next.saturating_add(1).min(BURST_OFFSETS.len());
+        }
         self.last_sent = Some(now);
         Some(due)
+    }
+
+    /// Trigger instant and index (into [`BURST_OFFSETS`], or its length for
+    /// a refresh) of the next send: the cap's ordering keys.
+    pub(crate) fn position(&self) -> Option<(Instant, usize)> {
+        self.burst.map(|b| (b.triggered, b.next))
     }
 }
 

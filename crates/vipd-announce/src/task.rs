@@ -1,12 +1,19 @@
-//! The announcer task: the thin tokio shell around [`Pacer`]s and the raw
+//! The announcer task: the thin tokio shell around [`Pacer`](crate::Pacer)s and the raw
 //! sockets of one interface.
 //!
 //! ```text
 //!   daemon ──Command──▶ ┌──────────── Announcer (one per interface) ───────────┐
-//!                       │ HashMap<VIP, Pacer>  ── due ──▶ build frame ──▶ send  │──▶ wire
+//!                       │ Scheduler (Pacers + pps cap) ─▶ build frame ──▶ send  │──▶ wire
 //!   daemon ◀──Event──── │ parse ◀── recv (ARP socket, NA socket) ◀─────────────│◀── wire
 //!                       └──────────────────────────────────────────────────────┘
 //! ```
+//!
+//! Sends go through [`Scheduler`]: at most [`AnnouncerConfig::max_pps`]
+//! frames per second (plus a 20 ms burst allowance), first announcements
+//! first; a deferred send stays in its pacer, unpolled, until the budget
+//! has room (see [`crate::budget`]). The loop sleeps until the next pacer
+//! deadline or, when sends are held back, exactly until the bucket refills
+//! enough for the next one.
 //!
 //! It never exits on its own (SPEC R2): socket errors are logged, the
 //! sockets are reopened after a capped, jittered back-off, and commands are
@@ -20,12 +27,14 @@
 //! the daemon decides (step down if the lease names another holder, else
 //! re-trigger with [`Reason::Duplicate`]).
 
-use crate::pacing::{Pacer, Reason};
+use crate::budget::Scheduler;
+use crate::pacing::Reason;
 use crate::packet::{self, MacAddr, SendKind};
 use crate::sys::{PacketSocket, Proto};
-use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
@@ -51,6 +60,10 @@ pub struct AnnouncerConfig {
     pub mac: MacAddr,
     /// Periodic refresh interval (kube-vip `vip_arpRate`, ms); zero = off.
     pub refresh: Duration,
+    /// Cap on announcement frames per second on this interface (an IPv4
+    /// announcement is 2 frames, IPv6 1); 0 = unlimited. Usually
+    /// [`crate::budget::DEFAULT_MAX_PPS`].
+    pub max_pps: u32,
 }
 
 /// Instructions from the daemon.
@@ -70,6 +83,28 @@ pub enum Command {
     },
     /// New periodic refresh interval for every VIP; zero disables it.
     SetRefresh(Duration),
+    /// New frames-per-second cap ([`AnnouncerConfig::max_pps`]); 0 = none.
+    SetMaxPps(u32),
+}
+
+/// Read-only counters of one announcer's pps cap, shared with the task
+/// (clone freely; get it with [`Announcer::stats`] before running).
+#[derive(Debug, Clone, Default)]
+pub struct AnnouncerStats {
+    held_back: Arc<AtomicU64>,
+    deferred_total: Arc<AtomicU64>,
+}
+
+impl AnnouncerStats {
+    /// Frames due but waiting for the cap right now (a gauge).
+    pub fn held_back_frames(&self) -> u64 {
+        self.held_back.load(Ordering::Relaxed)
+    }
+
+    /// Frames ever held back by the cap, each send counted once (a counter).
+    pub fn deferred_frames_total(&self) -> u64 {
+        self.deferred_total.load(Ordering::Relaxed)
+    }
 }
 
 /// What the announcer reports.
@@ -102,7 +137,8 @@ pub struct Announcer {
     /// until cancelled, but stop polling a closed channel.
     commands_open: bool,
     events: mpsc::Sender<AnnounceEvent>,
-    pacers: HashMap<IpAddr, Pacer>,
+    sched: Scheduler,
+    stats: AnnouncerStats,
     backoff: Backoff,
     /// Set after a failed send so a dead link logs one warning, not one per
     /// pacing tick.
@@ -137,10 +173,16 @@ impl Announcer {
             commands,
             commands_open: true,
             events,
-            pacers: HashMap::new(),
+            sched: Scheduler::new(cfg.refresh, cfg.max_pps, Instant::now()),
+            stats: AnnouncerStats::default(),
             backoff: Backoff::new(BACKOFF_MIN, BACKOFF_MAX),
             send_failing: false,
         }
+    }
+
+    /// The counters of this announcer's pps cap, live while it runs.
+    pub fn stats(&self) -> AnnouncerStats {
+        self.stats.clone()
     }
 
     /// Runs until `cancel` fires. Never returns early (SPEC R2).
@@ -179,7 +221,9 @@ impl Announcer {
         let mut na_buf = [0u8; RECV_BUF];
         loop {
             self.send_due(socks).await;
-            let deadline = self.pacers.values().filter_map(Pacer::next_deadline).min();
+            // The next pacer deadline, or the bucket refill when sends are
+            // held back: never a spin, never later than needed.
+            let deadline = self.sched.next_wake(Instant::now());
             // Only polled when `deadline` is Some (select! precondition).
             let wake = deadline.unwrap_or_else(|| Instant::now() + BACKOFF_MAX);
             tokio::select! {
@@ -210,21 +254,21 @@ impl Announcer {
             None => self.commands_open = false,
             Some(Command::Trigger { vip, reason }) => {
                 tracing::debug!(%vip, ?reason, "announcement burst triggered");
-                let refresh = self.cfg.refresh;
-                self.pacers
-                    .entry(vip)
-                    .or_insert_with(|| Pacer::new(refresh))
-                    .trigger(now, reason);
+                self.sched.trigger(vip, now, reason);
             }
             Some(Command::Stop { vip }) => {
                 tracing::debug!(%vip, "announcements stopped");
-                self.pacers.remove(&vip);
+                self.sched.stop(vip);
+                self.publish_stats();
             }
             Some(Command::SetRefresh(refresh)) => {
                 self.cfg.refresh = refresh;
-                for p in self.pacers.values_mut() {
-                    p.set_refresh(refresh);
-                }
+                self.sched.set_refresh(refresh);
+            }
+            Some(Command::SetMaxPps(max_pps)) => {
+                tracing::debug!(max_pps, "announcement cap changed");
+                self.cfg.max_pps = max_pps;
+                self.sched.set_max_pps(max_pps, now);
             }
         }
     }
@@ -232,7 +276,7 @@ impl Announcer {
     /// A frame says `mac` owns `ip`: a duplicate when we hold `ip` and the
     /// MAC is not ours.
     fn on_claim(&mut self, ip: IpAddr, mac: MacAddr) {
-        if mac == self.cfg.mac || !self.pacers.get(&ip).is_some_and(Pacer::is_active) {
+        if mac == self.cfg.mac || !self.sched.holds(ip) {
             return;
         }
         tracing::debug!(vip = %ip, %mac, "foreign MAC claims a VIP we hold");
@@ -241,14 +285,11 @@ impl Announcer {
 
     async fn send_due(&mut self, socks: &Sockets) {
         let now = Instant::now();
-        // Collect first: sending awaits, and the pacers must not be borrowed
-        // across it. At most one send per VIP per pass (Pacer::poll).
-        let due: Vec<(IpAddr, Reason)> = self
-            .pacers
-            .iter_mut()
-            .filter_map(|(vip, p)| p.poll(now).map(|d| (*vip, d.reason)))
-            .collect();
-        for (vip, reason) in due {
+        // At most one send per VIP per pass, already paid for in the cap.
+        let due = self.sched.poll(now);
+        self.publish_stats();
+        for (vip, d) in due {
+            let reason = d.reason;
             let frames: Vec<(SendKind, &[u8])>;
             let (req, rep, na);
             match vip {
@@ -290,6 +331,15 @@ impl Announcer {
                 }
             }
         }
+    }
+
+    fn publish_stats(&self) {
+        self.stats
+            .held_back
+            .store(self.sched.held_back_frames(), Ordering::Relaxed);
+        self.stats
+            .deferred_total
+            .store(self.sched.deferred_frames_total(), Ordering::Relaxed);
     }
 
     fn emit(&self, ev: AnnounceEvent) {

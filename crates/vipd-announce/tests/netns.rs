@@ -163,6 +163,7 @@ fn with_announcer<R>(host: &Host, test: impl FnOnce(&mut Running) -> R) -> R {
         ifindex: ifindex(host),
         mac: host_mac(host),
         refresh: Duration::ZERO,
+        max_pps: vipd_announce::DEFAULT_MAX_PPS,
     };
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
     let (ev_tx, ev_rx) = mpsc::channel(1024);
@@ -429,6 +430,97 @@ fn announcer_survives_link_flap_and_announces_again() {
                 == AnnounceEvent::DuplicateClaim { vip, mac: b_mac }),
             "no claim heard after link flap: {:?}",
             run.seen
+        );
+    });
+}
+
+/// 40 IPv4 addresses triggered at once under a 50 frames/s cap: the frames
+/// are spread (80 frames take ~1.6 s), every address is still announced,
+/// and a foreign claim for an address whose first announcement is still
+/// held back by the cap is reported (R5 does not wait for the cap).
+#[test]
+fn pps_cap_spreads_a_mass_trigger_and_claims_on_deferred_vips_are_reported() {
+    netlab::require_root!();
+    const CAP: u32 = 50;
+    let topo = topology("cap4");
+    let (a, b) = (topo.host("a"), topo.host("b"));
+    let vips: Vec<IpAddr> = (1..=40u8)
+        .map(|h| IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, h)))
+        .collect();
+    let last = vips[vips.len() - 1];
+    let b_mac = host_mac(b);
+    with_announcer(a, |run| {
+        run.send(Command::SetMaxPps(CAP));
+        let t0 = Instant::now();
+        for vip in &vips {
+            run.send(Command::Trigger {
+                vip: *vip,
+                reason: Reason::Acquired,
+            });
+        }
+        // The last-triggered address goes out last, ~1.6 s from now; b
+        // claims it while it is still waiting.
+        arping_garp_as(b, "198.51.100.40", None);
+        assert!(
+            run.wait_event(Duration::from_secs(3), |e| *e
+                == AnnounceEvent::DuplicateClaim {
+                    vip: last,
+                    mac: b_mac
+                }),
+            "no claim for a deferred VIP: {:?}",
+            run.seen
+        );
+        let claim_at = run
+            .seen
+            .iter()
+            .position(|e| matches!(e, AnnounceEvent::DuplicateClaim { .. }));
+        let last_sent_at = run
+            .seen
+            .iter()
+            .position(|e| matches!(e, AnnounceEvent::Sent { vip, .. } if *vip == last));
+        assert!(
+            last_sent_at.is_none() || claim_at < last_sent_at,
+            "the claim was heard only after {last} was announced; the test proves nothing"
+        );
+
+        // Never more than the burst allowance (2 frames) plus the cap's
+        // share of the elapsed time, measured after the events were read.
+        std::thread::sleep(Duration::from_millis(300));
+        run.drain();
+        let elapsed = t0.elapsed();
+        let sent = run
+            .seen
+            .iter()
+            .filter(|e| matches!(e, AnnounceEvent::Sent { .. }))
+            .count();
+        let allowed = 2 + (f64::from(CAP) * elapsed.as_secs_f64()).ceil() as usize;
+        assert!(
+            sent <= allowed,
+            "{sent} frames in {elapsed:?}, cap allows {allowed}"
+        );
+
+        // Every address still gets its first announcement (both frames).
+        let all_done = wait_for(Duration::from_secs(5), || {
+            run.drain();
+            vips.iter().all(|v| {
+                run.seen.iter().any(|e| {
+                    *e == AnnounceEvent::Sent {
+                        vip: *v,
+                        kind: SendKind::GarpReply,
+                    }
+                })
+            })
+        });
+        let took = t0.elapsed();
+        assert!(
+            all_done.is_some(),
+            "not every VIP announced: {:?}",
+            run.seen
+        );
+        eprintln!("40 VIPs at {CAP} frames/s: first round done after {took:?}");
+        assert!(
+            took >= Duration::from_millis(1500),
+            "80 frames at {CAP}/s cannot finish in {took:?}: cap not applied"
         );
     });
 }

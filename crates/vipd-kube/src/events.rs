@@ -53,6 +53,15 @@ pub mod reason {
     pub const DUPLICATE: &str = "DuplicateVIP";
     /// A health check changed state (R8).
     pub const HEALTH: &str = "HealthChanged";
+    /// Services mode: this node started announcing a Service's address.
+    pub const SVC_ACQUIRED: &str = "AddressAcquired";
+    /// Services mode: a Service's address moved away from this node.
+    pub const SVC_MOVED: &str = "AddressMoved";
+    /// Services mode: two Services claim one address with overlapping
+    /// ports, or an address is invalid.
+    pub const SVC_CONFLICT: &str = "AddressConflict";
+    /// Services mode: IPAM found no free address in the pool.
+    pub const SVC_POOL_EXHAUSTED: &str = "PoolExhausted";
 }
 
 /// Counters of the recorder, for metrics.
@@ -68,6 +77,8 @@ pub struct EventStats {
 
 #[derive(Debug)]
 struct Pending {
+    /// The object the event is about; `None`: the target's Lease.
+    about: Option<ObjectReference>,
     reason: String,
     message: String,
     kind: EventType,
@@ -107,12 +118,34 @@ impl EventRecorder {
 
     /// Queues an event; never blocks. Returns whether it was queued.
     pub fn record(&self, reason: &str, message: impl Into<String>, kind: EventType) -> bool {
-        let p = Pending {
+        self.queue(Pending {
+            about: None,
             reason: reason.to_owned(),
             message: message.into(),
             kind,
             at: WallTime::now(),
-        };
+        })
+    }
+
+    /// Like [`EventRecorder::record`], about another object (a Service in
+    /// Services mode); the Event is created in that object's namespace.
+    pub fn record_about(
+        &self,
+        about: ObjectReference,
+        reason: &str,
+        message: impl Into<String>,
+        kind: EventType,
+    ) -> bool {
+        self.queue(Pending {
+            about: Some(about),
+            reason: reason.to_owned(),
+            message: message.into(),
+            kind,
+            at: WallTime::now(),
+        })
+    }
+
+    fn queue(&self, p: Pending) -> bool {
         match self.tx.try_send(p) {
             Ok(()) => true,
             Err(_) => {
@@ -131,19 +164,23 @@ impl EventRecorder {
 /// The Event object client-go's recorder would create for `p`.
 fn build_event(target: &EventTarget, p: &Pending) -> Event {
     let ts = Timestamp::from_microsecond(p.at.unix_micros).ok().map(Time);
+    let involved = p.about.clone().unwrap_or_else(|| ObjectReference {
+        api_version: Some("coordination.k8s.io/v1".into()),
+        kind: Some("Lease".into()),
+        name: Some(target.lease.clone()),
+        namespace: Some(target.namespace.clone()),
+        ..ObjectReference::default()
+    });
     Event {
         metadata: ObjectMeta {
             // The namespace comes from the URL, as in the recorded request.
-            generate_name: Some(format!("{}.", target.lease)),
+            generate_name: Some(format!(
+                "{}.",
+                involved.name.as_deref().unwrap_or(&target.lease)
+            )),
             ..ObjectMeta::default()
         },
-        involved_object: ObjectReference {
-            api_version: Some("coordination.k8s.io/v1".into()),
-            kind: Some("Lease".into()),
-            name: Some(target.lease.clone()),
-            namespace: Some(target.namespace.clone()),
-            ..ObjectReference::default()
-        },
+        involved_object: involved,
         reason: Some(p.reason.clone()),
         message: Some(p.message.clone()),
         type_: Some(p.kind.as_str().to_owned()),
@@ -166,7 +203,11 @@ async fn post_loop(
 ) {
     while let Some(p) = rx.recv().await {
         let ev = build_event(&target, &p);
-        let ns = target.namespace.clone();
+        let ns = p
+            .about
+            .as_ref()
+            .and_then(|o| o.namespace.clone())
+            .unwrap_or_else(|| target.namespace.clone());
         let res = client
             .call(|c| async move {
                 Api::<Event>::namespaced(c, &ns)
@@ -200,6 +241,7 @@ mod tests {
             host: None,
         };
         let p = Pending {
+            about: None,
             reason: reason::ACQUIRED.into(),
             message: "node-a became leader".into(),
             kind: EventType::Normal,

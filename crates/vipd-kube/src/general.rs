@@ -155,6 +155,32 @@ impl GeneralClient {
         }
     }
 
+    /// Lends the current client to a long-running request (a watch) after
+    /// taking a rate-limit token, with NO overall timeout: `f` must bound
+    /// itself (a watch by its `timeoutSeconds` plus a grace period). An error
+    /// from `f` that is a connection error (`kube::Error::Service`,
+    /// `HyperError`, `ReadEvents`) drops the client so the next call
+    /// re-dials (R6); `f` reports a stream that went silent past its bound
+    /// the same way, by returning `kube::Error::Service`.
+    ///
+    /// The token is taken like any request's: a burst of writes on this
+    /// client delays (re-)establishing a watch by at most the bucket's
+    /// refill time, never the events of a watch already open.
+    pub async fn streaming<T, F, Fut>(&self, f: F) -> Result<T, GeneralError>
+    where
+        F: FnOnce(kube::Client) -> Fut,
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
+        self.take_token().await;
+        let lent = self.dialer.client()?;
+        let r = f(lent.client).await;
+        match &r {
+            Err(e) if is_connection_error(e) => self.dialer.failed(lent.generation),
+            _ => self.dialer.succeeded(lent.generation),
+        }
+        r.map_err(GeneralError::from)
+    }
+
     /// Drops the cached client.
     pub fn reset(&self) {
         self.dialer.reset();

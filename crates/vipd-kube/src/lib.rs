@@ -27,6 +27,8 @@ pub mod client;
 pub mod events;
 pub mod general;
 pub mod mapping;
+pub mod nodes;
+pub mod reflect;
 mod store;
 
 pub use api::{split_lease_name, KubeApi, KubeSettings};
@@ -36,4 +38,9 @@ pub use client::{
 };
 pub use events::{EventRecorder, EventTarget, EventType};
 pub use general::{GeneralClient, GeneralError, GeneralOptions, TokenBucket};
+pub use nodes::{
+    AssignmentStore, NodeLease, NodeLeaseEvent, NodeLeaseStore, ASSIGNMENT_KEY, NODE_LEASE_LABEL,
+    NODE_STATE_ANNOTATION,
+};
+pub use reflect::{reflect, ReflectEvent, ReflectorConfig, ReflectorStats};
 pub use store::{KubeLeaseStore, WATCH_TIMEOUT_SECS};

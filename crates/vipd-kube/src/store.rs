@@ -33,10 +33,10 @@ use vipd_election::{LeaseRecord, LeaseStore, StoreError, Version, Versioned, Wat
 pub const WATCH_TIMEOUT_SECS: u32 = 60;
 /// Grace on top of [`WATCH_TIMEOUT_SECS`] before a watch that has not ended
 /// is declared dead.
-const WATCH_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const WATCH_GRACE: Duration = Duration::from_secs(10);
 
 /// The shortest connect timeout used, whatever the renew deadline.
-const MIN_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+pub(crate) const MIN_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The election record in one Kubernetes Lease. Cheap to share behind an
 /// `Arc`; all methods take `&self`.
@@ -250,7 +250,7 @@ impl KubeLeaseStore {
 }
 
 /// Maps kube errors onto the store's (see the module docs).
-fn map_err(e: kube::Error) -> StoreError {
+pub(crate) fn map_err(e: kube::Error) -> StoreError {
     match e {
         kube::Error::Api(s) => match s.code {
             409 if s.reason == "AlreadyExists" => StoreError::AlreadyExists,

@@ -83,15 +83,23 @@
 //!
 //! # What is not here yet
 //!
-//! Kubernetes IO (Lease annotations, list/watch), IPAM, status and events,
-//! and announcement pacing live in later steps of issue 5.
+//! Kubernetes IO (Lease annotations, list/watch), status and events, and
+//! announcement pacing live in later steps of issue 5. IPAM ([`allocate`],
+//! kube-vip-cloud-provider's ConfigMap) is here, pure; the caller writes
+//! the Service.
 
 #![forbid(unsafe_code)]
 
 mod assign;
+pub mod ipam;
 mod model;
 mod node;
 
 pub use assign::{desired, View};
+pub use ipam::{
+    allocate, plan_families, Claim, Family, IpamError, Pool, PoolConfig, PortKey, Request,
+    SearchOrder, CONFIG_MAP_NAME, CONFIG_MAP_NAMESPACE, IMPLEMENTATION_LABEL_KEY,
+    IMPLEMENTATION_LABEL_VALUE, LOADBALANCER_IPS_ANNOTATION, SERVICE_INTERFACE_ANNOTATION,
+};
 pub use model::{hrw_pick, hrw_weight, Assignment, Entry, NodeId, NodeState, Policy, ZonePin};
 pub use node::{Action, Input, Listed, Node, Renewal};

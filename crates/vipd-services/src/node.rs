@@ -70,6 +70,10 @@ pub enum Input {
         /// Its policy.
         policy: Policy,
     },
+    /// Eligibility of every restricted address at once (replaces all
+    /// earlier [`Input::Eligibility`]; an address absent from the map may
+    /// be owned by every live node).
+    Policies(BTreeMap<IpAddr, Policy>),
     /// Whether this node is the elected assigner (the Elector on the
     /// assigner lease says so).
     IsAssigner(bool),
@@ -148,6 +152,11 @@ pub struct Node {
     published: Option<NodeState>,
     assigner: bool,
     synced: bool,
+    /// The address set has been reported at least once: an assigner must
+    /// not mistake "not read yet" for "no addresses" and drop every entry.
+    addresses_known: bool,
+    /// Whether our own lease was valid at the previous step.
+    was_valid: bool,
     /// Writes recently emitted, by guard, not repeated before the instant.
     sent: BTreeMap<String, Instant>,
 }
@@ -170,6 +179,8 @@ impl Node {
             published: None,
             assigner: false,
             synced: false,
+            addresses_known: false,
+            was_valid: false,
             sent: BTreeMap::new(),
         }
     }
@@ -182,6 +193,16 @@ impl Node {
     /// Addresses announced now.
     pub fn announced(&self) -> BTreeSet<IpAddr> {
         self.announced.keys().copied().collect()
+    }
+
+    /// Whether this node currently acts as the assigner.
+    pub fn is_assigner(&self) -> bool {
+        self.assigner
+    }
+
+    /// The assignment applied, if any.
+    pub fn assignment(&self) -> Option<&Assignment> {
+        self.assignment.as_ref().map(|(a, _)| a)
     }
 
     /// The assignment generation applied (0 before any).
@@ -249,10 +270,14 @@ impl Node {
                     self.assignment = Some((assignment, version));
                 }
             }
-            Input::Addresses(a) => self.addresses = a,
+            Input::Addresses(a) => {
+                self.addresses = a;
+                self.addresses_known = true;
+            }
             Input::Eligibility { address, policy } => {
                 self.policies.insert(address, policy);
             }
+            Input::Policies(p) => self.policies = p,
             Input::IsAssigner(a) => {
                 if a != self.assigner {
                     self.assigner = a;
@@ -262,9 +287,24 @@ impl Node {
                 }
             }
         }
+        let valid = self.lease_valid(now);
+        if valid && !self.was_valid {
+            // We could not prove anything while our own lease was out (cut
+            // from the API, or just started): records we saw unchanged
+            // then may have changed unseen. Like client-go's observedTime,
+            // liveness is measured from when *we* could observe, so every
+            // node gets a fresh lease duration before it can be declared
+            // dead. Without this, an assigner back from an API outage
+            // would tombstone every node whose renewals it has not yet
+            // seen and reshuffle every address.
+            for seen in self.records.values_mut() {
+                seen.observed_at = now;
+            }
+        }
+        self.was_valid = valid;
         let mut out = Vec::new();
         self.reconcile(now, &mut out);
-        if self.assigner && self.synced && self.lease_valid(now) {
+        if self.assigner && self.synced && self.addresses_known && self.lease_valid(now) {
             self.assign(now, &mut out);
         }
         out

@@ -27,6 +27,7 @@ pub mod task;
 
 pub use netlink::{
     LinkInfo, Monitor, MonitorEvent, Netlink, NetlinkError, REQUEST_TIMEOUT, VIPD_ADDR_PROTO,
+    VIPD_SVC_ADDR_PROTO,
 };
 pub use reconcile::{KernelAddr, Observed, ReconcileAction, Reconciler, RefuseReason, Vip};
 pub use task::{preflight, ManagerError, PreflightError, VipEvent, VipManager, VipManagerConfig};

@@ -39,6 +39,12 @@ use vipd_backoff::Backoff;
 /// `IFA_PROTO` value marking an address as added by vipd (ASCII `v`).
 pub const VIPD_ADDR_PROTO: u8 = 0x76;
 
+/// `IFA_PROTO` of Service (LoadBalancer) addresses (0x77, ASCII `w`): a
+/// separate tag so a Services-mode manager and a control-plane manager on
+/// the same interface (one process or two) never remove each other's
+/// addresses as "ours and unwanted".
+pub const VIPD_SVC_ADDR_PROTO: u8 = 0x77;
+
 /// Upper bound for one netlink request; the kernel answers in microseconds,
 /// so hitting it means the socket is wedged and must be re-opened (R2).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -141,7 +147,8 @@ impl LinkInfo {
 }
 
 /// Parses one address message into its interface index and a [`KernelAddr`].
-fn parse_addr(msg: &AddressMessage) -> Option<(u32, KernelAddr)> {
+/// `ours` means tagged with `tag`.
+fn parse_addr(msg: &AddressMessage, tag: u8) -> Option<(u32, KernelAddr)> {
     let mut local = None;
     let mut address = None;
     // The header carries only the low 8 flag bits; IFA_FLAGS has all 32.
@@ -169,7 +176,7 @@ fn parse_addr(msg: &AddressMessage) -> Option<(u32, KernelAddr)> {
         KernelAddr {
             addr,
             prefix_len: msg.header.prefix_len,
-            ours: proto == Some(VIPD_ADDR_PROTO),
+            ours: proto == Some(tag),
             tentative: flags.contains(AddressFlags::Tentative),
             dad_failed: flags.contains(AddressFlags::Dadfailed),
         },
@@ -193,6 +200,8 @@ impl Drop for AbortOnDrop {
 #[derive(Debug)]
 pub struct Netlink {
     handle: Handle,
+    /// The `IFA_PROTO` this connection adds with and calls ours.
+    tag: u8,
     _conn: AbortOnDrop,
 }
 
@@ -210,10 +219,17 @@ async fn with_timeout<T>(
 impl Netlink {
     /// Opens a netlink route socket in the calling thread's network namespace.
     pub fn new() -> Result<Self, NetlinkError> {
+        Self::with_tag(VIPD_ADDR_PROTO)
+    }
+
+    /// Like [`Netlink::new`], but adds addresses with `IFA_PROTO` = `tag`
+    /// and treats only those as ours (e.g. [`VIPD_SVC_ADDR_PROTO`]).
+    pub fn with_tag(tag: u8) -> Result<Self, NetlinkError> {
         let (conn, handle, _unsolicited) =
             rtnetlink::new_connection().map_err(NetlinkError::Socket)?;
         Ok(Self {
             handle,
+            tag,
             _conn: AbortOnDrop(tokio::spawn(conn)),
         })
     }
@@ -255,7 +271,7 @@ impl Netlink {
             .dump_messages()
             .await?
             .iter()
-            .filter_map(parse_addr)
+            .filter_map(|m| parse_addr(m, self.tag))
             .collect())
     }
 
@@ -281,9 +297,7 @@ impl Netlink {
         let mut req = self.handle.address().add(ifindex, vip.addr, vip.prefix_len);
         let msg = req.message_mut();
         msg.attributes
-            .push(AddressAttribute::Protocol(AddressProtocol::from(
-                VIPD_ADDR_PROTO,
-            )));
+            .push(AddressAttribute::Protocol(AddressProtocol::from(self.tag)));
         if vip.addr.is_ipv6() {
             msg.header.flags = AddressHeaderFlags::Nodad;
             msg.attributes
@@ -508,11 +522,13 @@ impl Monitor {
                 ifindex: l.header.index,
             }),
             RouteNetlinkMessage::NewAddress(a) => {
-                parse_addr(&a).map(|(ifindex, addr)| MonitorEvent::AddrAdded { ifindex, addr })
+                // Monitor events only trigger a re-read; `ours` in them is
+                // relative to the control-plane tag and not relied upon.
+                parse_addr(&a, VIPD_ADDR_PROTO)
+                    .map(|(ifindex, addr)| MonitorEvent::AddrAdded { ifindex, addr })
             }
-            RouteNetlinkMessage::DelAddress(a) => {
-                parse_addr(&a).map(|(ifindex, addr)| MonitorEvent::AddrRemoved { ifindex, addr })
-            }
+            RouteNetlinkMessage::DelAddress(a) => parse_addr(&a, VIPD_ADDR_PROTO)
+                .map(|(ifindex, addr)| MonitorEvent::AddrRemoved { ifindex, addr }),
             _ => None,
         }
     }
@@ -544,7 +560,7 @@ mod tests {
                 AddressAttribute::Protocol(AddressProtocol::from(VIPD_ADDR_PROTO)),
             ],
         );
-        let (idx, k) = parse_addr(&m).expect("address parsed");
+        let (idx, k) = parse_addr(&m, VIPD_ADDR_PROTO).expect("address parsed");
         assert_eq!(idx, 7);
         assert_eq!(k.addr, a);
         assert!(k.ours && k.tentative && k.dad_failed);
@@ -561,7 +577,8 @@ mod tests {
         ] {
             let mut attrs = vec![AddressAttribute::Address(peer), AddressAttribute::Local(a)];
             attrs.extend(proto.map(AddressAttribute::Protocol));
-            let (_, k) = parse_addr(&msg(AddressFamily::Inet, attrs)).expect("address parsed");
+            let (_, k) = parse_addr(&msg(AddressFamily::Inet, attrs), VIPD_ADDR_PROTO)
+                .expect("address parsed");
             // IPv4: the local address, not the point-to-point peer.
             assert_eq!(k.addr, a);
             assert!(!k.ours, "proto {proto:?} must not count as vipd's");

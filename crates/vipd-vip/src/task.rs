@@ -41,6 +41,9 @@ pub struct VipManagerConfig {
     pub retry_min: Duration,
     /// Cap of the retry delay.
     pub retry_max: Duration,
+    /// `IFA_PROTO` tag of the addresses this manager owns
+    /// ([`crate::VIPD_ADDR_PROTO`] or [`crate::VIPD_SVC_ADDR_PROTO`]).
+    pub tag: u8,
 }
 
 impl VipManagerConfig {
@@ -51,6 +54,7 @@ impl VipManagerConfig {
             reconcile_period: Duration::from_secs(5),
             retry_min: Duration::from_millis(200),
             retry_max: Duration::from_secs(5),
+            tag: crate::VIPD_ADDR_PROTO,
         }
     }
 }
@@ -336,7 +340,7 @@ impl Shell {
     /// Reads the kernel state of the interface. `Ok(None)` when it does not exist.
     async fn observe(&mut self) -> Result<Option<(LinkInfo, Observed)>, NetlinkError> {
         if self.nl.is_none() {
-            self.nl = Some(Netlink::new()?);
+            self.nl = Some(Netlink::with_tag(self.config.tag)?);
         }
         let Some(nl) = self.nl.as_ref() else {
             return Ok(None);

@@ -26,6 +26,7 @@ mod health;
 mod kubevip;
 mod options;
 mod request;
+mod services;
 mod values;
 
 pub use health::{
@@ -37,6 +38,9 @@ use request::image_or_default;
 pub use request::{
     default_image, HostFacts, ManifestRequest, DEFAULT_KUBECONFIG_HOST_PATH,
     SERVICE_ACCOUNT_NAMESPACE_FILE,
+};
+pub use services::{
+    ServicesSettings, DEFAULT_ANNOUNCE_MAX_PPS, DEFAULT_IPAM_CONFIGMAP, DEFAULT_LB_CLASS_NAME,
 };
 
 use std::collections::HashMap;
@@ -142,8 +146,9 @@ pub struct Setting {
 /// The resolved, validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// The virtual IP (`--address`, `address` / `vip_address`).
-    pub vip: IpAddr,
+    /// The virtual IP (`--address`, `address` / `vip_address`); `None` only
+    /// in Services mode without a control-plane VIP.
+    pub vip: Option<IpAddr>,
     /// Prefix length the VIP is added with (`--subnet`, `vip_subnet`);
     /// default /32 or /128.
     pub prefix_len: u8,
@@ -169,6 +174,8 @@ pub struct Config {
     pub backend: Backend,
     /// Control-plane mode (`--control-plane`, `cp_enable`).
     pub control_plane: bool,
+    /// Services mode (`--services`, `svc_enable`), when on.
+    pub services: Option<ServicesSettings>,
     /// HTTP listen address (`--prometheus-server`); `None` disables it.
     pub http_addr: Option<SocketAddr>,
     /// Log verbosity.
@@ -642,13 +649,11 @@ fn resolve(
     }
 
     // Address and prefix.
-    let Some((vip, vip_source)) = r.get(&ADDRESS, values::vip)? else {
-        return Err(ConfigError::Missing {
-            option: ADDRESS.describe(),
-            hint: "set the virtual IP, e.g. --address 192.0.2.10".into(),
-        });
-    };
-    r.record(&ADDRESS, vip.to_string(), vip_source);
+    // Optional only in Services mode (checked once that is resolved).
+    let vip = r.get(&ADDRESS, values::vip)?.map(|(vip, source)| {
+        r.record(&ADDRESS, vip.to_string(), source);
+        vip
+    });
     if env.get("vip_cidr").is_some_and(|v| !v.trim().is_empty()) {
         let subnet_from_cidr = matches!(r.raw(&SUBNET), Some(Raw { source: Source::KubeVipEnv(ref k), .. }) if k == "vip_cidr");
         warnings.push(if subnet_from_cidr {
@@ -657,22 +662,29 @@ fn resolve(
             "kube-vip variable vip_cidr is deprecated and ignored because the subnet is set elsewhere; remove it".into()
         });
     }
-    let default_prefix = if vip.is_ipv4() { 32 } else { 128 };
+    let default_prefix = if vip.is_some_and(|v| v.is_ipv6()) {
+        128
+    } else {
+        32
+    };
     let (prefix_len, _) = r.get_or(
         &SUBNET,
         default_prefix,
         |p| format!("/{p}"),
-        |s| values::prefix(s, Some(vip)),
+        |s| values::prefix(s, vip),
     )?;
 
     // Interface.
-    let Some((interface, if_source)) = r.get(&INTERFACE, values::interface)? else {
+    let interface = r.get(&INTERFACE, values::interface)?.map(|(i, source)| {
+        r.record(&INTERFACE, i.clone(), source);
+        i
+    });
+    if vip.is_some() && interface.is_none() {
         return Err(ConfigError::Missing {
             option: INTERFACE.describe(),
             hint: "set the interface that carries the VIP, e.g. --interface eth0".into(),
         });
-    };
-    r.record(&INTERFACE, interface.clone(), if_source);
+    }
     let (wait_for_interface, _) = r.get_or(&WAIT_FOR_INTERFACE, false, yes_no, values::boolean)?;
 
     // Announcements.
@@ -850,12 +862,29 @@ fn resolve(
 
     // Modes.
     let (control_plane, _) = r.get_or(&CONTROL_PLANE, false, yes_no, values::boolean)?;
-    let (services, svc_source) = r.get_or(&SERVICES, false, yes_no, values::boolean)?;
-    if services {
-        warnings.push(format!(
-            "Services mode ({svc_source}) is not implemented yet and is ignored: vipd manages only the configured --address; LoadBalancer Services arrive in a later release"
-        ));
+    let services = services::resolve_services(
+        &mut r,
+        interface.as_deref(),
+        matches!(backend, Backend::Kubernetes),
+    )?;
+    if vip.is_none() && services.is_none() {
+        return Err(ConfigError::Missing {
+            option: ADDRESS.describe(),
+            hint: "set the virtual IP, e.g. --address 192.0.2.10 (or enable Services mode with --services)".into(),
+        });
     }
+    if vip.is_none() && control_plane {
+        return Err(ConfigError::Missing {
+            option: ADDRESS.describe(),
+            hint: "control-plane mode needs the control-plane VIP, e.g. --address 192.0.2.10"
+                .into(),
+        });
+    }
+    let interface = match (interface, &services) {
+        (Some(i), _) => i,
+        (None, Some(s)) => s.interface.clone(),
+        (None, None) => String::new(),
+    };
     let (api_port, _) = r.get_or(&API_PORT, 6443, u16::to_string, values::port)?;
     let kubernetes_addr = r.get(&KUBERNETES_ADDR, |s| {
         if s.trim().is_empty() {
@@ -938,6 +967,7 @@ fn resolve(
         timings,
         backend,
         control_plane,
+        services,
         http_addr,
         log_level,
         log_json,

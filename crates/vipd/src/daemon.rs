@@ -44,7 +44,7 @@ use health::{health_loop, health_specs};
 use vipd_backoff::{random_u64, Backoff};
 
 /// Exit status for invalid configuration (SPEC §3).
-const EXIT_CONFIG: u8 = 2;
+pub(crate) const EXIT_CONFIG: u8 = 2;
 
 /// Entry point of `vipd run`.
 pub fn main(cfg: Config) -> ExitCode {
@@ -86,8 +86,108 @@ fn init_logging(cfg: &Config) {
     }
 }
 
+/// What every part of the daemon reports to: metrics, `/status`, the
+/// loops' heartbeats (one HTTP endpoint serves them all).
+#[derive(Clone)]
+pub(crate) struct Obs {
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) status: StatusHandle,
+    pub(crate) liveness: Liveness,
+}
+
 async fn run(cfg: Config) -> ExitCode {
-    let vip = Vip::new(cfg.vip, cfg.prefix_len);
+    let obs = Obs {
+        metrics: Arc::new(Metrics::new(env!("CARGO_PKG_VERSION"))),
+        status: StatusHandle::for_config(&cfg),
+        liveness: Liveness::new(),
+    };
+    let stop_http = CancellationToken::new();
+    let http = cfg.http_addr.map(|addr| {
+        let state = vipd::http::HttpState::new(
+            obs.metrics.clone(),
+            obs.status.clone(),
+            obs.liveness.clone(),
+        );
+        let stop = stop_http.clone();
+        tokio::spawn(async move {
+            // The endpoint is best effort: a port clash must not take the
+            // VIP down, so log and keep the daemon running.
+            if let Err(e) = vipd::http::serve(addr, state, stop.cancelled_owned()).await {
+                error!(%addr, error = %e, "HTTP endpoint failed");
+            }
+        })
+    });
+    let code = match (cfg.vip, cfg.services.clone()) {
+        (Some(vip), None) => run_vip(cfg, vip, obs).await,
+        #[cfg(feature = "kubernetes")]
+        (None, Some(svc)) => crate::services::run(cfg, svc, obs).await,
+        #[cfg(feature = "kubernetes")]
+        (Some(vip), Some(svc)) => {
+            // Both in one process: separate address tags keep the two VIP
+            // managers from removing each other's addresses.
+            let (a, b) = tokio::join!(
+                run_vip(cfg.clone(), vip, obs.clone()),
+                crate::services::run(cfg, svc, obs)
+            );
+            if a == ExitCode::SUCCESS {
+                b
+            } else {
+                a
+            }
+        }
+        #[cfg(not(feature = "kubernetes"))]
+        (_, Some(_)) => {
+            eprintln!("vipd: this build has no Services mode (built without feature `kubernetes`)");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        (None, None) => {
+            eprintln!("vipd: invalid configuration: neither --address nor --services is set");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    };
+    stop_http.cancel();
+    if let Some(h) = http {
+        let _ = h.await;
+    }
+    code
+}
+
+/// Kubernetes API access from the configuration (exit 2 when invalid).
+#[cfg(feature = "kubernetes")]
+pub(crate) async fn load_kube(
+    cfg: &Config,
+    vip: Option<std::net::IpAddr>,
+) -> Result<vipd_kube::KubeApi, ExitCode> {
+    let settings = vipd_kube::KubeSettings {
+        kubeconfig: cfg.kubeconfig.clone(),
+        kubernetes_addr: cfg.kubernetes_addr.clone(),
+        api_port: cfg.api_port,
+        control_plane: cfg.control_plane,
+        // Only used to drop endpoints that are the control-plane VIP, and
+        // control-plane mode always has one (config); without a VIP
+        // (Services mode only) no endpoint can equal 0.0.0.0.
+        vip: vip.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+    };
+    let api = match vipd_kube::KubeApi::load(&settings).await {
+        Ok(api) => api,
+        Err(e) => {
+            eprintln!("vipd: invalid Kubernetes configuration: {e} (--kubeconfig/k8s_config_file, --kubernetes-addr/kubernetes_addr)");
+            return Err(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    let endpoints = api.endpoints();
+    if !endpoints.dropped.is_empty() {
+        // R6: in control-plane mode the API is never reached
+        // through the VIP this node may be about to remove.
+        info!(dropped = ?endpoints.dropped.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "not using API endpoints that are the control-plane VIP");
+    }
+    info!(endpoints = ?endpoints.endpoints.iter().map(|e| e.to_string()).collect::<Vec<_>>(), "Kubernetes API endpoints, in order");
+    Ok(api)
+}
+
+async fn run_vip(cfg: Config, vip: std::net::IpAddr, obs: Obs) -> ExitCode {
+    let vip = Vip::new(vip, cfg.prefix_len);
     // Validation that needs the kernel, still before touching anything.
     match preflight(&cfg.interface, [&vip]).await {
         Ok(link) => info!(interface = %link.name, ifindex = link.ifindex, "interface found"),
@@ -124,7 +224,9 @@ async fn run(cfg: Config) -> ExitCode {
                 request_timeout: cfg.timings.renew_deadline(),
             };
             match vipd_etcd::EtcdStore::new(opts) {
-                Ok(store) => run_with_store(cfg, vip, health, Arc::new(store), Events::None).await,
+                Ok(store) => {
+                    run_with_store(cfg, vip, health, Arc::new(store), Events::None, obs).await
+                }
                 Err(e) => {
                     eprintln!("vipd: invalid etcd configuration: {e}");
                     ExitCode::from(EXIT_CONFIG)
@@ -138,28 +240,10 @@ async fn run(cfg: Config) -> ExitCode {
         }
         #[cfg(feature = "kubernetes")]
         Backend::Kubernetes => {
-            let settings = vipd_kube::KubeSettings {
-                kubeconfig: cfg.kubeconfig.clone(),
-                kubernetes_addr: cfg.kubernetes_addr.clone(),
-                api_port: cfg.api_port,
-                control_plane: cfg.control_plane,
-                vip: cfg.vip,
-            };
-            let api = match vipd_kube::KubeApi::load(&settings).await {
+            let api = match load_kube(&cfg, Some(vip.addr)).await {
                 Ok(api) => api,
-                Err(e) => {
-                    eprintln!("vipd: invalid Kubernetes configuration: {e} (--kubeconfig/k8s_config_file, --kubernetes-addr/kubernetes_addr)");
-                    return ExitCode::from(EXIT_CONFIG);
-                }
+                Err(code) => return code,
             };
-            let endpoints = api.endpoints();
-            if !endpoints.dropped.is_empty() {
-                // R6: in control-plane mode the API is never reached
-                // through the VIP this node may be about to remove.
-                info!(dropped = ?endpoints.dropped.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                    "not using API endpoints that are the control-plane VIP");
-            }
-            info!(endpoints = ?endpoints.endpoints.iter().map(|e| e.to_string()).collect::<Vec<_>>(), "Kubernetes API endpoints, in order");
             // The default /livez check verifies the local apiserver with the
             // cluster CA we already trust for the API.
             let (ca_der, ca_file) = api.credentials().cluster_ca();
@@ -186,7 +270,7 @@ async fn run(cfg: Config) -> ExitCode {
                 },
             );
             let events = Events::Kube(recorder);
-            let code = run_with_store(cfg, vip, health, Arc::new(store), events).await;
+            let code = run_with_store(cfg, vip, health, Arc::new(store), events, obs).await;
             drop(recorder_task);
             code
         }
@@ -245,13 +329,16 @@ async fn run_with_store<S: LeaseStore>(
     health: Vec<HealthCheckSpec>,
     store: Arc<S>,
     events: Events,
+    obs: Obs,
 ) -> ExitCode {
     let cancel = CancellationToken::new();
-    let metrics = Arc::new(Metrics::new(env!("CARGO_PKG_VERSION")));
+    let Obs {
+        metrics,
+        status,
+        liveness,
+    } = obs;
     let lease_label = format!("{}/{}", cfg.lease_namespace, cfg.lease_name);
     let vip_label = vip.addr.to_string();
-    let status = StatusHandle::for_config(&cfg);
-    let liveness = Liveness::new();
 
     // VIP manager: desired set in, events out.
     let (desired_tx, desired_rx) = watch::channel(BTreeSet::new());
@@ -420,18 +507,6 @@ async fn run_with_store<S: LeaseStore>(
         });
     }
 
-    let http = cfg.http_addr.map(|addr| {
-        let state = vipd::http::HttpState::new(metrics.clone(), status.clone(), liveness.clone());
-        let stop = cancel.child_token();
-        tokio::spawn(async move {
-            // The endpoint is best effort: a port clash must not take the
-            // VIP down, so log and keep the daemon running.
-            if let Err(e) = vipd::http::serve(addr, state, stop.cancelled_owned()).await {
-                error!(%addr, error = %e, "HTTP endpoint failed");
-            }
-        })
-    });
-
     info!(
         vip = %vip.addr, interface = %cfg.interface, node = %cfg.node_name, lease = %lease_label,
         lease_duration = ?cfg.timings.lease_duration(), renew_deadline = ?cfg.timings.renew_deadline(),
@@ -455,14 +530,11 @@ async fn run_with_store<S: LeaseStore>(
     }
     cancel.cancel();
     let _ = glue.await;
-    if let Some(h) = http {
-        let _ = h.await;
-    }
     info!("vipd stopped");
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let term = signal(SignalKind::terminate());
     let int = signal(SignalKind::interrupt());

@@ -15,3 +15,4 @@ pub mod http;
 pub mod manifest;
 pub mod metrics;
 pub mod status;
+pub mod svc;

@@ -6,6 +6,8 @@
 
 mod daemon;
 mod elect;
+#[cfg(feature = "kubernetes")]
+mod services;
 mod supervise;
 
 use std::process::ExitCode;

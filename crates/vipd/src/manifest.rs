@@ -360,7 +360,24 @@ pub fn env_block(config: &Config, kubeconfig_in_pod: Option<&str>) -> Vec<EnvVar
         seconds(config.timings.renew_deadline()),
     );
     set("vip_retryperiod", seconds(config.timings.retry_period()));
-    set("address", config.vip.to_string());
+    if let Some(vip) = config.vip {
+        set("address", vip.to_string());
+    }
+    if let Some(svc) = &config.services {
+        set("svc_enable", "true".into());
+        if svc.interface != config.interface {
+            set("vip_servicesinterface", svc.interface.clone());
+        }
+        if let Some(ns) = &svc.namespace {
+            set("svc_namespace", ns.clone());
+        }
+        if svc.lb_class_only {
+            set("lb_class_only", "true".into());
+        }
+        if svc.lb_class_name != crate::config::DEFAULT_LB_CLASS_NAME {
+            set("lb_class_name", svc.lb_class_name.clone());
+        }
+    }
     match config.http_addr {
         // Go's `:2112` is kube-vip's spelling of "all addresses".
         Some(a) if a.ip().is_unspecified() && a.is_ipv4() => {

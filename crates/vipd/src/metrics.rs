@@ -17,6 +17,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+mod services;
+pub use services::ServiceMetrics;
+
 /// The `Content-Type` of [`Metrics::encode`]'s output (OpenMetrics text,
 /// which Prometheus negotiates and scrapes natively).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -147,6 +150,8 @@ pub struct Metrics {
     api_duration: Family<VerbOnly, Histogram, fn() -> Histogram>,
     api_reachable: Gauge,
     health_check_up: Family<CheckOnly, Gauge>,
+    /// Services-mode metrics.
+    pub services: ServiceMetrics,
 }
 
 /// Buckets from 1 ms to ~16 s: lease calls are bounded by the renew
@@ -238,6 +243,9 @@ impl Metrics {
             build_info.clone(),
         );
 
+        let services = ServiceMetrics::default();
+        services.register(&mut registry);
+
         build_info
             .get_or_create(&VersionOnly {
                 version: version.to_string(),
@@ -257,6 +265,7 @@ impl Metrics {
             api_duration,
             api_reachable,
             health_check_up,
+            services,
         }
     }
 

@@ -43,6 +43,21 @@ pub struct VipEntry {
     pub bound: bool,
 }
 
+/// Services mode as `/status` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ServicesEntry {
+    /// Whether this node is the elected assigner.
+    pub assigner: bool,
+    /// Assignment generation applied.
+    pub generation: u64,
+    /// Whether this node's own node lease is valid (R1).
+    pub lease_valid: bool,
+    /// LoadBalancer addresses known.
+    pub addresses: usize,
+    /// Addresses this node announces now.
+    pub announced: Vec<IpAddr>,
+}
+
 /// The lease as `/status` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LeaseEntry {
@@ -80,6 +95,9 @@ pub struct StatusSnapshot {
     pub health: Vec<vipd_health::CheckStatus>,
     /// Whether the first election sync has completed (`/readyz`).
     pub ready: bool,
+    /// Services mode, when on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub services: Option<ServicesEntry>,
 }
 
 #[derive(Debug)]
@@ -96,6 +114,7 @@ struct Inner {
     transitions: u64,
     api_reachable: bool,
     health: Vec<vipd_health::CheckStatus>,
+    services: Option<ServicesEntry>,
 }
 
 /// Shared, cheaply clonable status handle.
@@ -125,6 +144,7 @@ impl StatusHandle {
                 transitions: 0,
                 api_reachable: false,
                 health: Vec::new(),
+                services: None,
             })),
             ready: Arc::new(AtomicBool::new(false)),
         }
@@ -140,12 +160,14 @@ impl StatusHandle {
         };
         let lease = format!("{}/{}", cfg.lease_namespace, cfg.lease_name);
         let status = StatusHandle::new(&cfg.node_name, env!("CARGO_PKG_VERSION"), &lease, backend);
-        status.set_vip(VipEntry {
-            vip: cfg.vip,
-            interface: cfg.interface.clone(),
-            role: Role::Follower,
-            bound: false,
-        });
+        if let Some(vip) = cfg.vip {
+            status.set_vip(VipEntry {
+                vip,
+                interface: cfg.interface.clone(),
+                role: Role::Follower,
+                bound: false,
+            });
+        }
         status
     }
 
@@ -154,6 +176,11 @@ impl StatusHandle {
         // worth reporting: ignore poisoning rather than take /status down.
         let mut guard = self.inner.write().unwrap_or_else(PoisonError::into_inner);
         f(&mut guard);
+    }
+
+    /// Sets the Services-mode section.
+    pub fn set_services(&self, entry: ServicesEntry) {
+        self.write(|s| s.services = Some(entry));
     }
 
     /// Adds or replaces the entry for `entry.vip`.
@@ -230,6 +257,7 @@ impl StatusHandle {
             api_reachable: s.api_reachable,
             health: s.health.clone(),
             ready: self.is_ready(),
+            services: s.services.clone(),
         }
     }
 }

@@ -49,7 +49,7 @@ fn source_of<'a>(c: &'a Config, name: &str) -> Option<&'a Source> {
 #[test]
 fn kube_vip_defaults_apply_when_nothing_is_set() {
     let c = resolve("run", &[]).expect("valid");
-    assert_eq!(c.vip.to_string(), "192.0.2.10");
+    assert_eq!(c.vip.map(|v| v.to_string()).as_deref(), Some("192.0.2.10"));
     assert_eq!(c.prefix_len, 32);
     assert_eq!(c.interface, "eth0");
     assert_eq!(c.node_name, "host-a");
@@ -99,7 +99,7 @@ fn typical_kube_vip_static_pod_env_block_maps_to_vipd_options() {
     ];
     let c =
         Config::from_sources_with_hostname(&argv("manager"), &env(&block), None).expect("valid");
-    assert_eq!(c.vip.to_string(), "203.0.113.5");
+    assert_eq!(c.vip.map(|v| v.to_string()).as_deref(), Some("203.0.113.5"));
     assert_eq!(c.interface, "ens3");
     assert_eq!(c.node_name, "cp-1");
     assert!(c.control_plane);
@@ -685,7 +685,10 @@ fn kube_vip_env_block_maps_to_the_effective_config_table() {
         );
     }
     // Typed fields agree with the table.
-    assert_eq!(c.vip.to_string(), "198.51.100.40");
+    assert_eq!(
+        c.vip.map(|v| v.to_string()).as_deref(),
+        Some("198.51.100.40")
+    );
     assert!(c.control_plane && c.arp);
     assert_eq!(c.health_checks, [default_health_check(6443)]);
     assert_eq!(c.health.period, secs(2.0));

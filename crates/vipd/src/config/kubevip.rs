@@ -27,6 +27,10 @@ pub(crate) const HONOURED: &[&str] = &[
     "vip_retryperiod",
     "cp_enable",
     "svc_enable",
+    "svc_namespace",
+    "vip_servicesinterface",
+    "lb_class_only",
+    "lb_class_name",
     "prometheus_server",
     "vip_loglevel",
     "port",
@@ -52,7 +56,6 @@ pub(crate) const IGNORED: &[&str] = &[
     "vip_ddns",
     "dns_mode",
     "vip_interfaceloglobal",
-    "vip_servicesinterface",
     "vip_leaseannotations",
     "vip_singlenode",
     "vip_startleader",
@@ -61,12 +64,10 @@ pub(crate) const IGNORED: &[&str] = &[
     "cp_detect",
     "mirror_dest_interface",
     "config_file",
-    // Services mode (arrives later).
-    "svc_namespace",
+    // Services mode: vipd always uses one lease per node (never one per
+    // Service), so kube-vip's election switches have no meaning.
     "svc_election",
     "svc_leasename",
-    "lb_class_only",
-    "lb_class_name",
     "lb_class_legacy_handling",
     "disable_service_updates",
     "enable_endpoints",

@@ -59,6 +59,15 @@ opts! {
     ETCD_KEY = "etcd-key", Some("etcdKey"), "VIPD_ETCD_KEY", [];
     CONTROL_PLANE = "control-plane", Some("controlplane"), "VIPD_CONTROL_PLANE", ["cp_enable"];
     SERVICES = "services", None, "VIPD_SERVICES", ["svc_enable"];
+    SERVICES_NAMESPACE = "services-namespace", None, "VIPD_SERVICES_NAMESPACE", ["svc_namespace"];
+    SERVICES_INTERFACE = "services-interface", None, "VIPD_SERVICES_INTERFACE", ["vip_servicesinterface"];
+    LB_CLASS_ONLY = "lb-class-only", None, "VIPD_LB_CLASS_ONLY", ["lb_class_only"];
+    LB_CLASS_NAME = "lb-class-name", None, "VIPD_LB_CLASS_NAME", ["lb_class_name"];
+    SERVICES_NODE_SELECTOR = "services-node-selector", None, "VIPD_SERVICES_NODE_SELECTOR", [];
+    ZONE_FALLBACK = "zone-fallback", None, "VIPD_ZONE_FALLBACK", [];
+    PREEMPT = "preempt", None, "VIPD_PREEMPT", [];
+    IPAM_CONFIGMAP = "ipam-configmap", None, "VIPD_IPAM_CONFIGMAP", [];
+    ANNOUNCE_MAX_PPS = "announce-max-pps", None, "VIPD_ANNOUNCE_MAX_PPS", [];
     API_PORT = "api-port", Some("port"), "VIPD_API_PORT", ["port"];
     KUBERNETES_ADDR = "kubernetes-addr", None, "VIPD_KUBERNETES_ADDR", ["kubernetes_addr"];
     KUBECONFIG = "kubeconfig", Some("k8sConfigPath"), "VIPD_KUBECONFIG", ["k8s_config_file"];
@@ -213,9 +222,36 @@ pub(super) struct RawOptions {
     /// Control-plane mode [env: VIPD_CONTROL_PLANE, cp_enable]
     #[arg(long, alias = "controlplane", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     control_plane: Option<String>,
-    /// Services mode (not implemented yet; ignored with a warning) [env: VIPD_SERVICES, svc_enable]
+    /// Services mode: announce LoadBalancer Service addresses [env: VIPD_SERVICES, svc_enable]
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     services: Option<String>,
+    /// Serve only Services of this namespace; default all [env: VIPD_SERVICES_NAMESPACE, svc_namespace]
+    #[arg(long, value_name = "NS")]
+    services_namespace: Option<String>,
+    /// Interface for Service addresses; default --interface [env: VIPD_SERVICES_INTERFACE, vip_servicesinterface]
+    #[arg(long, value_name = "NAME")]
+    services_interface: Option<String>,
+    /// Serve only Services whose loadBalancerClass is --lb-class-name [env: VIPD_LB_CLASS_ONLY, lb_class_only]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    lb_class_only: Option<String>,
+    /// loadBalancerClass served; default kube-vip.io/kube-vip-class [env: VIPD_LB_CLASS_NAME, lb_class_name]
+    #[arg(long, value_name = "CLASS")]
+    lb_class_name: Option<String>,
+    /// Node labels a node needs to announce Service addresses, k=v[,k=v] [env: VIPD_SERVICES_NODE_SELECTOR]
+    #[arg(long, value_name = "LABELS")]
+    services_node_selector: Option<String>,
+    /// Let a zone-pinned address leave its zone when no node of the zone is up; default false [env: VIPD_ZONE_FALLBACK]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    zone_fallback: Option<String>,
+    /// Move an address back to its preferred node when that node returns; default false [env: VIPD_PREEMPT]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    preempt: Option<String>,
+    /// IPAM pools ConfigMap (kube-vip-cloud-provider format), NAMESPACE/NAME; default kube-system/kubevip; empty disables IPAM [env: VIPD_IPAM_CONFIGMAP]
+    #[arg(long, value_name = "NS/NAME")]
+    ipam_configmap: Option<String>,
+    /// Cap on announcement frames per second per interface, 0 = none; default 1000 [env: VIPD_ANNOUNCE_MAX_PPS]
+    #[arg(long, value_name = "PPS")]
+    announce_max_pps: Option<String>,
     /// Local API server port; default 6443 [env: VIPD_API_PORT, port]
     #[arg(long, alias = "port", value_name = "PORT")]
     api_port: Option<String>,
@@ -301,6 +337,15 @@ impl RawOptions {
             (ETCD_KEY.key, self.etcd_key),
             (CONTROL_PLANE.key, self.control_plane),
             (SERVICES.key, self.services),
+            (SERVICES_NAMESPACE.key, self.services_namespace),
+            (SERVICES_INTERFACE.key, self.services_interface),
+            (LB_CLASS_ONLY.key, self.lb_class_only),
+            (LB_CLASS_NAME.key, self.lb_class_name),
+            (SERVICES_NODE_SELECTOR.key, self.services_node_selector),
+            (ZONE_FALLBACK.key, self.zone_fallback),
+            (PREEMPT.key, self.preempt),
+            (IPAM_CONFIGMAP.key, self.ipam_configmap),
+            (ANNOUNCE_MAX_PPS.key, self.announce_max_pps),
             (API_PORT.key, self.api_port),
             (KUBERNETES_ADDR.key, self.kubernetes_addr),
             (KUBECONFIG.key, self.kubeconfig),

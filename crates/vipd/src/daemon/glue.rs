@@ -137,8 +137,10 @@ pub(super) async fn glue(
                 }
                 ctx.metrics.set_leader(&ctx.vip_label, &ctx.lease_label, role == Role::Leader);
                 ctx.metrics.set_api_reachable(o.store_reachable);
-                let bound = ctx.bound.borrow().iter().any(|v| v.addr == ctx.cfg.vip);
-                ctx.status.update_vip(ctx.cfg.vip, current_role(role), bound);
+                if let Some(vip) = ctx.cfg.vip {
+                    let bound = ctx.bound.borrow().iter().any(|v| v.addr == vip);
+                    ctx.status.update_vip(vip, current_role(role), bound);
+                }
                 ctx.status.set_lease(o.status.holder.clone(), u64::from(o.status.transitions));
                 if let Some(at) = o.status.last_renewal {
                     ctx.status.renewed(at);
@@ -175,6 +177,7 @@ impl AnnouncerHandle {
                 ifindex,
                 mac,
                 refresh,
+                max_pps: vipd_announce::DEFAULT_MAX_PPS,
             },
             rx,
             events,

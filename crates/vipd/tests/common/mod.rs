@@ -128,6 +128,8 @@ pub struct Cluster {
     pub backend: Backend,
     /// Flags appended to every node's command line (health checks, ...).
     pub extra_args: Vec<String>,
+    /// Pass `--address` (the control-plane VIP); off for Services-only runs.
+    pub with_address: bool,
     scenario: String,
     logdir: PathBuf,
 }
@@ -198,6 +200,7 @@ impl Cluster {
             family,
             backend,
             extra_args: Vec::new(),
+            with_address: true,
             scenario: scenario.to_string(),
             logdir,
         }
@@ -214,34 +217,39 @@ impl Cluster {
     pub fn args(&self, node: &str) -> Vec<String> {
         let ip = self.topo.host(node).ipv4().unwrap();
         let secs = |d: Duration| format!("{}", d.as_secs_f64());
-        [
-            "run",
-            "--address",
-            &self.family.vip().to_string(),
-            "--interface",
-            "eth0",
-            "--node-name",
-            node,
-            "--lease-name",
-            "cp-vip",
-            "--lease-duration",
-            &secs(LEASE),
-            "--renew-deadline",
-            &secs(RENEW),
-            "--retry-period",
-            &secs(RETRY),
-            "--reconcile-period",
-            &secs(RECONCILE),
-            "--prometheus-server",
-            &format!("{ip}:2112"),
-            "--log-level",
-            "debug",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain(self.backend_args())
-        .chain(self.extra_args.iter().cloned())
-        .collect()
+        let vip = self.family.vip().to_string();
+        let address: &[&str] = if self.with_address {
+            &["--address", &vip]
+        } else {
+            &[]
+        };
+        ["run"]
+            .iter()
+            .chain(address)
+            .chain(&[
+                "--interface",
+                "eth0",
+                "--node-name",
+                node,
+                "--lease-name",
+                "cp-vip",
+                "--lease-duration",
+                &secs(LEASE),
+                "--renew-deadline",
+                &secs(RENEW),
+                "--retry-period",
+                &secs(RETRY),
+                "--reconcile-period",
+                &secs(RECONCILE),
+                "--prometheus-server",
+                &format!("{ip}:2112"),
+                "--log-level",
+                "debug",
+            ])
+            .map(|s| s.to_string())
+            .chain(self.backend_args())
+            .chain(self.extra_args.iter().cloned())
+            .collect()
     }
 
     /// The flags selecting and reaching the lease backend.

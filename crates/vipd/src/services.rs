@@ -1,0 +1,291 @@
+//! Services mode (issue 5): LoadBalancer addresses owned per address by one
+//! node, at O(nodes) API writes per retry period.
+//!
+//! ```text
+//!  Services, EndpointSlices, Nodes, IPAM ConfigMap ──reflectors──▶ KubeWorld ──Addresses/Policies──┐
+//!        ▲ status + vipHost (owner), IPAM annotation (assigner), Events ◀──┘                        ▼
+//!  node leases ──list/watch──▶ ┌───────────────────────────┐ ◀──IsAssigner── Elector (assigner lease)
+//!  assignment ───watch───────▶ │ ownership core (sans-IO)  │ ──WriteAssignment/Tombstone──▶ API (CAS)
+//!  own renewal ──OwnRenewal──▶ └───────────────────────────┘ ──PublishHeld──▶ own renewal (every retry period)
+//!                                            │ Announce(set)
+//!                                            ▼
+//!                             VipManager (IFA_PROTO 0x77) ──Bound/Unbound──▶ Announcer (paced GARP/NA)
+//! ```
+//!
+//! Shutdown (R7): stop announcing, confirm the kernel has none of our
+//! addresses, publish the node lease with nothing held and `expired` set (so
+//! the assigner moves our addresses at once), release the assigner lease.
+
+use std::collections::BTreeSet;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch, Mutex};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
+use tracing::{error, info, warn};
+use vipd::config::{Config, ServicesSettings};
+use vipd::svc::world::WorldConfig;
+use vipd_election::{Elector, FenceReason};
+use vipd_kube::nodes::{AssignmentStore, NodeLeaseStore};
+use vipd_services::{Input, Node};
+use vipd_vip::{VipManager, VipManagerConfig, VIPD_SVC_ADDR_PROTO};
+
+use crate::daemon::{load_kube, wait_for_signal, Obs};
+use crate::elect::{self, Control, Holder, Observation};
+
+mod core;
+mod kubeworld;
+mod own;
+mod wire;
+
+/// Name of the ConfigMap that carries the assignment.
+pub(crate) const ASSIGNMENT_CONFIGMAP: &str = "vipd-services-assignment";
+/// Name of the Lease that elects the assigner.
+pub(crate) const ASSIGNER_LEASE: &str = "vipd-services-assigner";
+
+/// The assigner elector's Lead/Fence: tell the core.
+struct AssignerHolder {
+    core: mpsc::Sender<Input>,
+    relist: Arc<tokio::sync::Notify>,
+}
+
+impl Holder for AssignerHolder {
+    async fn lead(&mut self) {
+        info!("elected Services assigner");
+        let _ = self.core.send(Input::IsAssigner(true)).await;
+        // The core acts as assigner only after a full list that follows.
+        self.relist.notify_one();
+    }
+
+    async fn fence(&mut self, reason: FenceReason) {
+        info!(?reason, "no longer the Services assigner");
+        let _ = self.core.send(Input::IsAssigner(false)).await;
+    }
+}
+
+/// Runs Services mode until SIGTERM/SIGINT.
+pub(crate) async fn run(cfg: Config, svc: ServicesSettings, obs: Obs) -> ExitCode {
+    let api = match load_kube(&cfg, cfg.vip).await {
+        Ok(api) => api,
+        Err(code) => return code,
+    };
+    let cancel = CancellationToken::new();
+    let timings = cfg.timings;
+    // R6: every ownership request is bounded well inside the renew
+    // deadline, as for the control-plane lease.
+    let request_timeout = timings.retry_period().max(timings.renew_deadline() / 2);
+    let nodes = Arc::new(NodeLeaseStore::new(
+        api.credentials().clone(),
+        api.endpoints(),
+        cfg.lease_namespace.clone(),
+        request_timeout,
+    ));
+    let assignments = Arc::new(AssignmentStore::new(
+        api.credentials().clone(),
+        api.endpoints(),
+        cfg.lease_namespace.clone(),
+        ASSIGNMENT_CONFIGMAP,
+        request_timeout,
+    ));
+    let general_opts = vipd_kube::GeneralOptions {
+        qps: f64::from(cfg.kube_api.qps),
+        burst: cfg.kube_api.burst,
+        timeout: cfg.kube_api.timeout,
+    };
+    let general = Arc::new(api.general_client(general_opts));
+    // Events get their own client and rate limit: a burst of acquisitions
+    // must not delay status writes or the watches.
+    let (recorder, _recorder_task) = vipd_kube::EventRecorder::spawn(
+        Arc::new(api.general_client(general_opts)),
+        vipd_kube::EventTarget {
+            namespace: cfg.lease_namespace.clone(),
+            lease: ASSIGNER_LEASE.into(),
+            component: "vipd".into(),
+            host: Some(cfg.node_name.clone()),
+        },
+    );
+
+    // Kernel side: the VIP manager (own address tag) and the announcer.
+    let (desired_tx, desired_rx) = watch::channel(BTreeSet::new());
+    let (vip_ev_tx, vip_ev_rx) = mpsc::unbounded_channel();
+    let mut mcfg = VipManagerConfig::new(svc.interface.clone());
+    mcfg.reconcile_period = cfg.reconcile_period;
+    mcfg.tag = VIPD_SVC_ADDR_PROTO;
+    let manager = Arc::new(VipManager::spawn(
+        mcfg,
+        desired_rx,
+        vip_ev_tx,
+        cancel.child_token(),
+    ));
+    let wire_task = AbortOnDropHandle::new(tokio::spawn(
+        wire::Wire {
+            interface: svc.interface.clone(),
+            refresh: cfg.arp_refresh.unwrap_or(Duration::ZERO),
+            max_pps: svc.announce_max_pps,
+            arp: cfg.arp,
+            metrics: obs.metrics.clone(),
+        }
+        .run(vip_ev_rx, cancel.child_token()),
+    ));
+
+    // The ownership core and its IO loops.
+    let (core_tx, core_rx) = mpsc::channel::<Input>(1024);
+    let (publish_tx, publish_rx) = watch::channel(None);
+    let (view_tx, view_rx) = watch::channel(core::CoreView::default());
+    let core_cancel = CancellationToken::new();
+    let core_task = tokio::spawn(
+        core::CoreTask {
+            node: Node::new(cfg.node_name.clone(), timings, svc.preempt),
+            inputs: core_rx,
+            feedback: core_tx.clone(),
+            nodes: nodes.clone(),
+            assignments: assignments.clone(),
+            desired: desired_tx,
+            publish: publish_tx,
+            view: view_tx,
+            metrics: obs.metrics.clone(),
+            status: obs.status.clone(),
+            heartbeat: obs.liveness.register(
+                "services-core",
+                Duration::from_secs(3),
+                Instant::now(),
+            ),
+        }
+        .run(core_cancel.clone()),
+    );
+    let renew_cancel = CancellationToken::new();
+    let (stopped_tx, stopped_rx) = watch::channel(false);
+    let renewer = tokio::spawn(
+        own::Renewer {
+            nodes: nodes.clone(),
+            node: cfg.node_name.clone(),
+            timings,
+            publish: publish_rx,
+            bound: manager.bound(),
+            core: core_tx.clone(),
+            metrics: obs.metrics.clone(),
+        }
+        .run(renew_cancel.clone(), stopped_rx),
+    );
+    let relist = Arc::new(tokio::sync::Notify::new());
+    let _node_watch = AbortOnDropHandle::new(tokio::spawn(own::watch_nodes(
+        nodes.clone(),
+        core_tx.clone(),
+        obs.metrics.clone(),
+        relist.clone(),
+        cancel.child_token(),
+    )));
+    let _assignment_watch = AbortOnDropHandle::new(tokio::spawn(own::watch_assignment(
+        assignments.clone(),
+        core_tx.clone(),
+        obs.metrics.clone(),
+        cancel.child_token(),
+    )));
+    let _world = AbortOnDropHandle::new(tokio::spawn(
+        kubeworld::KubeWorld {
+            general,
+            cfg: WorldConfig {
+                namespace: svc.namespace.clone(),
+                lb_class_only: svc.lb_class_only,
+                lb_class_name: svc.lb_class_name.clone(),
+                node_selector: svc.node_selector.clone(),
+                zone_fallback: svc.zone_fallback,
+            },
+            ipam: svc.ipam_configmap.clone(),
+            node: cfg.node_name.clone(),
+            core: core_tx.clone(),
+            view: view_rx,
+            metrics: obs.metrics.clone(),
+            events: Some(recorder),
+            heartbeat: obs.liveness.register(
+                "services-world",
+                Duration::from_secs(5),
+                Instant::now(),
+            ),
+        }
+        .run(cancel.child_token()),
+    ));
+
+    // The assigner: the existing Elector on its own Lease.
+    let assigner_store = Arc::new(api.lease_store(
+        &cfg.lease_namespace,
+        ASSIGNER_LEASE,
+        timings.renew_deadline(),
+    ));
+    let (control_tx, control_rx) = mpsc::channel::<Control>(8);
+    let (obs_tx, _obs_rx) = watch::channel(Observation {
+        status: Elector::new(cfg.node_name.clone(), timings, 0, Instant::now()).status(),
+        store_reachable: false,
+        last_result: None,
+    });
+    let assigner = {
+        let core = core_tx.clone();
+        let relist = relist.clone();
+        let node = cfg.node_name.clone();
+        let metrics = obs.metrics.clone();
+        let heartbeat = obs.liveness.register(
+            "services-assigner",
+            timings.renew_deadline() + timings.retry_period() * 3 + Duration::from_secs(1),
+            Instant::now(),
+        );
+        let control_rx = Arc::new(Mutex::new(control_rx));
+        tokio::spawn(async move {
+            let elector = Elector::new(node, timings, vipd_backoff::random_u64(), Instant::now());
+            let on_request: elect::RequestHook = Arc::new(move |verb, result, took, _| {
+                metrics.observe_api_request(verb, result, took);
+            });
+            let mut rx = control_rx.lock().await;
+            elect::run(
+                assigner_store,
+                elector,
+                AssignerHolder { core, relist },
+                &mut rx,
+                elect::Reporting {
+                    observe: &obs_tx,
+                    on_request,
+                    heartbeat,
+                },
+                true,
+            )
+            .await;
+        })
+    };
+
+    obs.status.mark_ready();
+    info!(
+        interface = %svc.interface, node = %cfg.node_name, namespace = ?svc.namespace,
+        lease_namespace = %cfg.lease_namespace, preempt = svc.preempt,
+        ipam = ?svc.ipam_configmap, "Services mode started"
+    );
+
+    wait_for_signal().await;
+    info!("shutting down Services mode: removing addresses, then releasing the node lease");
+    // 1. Stop the core (it announces nothing from now on) and empty the set.
+    core_cancel.cancel();
+    let _ = core_task.await;
+    // 2. Confirm the kernel has none of our addresses.
+    match tokio::time::timeout(Duration::from_secs(2), manager.remove_all_now()).await {
+        Ok(Ok(())) => {
+            let _ = stopped_tx.send(true);
+        }
+        Ok(Err(e)) => error!(error = %e, "cannot confirm Service address removal"),
+        Err(_) => error!("Service address removal not confirmed within 2 s"),
+    }
+    // 3. Publish the release, and hand the assigner role over.
+    renew_cancel.cancel();
+    let grace = timings.renew_deadline() + Duration::from_secs(1);
+    if tokio::time::timeout(grace, renewer).await.is_err() {
+        warn!("node lease release did not finish within {grace:?}");
+    }
+    let _ = control_tx.send(Control::Shutdown).await;
+    if tokio::time::timeout(grace, assigner).await.is_err() {
+        warn!("assigner lease release did not finish within {grace:?}");
+    }
+    cancel.cancel();
+    drop(wire_task);
+    info!("Services mode stopped");
+    ExitCode::SUCCESS
+}

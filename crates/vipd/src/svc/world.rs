@@ -1,0 +1,1127 @@
+//! Kubernetes objects → the LoadBalancer addresses vipd serves and which
+//! nodes may own each one. Pure: the watch tasks feed [`World`] and the
+//! assigner calls [`World::derive`]; no IO, no clock.
+//!
+//! Which Services are served follows kube-vip (so a cluster can switch
+//! without relabelling anything):
+//!
+//! - only `spec.type: LoadBalancer` (kube-vip `pkg/services/services.go`);
+//! - `kube-vip.io/ignore: "true"` (exactly that string) skips the Service;
+//! - load balancer class, kube-vip's default "legacy" handling
+//!   (`lbClassFilterLegacy` in `pkg/services/watch_services.go`): a Service
+//!   naming another class is skipped; one without a class is served unless
+//!   `lb_class_only` is set;
+//! - addresses from the `kube-vip.io/loadbalancerIPs` annotation (split on
+//!   commas, each entry trimmed, as kube-vip's `FetchServiceAddresses`),
+//!   else `spec.loadBalancerIP`.
+//!
+//! Deliberate differences from kube-vip:
+//!
+//! - kube-vip falls back to `status.loadBalancer.ingress` when neither is
+//!   set (`FetchServiceAddresses` in `pkg/services/instance.go`), so it ends
+//!   up binding addresses another controller published (k3s's ServiceLB
+//!   writes node IPs there). vipd never reads status: a Service without an
+//!   address is [`Derived::unallocated`], for vipd's IPAM.
+//! - `0.0.0.0` asks kube-vip for a DHCP lease on a macvlan
+//!   (`NewInstance` in `pkg/services/instance.go`). vipd has no DHCP client,
+//!   so such a Service is reported in [`Derived::problems`] and not served.
+//! - kube-vip keeps unparsable entries (newer versions treat them as DNS
+//!   names); vipd reports them and serves the entries that parse.
+//! - A blank annotation counts as absent (kube-vip would try to bind "").
+//!
+//! Eligibility (issue 5, item 3) is expressed as a
+//! [`vipd_services::Policy`] per address; see [`World::derive`].
+
+use k8s_openapi::api::core::v1::{Node, Service, ServiceSpec};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use vipd_services::{NodeId, Policy, ZonePin};
+
+/// Annotation carrying a Service's addresses (kube-vip and
+/// kube-vip-cloud-provider write it), comma-separated, v4 and v6.
+pub const ANNOTATION_LB_IPS: &str = "kube-vip.io/loadbalancerIPs";
+/// Annotation that makes kube-vip (and vipd) leave a Service alone when set
+/// to `"true"`.
+pub const ANNOTATION_IGNORE: &str = "kube-vip.io/ignore";
+/// vipd annotation pinning a Service's addresses to a zone (the value of
+/// the nodes' [`LABEL_ZONE`]).
+pub const ANNOTATION_ZONE: &str = "vipd.io/zone";
+/// vipd annotation, `"true"` or `"false"`: may a zone-pinned address move
+/// out of its zone when no node of the zone can own it. Overrides
+/// [`WorldConfig::zone_fallback`].
+pub const ANNOTATION_ZONE_FALLBACK: &str = "vipd.io/zone-fallback";
+/// Node label (any value) keeping a node out of every load balancer, as the
+/// Kubernetes service controller honours it.
+pub const LABEL_EXCLUDE_LB: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
+/// Well-known node label naming the node's zone.
+pub const LABEL_ZONE: &str = "topology.kubernetes.io/zone";
+/// Label the EndpointSlice controller puts on every slice of a Service.
+pub const LABEL_SERVICE_NAME: &str = "kubernetes.io/service-name";
+/// kube-vip's default load balancer class (`--lbClassName`).
+pub const DEFAULT_LB_CLASS: &str = "kube-vip.io/kube-vip-class";
+
+/// Which Services and nodes take part (from vipd's configuration).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorldConfig {
+    /// `svc_namespace`: only Services of this namespace; `None` = all.
+    pub namespace: Option<String>,
+    /// `lb_class_only`: serve only Services whose `spec.loadBalancerClass`
+    /// is `lb_class_name` (otherwise Services without a class too).
+    pub lb_class_only: bool,
+    /// `lb_class_name`: the class vipd answers to.
+    pub lb_class_name: String,
+    /// Labels a node must carry to own addresses; empty = any node.
+    pub node_selector: BTreeMap<String, String>,
+    /// Default for [`ANNOTATION_ZONE_FALLBACK`] when a Service pins a zone.
+    pub zone_fallback: bool,
+}
+
+impl Default for WorldConfig {
+    /// kube-vip's defaults; a zone pin holds (no fallback) unless asked,
+    /// since pinning exists to stop cross-zone drift.
+    fn default() -> Self {
+        Self {
+            namespace: None,
+            lb_class_only: false,
+            lb_class_name: DEFAULT_LB_CLASS.to_owned(),
+            node_selector: BTreeMap::new(),
+            zone_fallback: false,
+        }
+    }
+}
+
+/// The cached objects: keys are `namespace/name` for Services and
+/// EndpointSlices, the name for Nodes.
+#[derive(Clone, Debug, Default)]
+pub struct World {
+    services: BTreeMap<String, Service>,
+    slices: BTreeMap<String, EndpointSlice>,
+    nodes: BTreeMap<String, Node>,
+}
+
+/// IP family of a Service (`spec.ipFamilies`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum IpFamily {
+    /// `IPv4`.
+    V4,
+    /// `IPv6`.
+    V6,
+}
+
+/// One served Service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SvcInfo {
+    /// `namespace/name`.
+    pub key: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Requested addresses in annotation order, without duplicates; empty
+    /// for [`Derived::unallocated`] Services.
+    pub addresses: Vec<IpAddr>,
+    /// `(protocol, port)` of every `spec.ports` entry (protocol defaults to
+    /// `TCP` as in the API).
+    pub ports: BTreeSet<(String, u16)>,
+    /// Families from `spec.ipFamilies`; when absent, both for the dual-stack
+    /// policies and IPv4 otherwise (the API server normally fills it).
+    pub families: Vec<IpFamily>,
+    /// `spec.ipFamilyPolicy: RequireDualStack`.
+    pub require_dual_stack: bool,
+    /// `spec.externalTrafficPolicy: Local`.
+    pub local: bool,
+}
+
+/// Everything [`World::derive`] concludes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Derived {
+    /// Every address to announce.
+    pub addresses: BTreeSet<IpAddr>,
+    /// Eligibility, only for addresses some rule restricts (absent = every
+    /// live node). `nodes: Some(empty)` means nobody may own the address.
+    pub policies: BTreeMap<IpAddr, Policy>,
+    /// Served Services that have addresses, by key.
+    pub services: BTreeMap<String, SvcInfo>,
+    /// Address → keys of the Services sharing it (sorted).
+    pub by_address: BTreeMap<IpAddr, Vec<String>>,
+    /// Served Services that request no address at all (IPAM's job).
+    pub unallocated: Vec<SvcInfo>,
+    /// `(service key, reason)` for what vipd will not or cannot do.
+    pub problems: Vec<(String, String)>,
+}
+
+/// `namespace/name` of a namespaced object.
+pub fn object_key(meta: &ObjectMeta) -> String {
+    format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    )
+}
+
+fn node_key(node: &Node) -> String {
+    node.metadata.name.clone().unwrap_or_default()
+}
+
+fn keyed<T>(v: Vec<T>, key: impl Fn(&T) -> String) -> BTreeMap<String, T> {
+    v.into_iter().map(|o| (key(&o), o)).collect()
+}
+
+fn annotation<'a>(meta: &'a ObjectMeta, name: &str) -> Option<&'a str> {
+    meta.annotations.as_ref()?.get(name).map(String::as_str)
+}
+
+fn label<'a>(meta: &'a ObjectMeta, name: &str) -> Option<&'a str> {
+    meta.labels.as_ref()?.get(name).map(String::as_str)
+}
+
+impl World {
+    /// Replaces every Service (after a list).
+    pub fn replace_services(&mut self, v: Vec<Service>) {
+        self.services = keyed(v, |s| object_key(&s.metadata));
+    }
+
+    /// Adds or updates one Service (watch ADDED / MODIFIED).
+    pub fn apply_service(&mut self, s: Service) {
+        self.services.insert(object_key(&s.metadata), s);
+    }
+
+    /// Forgets one Service (watch DELETED).
+    pub fn delete_service(&mut self, s: &Service) {
+        self.services.remove(&object_key(&s.metadata));
+    }
+
+    /// Replaces every EndpointSlice (after a list).
+    pub fn replace_slices(&mut self, v: Vec<EndpointSlice>) {
+        self.slices = keyed(v, |s| object_key(&s.metadata));
+    }
+
+    /// Adds or updates one EndpointSlice.
+    pub fn apply_slice(&mut self, s: EndpointSlice) {
+        self.slices.insert(object_key(&s.metadata), s);
+    }
+
+    /// Forgets one EndpointSlice.
+    pub fn delete_slice(&mut self, s: &EndpointSlice) {
+        self.slices.remove(&object_key(&s.metadata));
+    }
+
+    /// Replaces every Node (after a list).
+    pub fn replace_nodes(&mut self, v: Vec<Node>) {
+        self.nodes = keyed(v, node_key);
+    }
+
+    /// Adds or updates one Node.
+    pub fn apply_node(&mut self, n: Node) {
+        self.nodes.insert(node_key(&n), n);
+    }
+
+    /// Forgets one Node.
+    pub fn delete_node(&mut self, n: &Node) {
+        self.nodes.remove(&node_key(n));
+    }
+
+    /// The cached Service with key `namespace/name`.
+    pub fn service(&self, key: &str) -> Option<&Service> {
+        self.services.get(key)
+    }
+
+    /// Derives the served addresses and their eligibility.
+    ///
+    /// The node universe is the Node objects known. A node may own an
+    /// address of a Service when it
+    /// - does not carry [`LABEL_EXCLUDE_LB`] (any value),
+    /// - matches [`WorldConfig::node_selector`],
+    /// - for `externalTrafficPolicy: Local`, hosts a ready endpoint of the
+    ///   Service: kube-proxy drops traffic on other nodes, so announcing
+    ///   from them blackholes it (kube-vip withdraws too);
+    ///
+    /// and a zone pin ([`ANNOTATION_ZONE`]) prefers that zone's nodes. When
+    /// none of this restricts anything (no selector, no excluded node, not
+    /// Local, no pin) the address has no policy, so nodes whose Node object
+    /// is not (yet) cached may own it too. Services sharing an address
+    /// combine with [`Policy::shared_with`], in key order.
+    pub fn derive(&self, cfg: &WorldConfig) -> Derived {
+        let nodes = NodeIndex::new(&self.nodes, cfg);
+        let ready = self.ready_nodes();
+        let mut out = Derived::default();
+        // Per address: the combined policy and who claimed which port.
+        let mut combined: BTreeMap<IpAddr, Policy> = BTreeMap::new();
+        let mut claimed: BTreeMap<IpAddr, BTreeMap<(String, u16), String>> = BTreeMap::new();
+
+        for (key, svc) in &self.services {
+            let Some(spec) = svc.spec.as_ref() else {
+                continue;
+            };
+            if !served(svc, spec, cfg) {
+                continue;
+            }
+            let info = match svc_info(key, svc, spec, &mut out.problems) {
+                Requested::Addresses(info) => info,
+                Requested::Nothing(info) => {
+                    out.unallocated.push(info);
+                    continue;
+                }
+                Requested::Unusable => continue,
+            };
+            let policy = policy(svc, &info, &nodes, &ready, cfg, &mut out.problems);
+            for addr in &info.addresses {
+                out.by_address.entry(*addr).or_default().push(key.clone());
+                let ports = claimed.entry(*addr).or_default();
+                for port in &info.ports {
+                    match ports.get(port) {
+                        Some(other) => out.problems.push((
+                            key.clone(),
+                            format!(
+                                "{}/{} on {addr} is also used by Service {other}",
+                                port.0, port.1
+                            ),
+                        )),
+                        None => {
+                            ports.insert(port.clone(), key.clone());
+                        }
+                    }
+                }
+                let merged = match combined.get(addr) {
+                    None => policy.clone(),
+                    Some(prev) => {
+                        if let (Some(a), Some(b)) = (&prev.zone, &policy.zone) {
+                            if a.preferred != b.preferred {
+                                out.problems.push((
+                                    key.clone(),
+                                    format!(
+                                        "{addr} is shared with Services pinned to another \
+                                         zone; the first pin (by key) wins"
+                                    ),
+                                ));
+                            }
+                        }
+                        prev.shared_with(&policy)
+                    }
+                };
+                combined.insert(*addr, merged);
+            }
+            out.services.insert(key.clone(), info);
+        }
+
+        out.addresses = out.by_address.keys().copied().collect();
+        out.policies = combined
+            .into_iter()
+            .filter(|(_, p)| *p != Policy::default())
+            .collect();
+        out
+    }
+
+    /// Nodes hosting a ready endpoint, per `(namespace, service name)`.
+    /// The EndpointSlice API: `conditions.ready` absent means ready
+    /// ("unknown state ... should be interpreted as ready"), and the
+    /// controller sets it false for terminating endpoints.
+    fn ready_nodes(&self) -> BTreeMap<(String, String), BTreeSet<NodeId>> {
+        let mut ready: BTreeMap<(String, String), BTreeSet<NodeId>> = BTreeMap::new();
+        for slice in self.slices.values() {
+            let Some(svc) = label(&slice.metadata, LABEL_SERVICE_NAME) else {
+                continue;
+            };
+            let ns = slice.metadata.namespace.clone().unwrap_or_default();
+            let set = ready.entry((ns, svc.to_owned())).or_default();
+            for ep in &slice.endpoints {
+                let is_ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+                if let (true, Some(node)) = (is_ready, &ep.node_name) {
+                    set.insert(node.clone());
+                }
+            }
+        }
+        ready
+    }
+}
+
+/// One Service's own policy (before sharing).
+fn policy(
+    svc: &Service,
+    info: &SvcInfo,
+    nodes: &NodeIndex,
+    ready: &BTreeMap<(String, String), BTreeSet<NodeId>>,
+    cfg: &WorldConfig,
+    problems: &mut Vec<(String, String)>,
+) -> Policy {
+    let key = info.key.as_str();
+    let mut policy = Policy::default();
+    if info.local {
+        let hosting = ready
+            .get(&(info.namespace.clone(), info.name.clone()))
+            .cloned()
+            .unwrap_or_default();
+        policy.nodes = Some(nodes.eligible.intersection(&hosting).cloned().collect());
+    } else if nodes.restricted {
+        policy.nodes = Some(nodes.eligible.clone());
+    }
+    if let Some(zone) = annotation(&svc.metadata, ANNOTATION_ZONE) {
+        let zone = zone.trim();
+        if zone.is_empty() {
+            problems.push((
+                key.to_owned(),
+                format!("{ANNOTATION_ZONE} is empty: not pinned"),
+            ));
+        } else {
+            let fallback = match annotation(&svc.metadata, ANNOTATION_ZONE_FALLBACK) {
+                None => cfg.zone_fallback,
+                Some(v) => match v.trim() {
+                    "true" => true,
+                    "false" => false,
+                    other => {
+                        problems.push((
+                            key.to_owned(),
+                            format!(
+                                "{ANNOTATION_ZONE_FALLBACK}: {other:?} is neither \"true\" \
+                                 nor \"false\"; using the default ({})",
+                                cfg.zone_fallback
+                            ),
+                        ));
+                        cfg.zone_fallback
+                    }
+                },
+            };
+            policy.zone = Some(ZonePin {
+                preferred: nodes.zones.get(zone).cloned().unwrap_or_default(),
+                fallback,
+            });
+        }
+    }
+    policy
+}
+
+/// Node-level eligibility, computed once per derivation.
+struct NodeIndex {
+    /// Known nodes passing the exclude label and the node selector.
+    eligible: BTreeSet<NodeId>,
+    /// Whether that set restricts anything (a selector is configured or a
+    /// node is excluded), i.e. whether `Policy::nodes` must be `Some`.
+    restricted: bool,
+    /// Zone label value → known nodes of that zone.
+    zones: BTreeMap<String, BTreeSet<NodeId>>,
+}
+
+impl NodeIndex {
+    fn new(nodes: &BTreeMap<String, Node>, cfg: &WorldConfig) -> Self {
+        let mut eligible = BTreeSet::new();
+        let mut zones: BTreeMap<String, BTreeSet<NodeId>> = BTreeMap::new();
+        let mut excluded_any = false;
+        for (name, node) in nodes {
+            let meta = &node.metadata;
+            if let Some(zone) = label(meta, LABEL_ZONE) {
+                zones
+                    .entry(zone.to_owned())
+                    .or_default()
+                    .insert(name.clone());
+            }
+            // Presence alone excludes: the service controller ignores the
+            // value (k8s.io/cloud-provider, `shouldIncludeNode`).
+            let excluded = label(meta, LABEL_EXCLUDE_LB).is_some();
+            excluded_any |= excluded;
+            let selected = cfg
+                .node_selector
+                .iter()
+                .all(|(k, v)| label(meta, k) == Some(v.as_str()));
+            if !excluded && selected {
+                eligible.insert(name.clone());
+            }
+        }
+        Self {
+            eligible,
+            restricted: excluded_any || !cfg.node_selector.is_empty(),
+            zones,
+        }
+    }
+}
+
+/// Whether vipd serves this Service at all (type, namespace, ignore, class).
+fn served(svc: &Service, spec: &ServiceSpec, cfg: &WorldConfig) -> bool {
+    if spec.type_.as_deref() != Some("LoadBalancer") {
+        return false;
+    }
+    if let Some(ns) = &cfg.namespace {
+        if svc.metadata.namespace.as_ref() != Some(ns) {
+            return false;
+        }
+    }
+    if annotation(&svc.metadata, ANNOTATION_IGNORE) == Some("true") {
+        return false;
+    }
+    // kube-vip's default (legacy) class handling: another class → not ours;
+    // no class → ours unless only our class is wanted.
+    match &spec.load_balancer_class {
+        Some(class) => *class == cfg.lb_class_name,
+        None => !cfg.lb_class_only,
+    }
+}
+
+/// What a served Service asks for.
+enum Requested {
+    /// At least one usable address.
+    Addresses(SvcInfo),
+    /// Neither the annotation nor `spec.loadBalancerIP`: IPAM's job.
+    Nothing(SvcInfo),
+    /// Something was requested but vipd cannot serve it (reported).
+    Unusable,
+}
+
+fn svc_info(
+    key: &str,
+    svc: &Service,
+    spec: &ServiceSpec,
+    problems: &mut Vec<(String, String)>,
+) -> Requested {
+    let (requested, source): (Vec<&str>, &str) =
+        match annotation(&svc.metadata, ANNOTATION_LB_IPS).filter(|v| !v.trim().is_empty()) {
+            Some(v) => (v.split(',').collect(), ANNOTATION_LB_IPS),
+            None => match spec.load_balancer_ip.as_deref() {
+                Some(v) if !v.trim().is_empty() => (vec![v], "spec.loadBalancerIP"),
+                _ => (Vec::new(), ""),
+            },
+        };
+    let mut addresses: Vec<IpAddr> = Vec::new();
+    for entry in requested.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
+        match entry.parse::<IpAddr>() {
+            Err(_) => problems.push((
+                key.to_owned(),
+                format!("{source}: {entry:?} is not an IP address"),
+            )),
+            // kube-vip's DHCP request: nothing to announce until a lease
+            // exists, and vipd has no DHCP client.
+            Ok(a) if a.is_unspecified() => {
+                problems.push((
+                    key.to_owned(),
+                    format!(
+                        "{source}: {entry} requests a DHCP address, which vipd does not support"
+                    ),
+                ));
+                return Requested::Unusable;
+            }
+            Ok(a) if a.is_loopback() || a.is_multicast() || is_broadcast(&a) => problems.push((
+                key.to_owned(),
+                format!("{source}: {entry} is not a unicast address"),
+            )),
+            Ok(a) if !addresses.contains(&a) => addresses.push(a),
+            Ok(_) => {}
+        }
+    }
+
+    let meta = &svc.metadata;
+    let ports = spec
+        .ports
+        .iter()
+        .flatten()
+        .filter_map(|p| {
+            let port = u16::try_from(p.port).ok()?;
+            Some((p.protocol.clone().unwrap_or_else(|| "TCP".to_owned()), port))
+        })
+        .collect();
+    let policy = spec.ip_family_policy.as_deref();
+    let mut families: Vec<IpFamily> = spec
+        .ip_families
+        .iter()
+        .flatten()
+        .filter_map(|f| match f.as_str() {
+            "IPv4" => Some(IpFamily::V4),
+            "IPv6" => Some(IpFamily::V6),
+            _ => None,
+        })
+        .collect();
+    if families.is_empty() {
+        families = match policy {
+            Some("RequireDualStack" | "PreferDualStack") => vec![IpFamily::V4, IpFamily::V6],
+            _ => vec![IpFamily::V4],
+        };
+    }
+    let info = SvcInfo {
+        key: key.to_owned(),
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
+        addresses,
+        ports,
+        families,
+        require_dual_stack: policy == Some("RequireDualStack"),
+        local: spec.external_traffic_policy.as_deref() == Some("Local"),
+    };
+    if !info.addresses.is_empty() {
+        Requested::Addresses(info)
+    } else if requested.iter().all(|e| e.trim().is_empty()) {
+        Requested::Nothing(info)
+    } else {
+        // Entries were given but none is usable (reported above). IPAM must
+        // not overwrite what the user asked for.
+        Requested::Unusable
+    }
+}
+
+fn is_broadcast(a: &IpAddr) -> bool {
+    matches!(a, IpAddr::V4(v4) if v4.is_broadcast())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{
+        LoadBalancerIngress, LoadBalancerStatus, NodeSpec, ServicePort, ServiceStatus,
+    };
+    use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions};
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    fn set(names: &[&str]) -> BTreeSet<NodeId> {
+        names.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    fn map(kv: &[(&str, &str)]) -> Option<BTreeMap<String, String>> {
+        Some(
+            kv.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
+
+    /// A LoadBalancer Service with TCP port 80 and the given annotations.
+    fn svc(ns: &str, name: &str, annotations: &[(&str, &str)]) -> Service {
+        Service {
+            metadata: ObjectMeta {
+                namespace: Some(ns.to_owned()),
+                name: Some(name.to_owned()),
+                annotations: map(annotations),
+                ..ObjectMeta::default()
+            },
+            spec: Some(ServiceSpec {
+                type_: Some("LoadBalancer".to_owned()),
+                ports: Some(vec![ServicePort {
+                    port: 80,
+                    protocol: Some("TCP".to_owned()),
+                    ..ServicePort::default()
+                }]),
+                ..ServiceSpec::default()
+            }),
+            status: None,
+        }
+    }
+
+    fn with_spec(mut s: Service, f: impl FnOnce(&mut ServiceSpec)) -> Service {
+        if let Some(spec) = s.spec.as_mut() {
+            f(spec);
+        }
+        s
+    }
+
+    fn local(s: Service) -> Service {
+        with_spec(s, |sp| {
+            sp.external_traffic_policy = Some("Local".to_owned())
+        })
+    }
+
+    fn node(name: &str, labels: &[(&str, &str)]) -> Node {
+        Node {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                labels: map(labels),
+                ..ObjectMeta::default()
+            },
+            spec: Some(NodeSpec::default()),
+            status: None,
+        }
+    }
+
+    /// A slice of Service `ns/svc_name` with endpoints `(node, ready)`.
+    fn slice(ns: &str, name: &str, svc_name: &str, eps: &[(&str, Option<bool>)]) -> EndpointSlice {
+        EndpointSlice {
+            address_type: "IPv4".to_owned(),
+            metadata: ObjectMeta {
+                namespace: Some(ns.to_owned()),
+                name: Some(name.to_owned()),
+                labels: map(&[(LABEL_SERVICE_NAME, svc_name)]),
+                ..ObjectMeta::default()
+            },
+            endpoints: eps
+                .iter()
+                .enumerate()
+                .map(|(i, (n, ready))| Endpoint {
+                    addresses: vec![format!("192.0.2.{}", 100 + i)],
+                    node_name: Some((*n).to_owned()),
+                    conditions: Some(EndpointConditions {
+                        ready: *ready,
+                        ..EndpointConditions::default()
+                    }),
+                    ..Endpoint::default()
+                })
+                .collect(),
+            ports: None,
+        }
+    }
+
+    fn world(services: Vec<Service>, nodes: Vec<Node>, slices: Vec<EndpointSlice>) -> World {
+        let mut w = World::default();
+        w.replace_services(services);
+        w.replace_nodes(nodes);
+        w.replace_slices(slices);
+        w
+    }
+
+    fn three_nodes() -> Vec<Node> {
+        vec![node("n1", &[]), node("n2", &[]), node("n3", &[])]
+    }
+
+    fn served_keys(d: &Derived) -> Vec<&str> {
+        d.services.keys().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn only_load_balancer_services_are_served() {
+        let lb = svc("ns", "lb", &[(ANNOTATION_LB_IPS, "192.0.2.1")]);
+        let cluster_ip = with_spec(svc("ns", "cip", &[(ANNOTATION_LB_IPS, "192.0.2.2")]), |s| {
+            s.type_ = Some("ClusterIP".to_owned())
+        });
+        let untyped = with_spec(
+            svc("ns", "none", &[(ANNOTATION_LB_IPS, "192.0.2.3")]),
+            |s| s.type_ = None,
+        );
+        let d = world(vec![lb, cluster_ip, untyped], three_nodes(), vec![])
+            .derive(&WorldConfig::default());
+        assert_eq!(served_keys(&d), ["ns/lb"]);
+        assert_eq!(d.addresses, BTreeSet::from([ip("192.0.2.1")]));
+    }
+
+    #[test]
+    fn namespace_filter_limits_served_services() {
+        let a = svc("a", "s", &[(ANNOTATION_LB_IPS, "192.0.2.1")]);
+        let b = svc("b", "s", &[(ANNOTATION_LB_IPS, "192.0.2.2")]);
+        let w = world(vec![a, b], three_nodes(), vec![]);
+        let all = w.derive(&WorldConfig::default());
+        assert_eq!(served_keys(&all), ["a/s", "b/s"]);
+        let only_b = w.derive(&WorldConfig {
+            namespace: Some("b".to_owned()),
+            ..WorldConfig::default()
+        });
+        assert_eq!(served_keys(&only_b), ["b/s"]);
+    }
+
+    #[test]
+    fn ignore_annotation_true_skips_the_service() {
+        let ignored = svc(
+            "ns",
+            "x",
+            &[
+                (ANNOTATION_LB_IPS, "192.0.2.1"),
+                (ANNOTATION_IGNORE, "true"),
+            ],
+        );
+        let not_ignored = svc(
+            "ns",
+            "y",
+            &[
+                (ANNOTATION_LB_IPS, "192.0.2.2"),
+                (ANNOTATION_IGNORE, "false"),
+            ],
+        );
+        let d = world(vec![ignored, not_ignored], three_nodes(), vec![])
+            .derive(&WorldConfig::default());
+        assert_eq!(served_keys(&d), ["ns/y"]);
+        assert!(!d.addresses.contains(&ip("192.0.2.1")));
+    }
+
+    fn classed(name: &str, addr: &str, class: Option<&str>) -> Service {
+        with_spec(svc("ns", name, &[(ANNOTATION_LB_IPS, addr)]), |s| {
+            s.load_balancer_class = class.map(str::to_owned)
+        })
+    }
+
+    #[test]
+    fn class_filter_serves_unclassed_and_own_class_by_default() {
+        let w = world(
+            vec![
+                classed("none", "192.0.2.1", None),
+                classed("ours", "192.0.2.2", Some(DEFAULT_LB_CLASS)),
+                classed("other", "192.0.2.3", Some("example.com/other")),
+            ],
+            three_nodes(),
+            vec![],
+        );
+        let d = w.derive(&WorldConfig::default());
+        assert_eq!(served_keys(&d), ["ns/none", "ns/ours"]);
+    }
+
+    #[test]
+    fn class_only_mode_serves_only_the_configured_class() {
+        let w = world(
+            vec![
+                classed("none", "192.0.2.1", None),
+                classed("ours", "192.0.2.2", Some("example.com/vipd")),
+                classed("default", "192.0.2.3", Some(DEFAULT_LB_CLASS)),
+            ],
+            three_nodes(),
+            vec![],
+        );
+        let d = w.derive(&WorldConfig {
+            lb_class_only: true,
+            lb_class_name: "example.com/vipd".to_owned(),
+            ..WorldConfig::default()
+        });
+        assert_eq!(served_keys(&d), ["ns/ours"]);
+    }
+
+    #[test]
+    fn dual_stack_annotation_is_split_on_commas_and_trimmed() {
+        let s = svc(
+            "ns",
+            "ds",
+            &[(ANNOTATION_LB_IPS, " 192.0.2.10 ,2001:db8::10,, 192.0.2.10")],
+        );
+        let d = world(vec![s], three_nodes(), vec![]).derive(&WorldConfig::default());
+        let info = &d.services["ns/ds"];
+        assert_eq!(info.addresses, [ip("192.0.2.10"), ip("2001:db8::10")]);
+        assert_eq!(
+            d.addresses,
+            BTreeSet::from([ip("192.0.2.10"), ip("2001:db8::10")])
+        );
+        assert!(d.problems.is_empty(), "{:?}", d.problems);
+    }
+
+    #[test]
+    fn annotation_wins_over_spec_load_balancer_ip_which_is_the_fallback() {
+        let both = with_spec(
+            svc("ns", "both", &[(ANNOTATION_LB_IPS, "192.0.2.1")]),
+            |s| s.load_balancer_ip = Some("192.0.2.99".to_owned()),
+        );
+        let legacy = with_spec(svc("ns", "legacy", &[(ANNOTATION_LB_IPS, "  ")]), |s| {
+            s.load_balancer_ip = Some("198.51.100.7".to_owned())
+        });
+        let d = world(vec![both, legacy], three_nodes(), vec![]).derive(&WorldConfig::default());
+        assert_eq!(d.services["ns/both"].addresses, [ip("192.0.2.1")]);
+        assert_eq!(d.services["ns/legacy"].addresses, [ip("198.51.100.7")]);
+        assert!(!d.addresses.contains(&ip("192.0.2.99")));
+    }
+
+    #[test]
+    fn status_ingress_written_by_others_is_never_used() {
+        let mut s = svc("ns", "k3s", &[]);
+        s.status = Some(ServiceStatus {
+            load_balancer: Some(LoadBalancerStatus {
+                ingress: Some(vec![LoadBalancerIngress {
+                    ip: Some("203.0.113.5".to_owned()),
+                    ..LoadBalancerIngress::default()
+                }]),
+            }),
+            conditions: None,
+        });
+        let d = world(vec![s], three_nodes(), vec![]).derive(&WorldConfig::default());
+        assert!(d.addresses.is_empty());
+        assert!(d.services.is_empty());
+        let keys: Vec<&str> = d.unallocated.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys, ["ns/k3s"]);
+        assert!(d.unallocated[0].addresses.is_empty());
+    }
+
+    #[test]
+    fn dhcp_request_is_reported_and_not_served_nor_allocated() {
+        for value in ["0.0.0.0", "192.0.2.1,0.0.0.0", "::"] {
+            let s = svc("ns", "dhcp", &[(ANNOTATION_LB_IPS, value)]);
+            let d = world(vec![s], three_nodes(), vec![]).derive(&WorldConfig::default());
+            assert!(d.addresses.is_empty(), "{value}");
+            assert!(d.unallocated.is_empty(), "{value}");
+            assert_eq!(d.problems.len(), 1, "{value}: {:?}", d.problems);
+            assert_eq!(d.problems[0].0, "ns/dhcp");
+            assert!(d.problems[0].1.contains("DHCP"), "{:?}", d.problems);
+        }
+    }
+
+    #[test]
+    fn bad_entries_are_reported_and_good_ones_served() {
+        let partly = svc(
+            "ns",
+            "partly",
+            &[(ANNOTATION_LB_IPS, "192.0.2.1,lb.example,224.0.0.5")],
+        );
+        let none_usable = svc("ns", "bad", &[(ANNOTATION_LB_IPS, "not-an-ip")]);
+        let d =
+            world(vec![partly, none_usable], three_nodes(), vec![]).derive(&WorldConfig::default());
+        assert_eq!(d.addresses, BTreeSet::from([ip("192.0.2.1")]));
+        let reported: Vec<&str> = d.problems.iter().map(|p| p.0.as_str()).collect();
+        assert_eq!(reported, ["ns/bad", "ns/partly", "ns/partly"]);
+        // A user's unusable request is not handed to IPAM to overwrite.
+        assert!(d.unallocated.is_empty());
+    }
+
+    #[test]
+    fn unrestricted_address_has_no_policy() {
+        let s = svc("ns", "s", &[(ANNOTATION_LB_IPS, "192.0.2.1")]);
+        let nodes = vec![node("n1", &[(LABEL_ZONE, "a")]), node("n2", &[])];
+        let d = world(vec![s], nodes, vec![]).derive(&WorldConfig::default());
+        assert_eq!(d.addresses.len(), 1);
+        assert!(d.policies.is_empty(), "{:?}", d.policies);
+    }
+
+    #[test]
+    fn excluded_nodes_are_never_eligible_whatever_the_label_value() {
+        let s = svc("ns", "s", &[(ANNOTATION_LB_IPS, "192.0.2.1")]);
+        let nodes = vec![
+            node("n1", &[(LABEL_EXCLUDE_LB, "")]),
+            node("n2", &[(LABEL_EXCLUDE_LB, "false")]),
+            node("n3", &[]),
+        ];
+        let d = world(vec![s], nodes, vec![]).derive(&WorldConfig::default());
+        assert_eq!(d.policies[&ip("192.0.2.1")].nodes, Some(set(&["n3"])));
+    }
+
+    #[test]
+    fn node_selector_restricts_eligible_nodes() {
+        let s = svc("ns", "s", &[(ANNOTATION_LB_IPS, "192.0.2.1")]);
+        let nodes = vec![
+            node("n1", &[("role", "edge")]),
+            node("n2", &[("role", "worker")]),
+            node("n3", &[("role", "edge"), (LABEL_EXCLUDE_LB, "true")]),
+        ];
+        let cfg = WorldConfig {
+            node_selector: [("role".to_owned(), "edge".to_owned())].into(),
+            ..WorldConfig::default()
+        };
+        let d = world(vec![s], nodes, vec![]).derive(&cfg);
+        assert_eq!(d.policies[&ip("192.0.2.1")].nodes, Some(set(&["n1"])));
+    }
+
+    #[test]
+    fn local_policy_allows_only_nodes_with_ready_endpoints() {
+        let s = local(svc("ns", "web", &[(ANNOTATION_LB_IPS, "192.0.2.1")]));
+        let slices = vec![
+            // Absent `ready` means ready; false does not count.
+            slice(
+                "ns",
+                "web-a",
+                "web",
+                &[("n1", Some(true)), ("n2", Some(false))],
+            ),
+            slice("ns", "web-b", "web", &[("n3", None)]),
+            // Another Service, and the same name in another namespace.
+            slice("ns", "db-a", "db", &[("n2", Some(true))]),
+            slice("other", "web-a", "web", &[("n2", Some(true))]),
+        ];
+        let nodes = vec![
+            node("n1", &[]),
+            node("n2", &[]),
+            node("n3", &[(LABEL_EXCLUDE_LB, "")]),
+        ];
+        let d = world(vec![s], nodes, slices).derive(&WorldConfig::default());
+        assert!(d.services["ns/web"].local);
+        // n3 hosts a ready endpoint but is excluded.
+        assert_eq!(d.policies[&ip("192.0.2.1")].nodes, Some(set(&["n1"])));
+    }
+
+    #[test]
+    fn local_service_without_ready_endpoints_may_be_owned_by_nobody() {
+        let s = local(svc("ns", "web", &[(ANNOTATION_LB_IPS, "192.0.2.1")]));
+        let slices = vec![slice("ns", "web-a", "web", &[("n1", Some(false))])];
+        let d = world(vec![s], three_nodes(), slices).derive(&WorldConfig::default());
+        assert!(d.addresses.contains(&ip("192.0.2.1")));
+        assert_eq!(d.policies[&ip("192.0.2.1")].nodes, Some(BTreeSet::new()));
+    }
+
+    #[test]
+    fn shared_address_of_two_local_services_needs_endpoints_of_both() {
+        let a = local(svc("ns", "a", &[(ANNOTATION_LB_IPS, "192.0.2.1")]));
+        let b = with_spec(
+            local(svc("ns", "b", &[(ANNOTATION_LB_IPS, "192.0.2.1")])),
+            |s| {
+                s.ports = Some(vec![ServicePort {
+                    port: 53,
+                    protocol: Some("UDP".to_owned()),
+                    ..ServicePort::default()
+                }])
+            },
+        );
+        let slices = vec![
+            slice("ns", "a-1", "a", &[("n1", None), ("n2", None)]),
+            slice("ns", "b-1", "b", &[("n2", None), ("n3", None)]),
+        ];
+        let d = world(vec![a, b], three_nodes(), slices).derive(&WorldConfig::default());
+        assert_eq!(d.by_address[&ip("192.0.2.1")], ["ns/a", "ns/b"]);
+        assert_eq!(d.policies[&ip("192.0.2.1")].nodes, Some(set(&["n2"])));
+        assert!(d.problems.is_empty(), "{:?}", d.problems);
+    }
+
+    #[test]
+    fn shared_address_with_overlapping_ports_is_reported() {
+        let a = svc("ns", "a", &[(ANNOTATION_LB_IPS, "192.0.2.1")]);
+        let b = svc("ns", "b", &[(ANNOTATION_LB_IPS, "192.0.2.1,192.0.2.2")]);
+        let d = world(vec![a, b], three_nodes(), vec![]).derive(&WorldConfig::default());
+        assert_eq!(d.problems.len(), 1, "{:?}", d.problems);
+        assert_eq!(d.problems[0].0, "ns/b");
+        assert!(d.problems[0].1.contains("ns/a"), "{:?}", d.problems);
+        // Still served: the address itself is fine, the ports are the user's to fix.
+        assert_eq!(d.by_address[&ip("192.0.2.1")], ["ns/a", "ns/b"]);
+    }
+
+    fn zoned(annotations: &[(&str, &str)]) -> (World, IpAddr) {
+        let mut ann = vec![
+            (ANNOTATION_LB_IPS, "192.0.2.1"),
+            (ANNOTATION_ZONE, "zone-a"),
+        ];
+        ann.extend_from_slice(annotations);
+        let nodes = vec![
+            node("n1", &[(LABEL_ZONE, "zone-a")]),
+            node("n2", &[(LABEL_ZONE, "zone-b")]),
+            node("n3", &[(LABEL_ZONE, "zone-a")]),
+        ];
+        (
+            world(vec![svc("ns", "z", &ann)], nodes, vec![]),
+            ip("192.0.2.1"),
+        )
+    }
+
+    #[test]
+    fn zone_pin_prefers_zone_nodes_with_configured_fallback() {
+        let (w, addr) = zoned(&[]);
+        for fallback in [false, true] {
+            let d = w.derive(&WorldConfig {
+                zone_fallback: fallback,
+                ..WorldConfig::default()
+            });
+            let policy = &d.policies[&addr];
+            assert_eq!(policy.nodes, None);
+            assert_eq!(
+                policy.zone,
+                Some(ZonePin {
+                    preferred: set(&["n1", "n3"]),
+                    fallback
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn zone_fallback_annotation_overrides_the_default() {
+        let (w, addr) = zoned(&[(ANNOTATION_ZONE_FALLBACK, "true")]);
+        let d = w.derive(&WorldConfig::default());
+        assert_eq!(
+            d.policies[&addr].zone.as_ref().map(|z| z.fallback),
+            Some(true)
+        );
+
+        let (w, addr) = zoned(&[(ANNOTATION_ZONE_FALLBACK, "false")]);
+        let cfg = WorldConfig {
+            zone_fallback: true,
+            ..WorldConfig::default()
+        };
+        let d = w.derive(&cfg);
+        assert_eq!(
+            d.policies[&addr].zone.as_ref().map(|z| z.fallback),
+            Some(false)
+        );
+        // Without fallback and no live node of the zone, nobody is a candidate.
+        let live = set(&["n2"]);
+        assert!(d.policies[&addr].candidates(&live).is_empty());
+    }
+
+    #[test]
+    fn invalid_zone_fallback_is_reported_and_the_default_used() {
+        let (w, addr) = zoned(&[(ANNOTATION_ZONE_FALLBACK, "yes")]);
+        let d = w.derive(&WorldConfig::default());
+        assert_eq!(
+            d.policies[&addr].zone.as_ref().map(|z| z.fallback),
+            Some(false)
+        );
+        assert_eq!(d.problems.len(), 1, "{:?}", d.problems);
+    }
+
+    #[test]
+    fn shared_address_pinned_to_two_zones_keeps_first_pin_and_reports() {
+        let nodes = vec![
+            node("n1", &[(LABEL_ZONE, "zone-a")]),
+            node("n2", &[(LABEL_ZONE, "zone-b")]),
+        ];
+        let a = svc(
+            "ns",
+            "a",
+            &[
+                (ANNOTATION_LB_IPS, "192.0.2.1"),
+                (ANNOTATION_ZONE, "zone-a"),
+                (ANNOTATION_ZONE_FALLBACK, "true"),
+            ],
+        );
+        let b = with_spec(
+            svc(
+                "ns",
+                "b",
+                &[
+                    (ANNOTATION_LB_IPS, "192.0.2.1"),
+                    (ANNOTATION_ZONE, "zone-b"),
+                ],
+            ),
+            |s| {
+                s.ports = Some(vec![ServicePort {
+                    port: 443,
+                    ..ServicePort::default()
+                }])
+            },
+        );
+        let d = world(vec![a, b], nodes, vec![]).derive(&WorldConfig::default());
+        let pin = d.policies[&ip("192.0.2.1")].zone.clone();
+        // Fallback only if every sharing Service allows it (b uses the default: no).
+        assert_eq!(
+            pin,
+            Some(ZonePin {
+                preferred: set(&["n1"]),
+                fallback: false
+            })
+        );
+        assert_eq!(d.problems.len(), 1, "{:?}", d.problems);
+        assert_eq!(d.problems[0].0, "ns/b");
+    }
+
+    #[test]
+    fn unallocated_service_carries_families_ports_and_traffic_policy() {
+        let s = with_spec(local(svc("ns", "new", &[])), |sp| {
+            sp.ip_family_policy = Some("RequireDualStack".to_owned());
+        });
+        let v6 = with_spec(svc("ns", "v6", &[]), |sp| {
+            sp.ip_families = Some(vec!["IPv6".to_owned()]);
+        });
+        let d = world(vec![s, v6], three_nodes(), vec![]).derive(&WorldConfig::default());
+        assert_eq!(d.unallocated.len(), 2);
+        let new = &d.unallocated[0];
+        assert_eq!(new.key, "ns/new");
+        assert_eq!(new.families, [IpFamily::V4, IpFamily::V6]);
+        assert!(new.require_dual_stack && new.local);
+        assert_eq!(new.ports, BTreeSet::from([("TCP".to_owned(), 80)]));
+        assert_eq!(d.unallocated[1].families, [IpFamily::V6]);
+        assert!(!d.unallocated[1].require_dual_stack);
+    }
+
+    #[test]
+    fn watch_events_update_the_cached_objects() {
+        let mut w = World::default();
+        w.apply_service(svc("ns", "s", &[(ANNOTATION_LB_IPS, "192.0.2.1")]));
+        assert!(w.service("ns/s").is_some());
+        // MODIFIED replaces the object under the same key.
+        w.apply_service(svc("ns", "s", &[(ANNOTATION_LB_IPS, "192.0.2.2")]));
+        let d = w.derive(&WorldConfig::default());
+        assert_eq!(d.addresses, BTreeSet::from([ip("192.0.2.2")]));
+
+        w.apply_node(node("n1", &[(LABEL_EXCLUDE_LB, "")]));
+        w.apply_node(node("n2", &[]));
+        let d = w.derive(&WorldConfig::default());
+        assert_eq!(d.policies[&ip("192.0.2.2")].nodes, Some(set(&["n2"])));
+        w.delete_node(&node("n1", &[]));
+        assert!(w.derive(&WorldConfig::default()).policies.is_empty());
+
+        let s = local(svc("ns", "s", &[(ANNOTATION_LB_IPS, "192.0.2.2")]));
+        w.apply_service(s.clone());
+        w.apply_slice(slice("ns", "s-1", "s", &[("n2", None)]));
+        let d = w.derive(&WorldConfig::default());
+        assert_eq!(d.policies[&ip("192.0.2.2")].nodes, Some(set(&["n2"])));
+        w.delete_slice(&slice("ns", "s-1", "s", &[]));
+        let d = w.derive(&WorldConfig::default());
+        assert_eq!(d.policies[&ip("192.0.2.2")].nodes, Some(BTreeSet::new()));
+
+        w.delete_service(&s);
+        assert!(w.service("ns/s").is_none());
+        assert!(w.derive(&WorldConfig::default()).addresses.is_empty());
+    }
+}

@@ -1,0 +1,459 @@
+//! Services mode end to end (issue 5 §6): three real vipd processes with
+//! `--services` against the in-repo Kubernetes API TEST server
+//! (`vipd-kube-testserver`, not a kube-apiserver) inside the `api`
+//! namespace; 20 LoadBalancer Services (some sharing an address, some
+//! `externalTrafficPolicy: Local`, some without an address for IPAM).
+//!
+//! The truth is the kernel: which node has which Service address on `eth0`
+//! (with carrier), watched from address and link events of all nodes in one
+//! queue (`netlab::MultiAddrWatcher`). Every step asserts zero time with two
+//! holders for every address (R1 per address). Lease settings: 3 s lease,
+//! 2 s renew deadline, 0.5 s retry period (the `common` constants).
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use common::{Backend, Cluster, Family, NODES};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlice};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use netlab::MultiAddrWatcher;
+use serde_json::Value;
+
+/// Liveness bound for every address to be announced after start.
+const CONVERGE: Duration = Duration::from_secs(30);
+/// Liveness bound for a dead node's addresses to move (lease expiry +
+/// tombstone + a few retry periods).
+const MOVE_BOUND: Duration = Duration::from_secs(15);
+
+fn meta(ns: Option<&str>, name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.into()),
+        namespace: ns.map(Into::into),
+        ..ObjectMeta::default()
+    }
+}
+
+fn to_value<T: serde::Serialize>(kind: &str, api_version: &str, obj: &T) -> Value {
+    let mut v = serde_json::to_value(obj).unwrap();
+    v["kind"] = kind.into();
+    v["apiVersion"] = api_version.into();
+    v
+}
+
+fn node(name: &str, zone: &str) -> Value {
+    let mut m = meta(None, name);
+    m.labels = Some(BTreeMap::from([(
+        "topology.kubernetes.io/zone".to_string(),
+        zone.to_string(),
+    )]));
+    to_value(
+        "Node",
+        "v1",
+        &Node {
+            metadata: m,
+            ..Node::default()
+        },
+    )
+}
+
+fn service(name: &str, ips: Option<&str>, port: i32, local: bool) -> Value {
+    let mut m = meta(Some("default"), name);
+    if let Some(ips) = ips {
+        m.annotations = Some(BTreeMap::from([(
+            "kube-vip.io/loadbalancerIPs".to_string(),
+            ips.to_string(),
+        )]));
+    }
+    to_value(
+        "Service",
+        "v1",
+        &Service {
+            metadata: m,
+            spec: Some(ServiceSpec {
+                type_: Some("LoadBalancer".into()),
+                external_traffic_policy: Some(if local { "Local" } else { "Cluster" }.into()),
+                ports: Some(vec![ServicePort {
+                    port,
+                    protocol: Some("TCP".into()),
+                    ..ServicePort::default()
+                }]),
+                ..ServiceSpec::default()
+            }),
+            ..Service::default()
+        },
+    )
+}
+
+fn slice(service: &str, node: &str) -> Value {
+    let mut m = meta(Some("default"), &format!("{service}-abc"));
+    m.labels = Some(BTreeMap::from([(
+        "kubernetes.io/service-name".to_string(),
+        service.to_string(),
+    )]));
+    to_value(
+        "EndpointSlice",
+        "discovery.k8s.io/v1",
+        &EndpointSlice {
+            metadata: m,
+            address_type: "IPv4".into(),
+            endpoints: vec![Endpoint {
+                addresses: vec!["192.0.2.200".into()],
+                node_name: Some(node.into()),
+                conditions: Some(EndpointConditions {
+                    ready: Some(true),
+                    ..EndpointConditions::default()
+                }),
+                ..Endpoint::default()
+            }],
+            ports: None,
+        },
+    )
+}
+
+fn ipam_pool() -> Value {
+    to_value(
+        "ConfigMap",
+        "v1",
+        &ConfigMap {
+            metadata: meta(Some("kube-system"), "kubevip"),
+            data: Some(BTreeMap::from([(
+                "range-global".to_string(),
+                "203.0.113.10-203.0.113.14".to_string(),
+            )])),
+            ..ConfigMap::default()
+        },
+    )
+}
+
+/// The 20 Services: 10 with their own address, 2 pairs sharing one, 2
+/// `Local` ones whose only ready endpoint is on n2, 4 for IPAM. Returns
+/// (name, fixed address) for those with an address.
+fn seed(c: &Cluster) -> Vec<(String, Option<IpAddr>)> {
+    let api = c.api();
+    for (n, z) in [("n1", "zone-a"), ("n2", "zone-a"), ("n3", "zone-b")] {
+        api.put_object(node(n, z));
+    }
+    api.put_object(ipam_pool());
+    let mut out = Vec::new();
+    for i in 0..10 {
+        let ip = format!("198.51.100.{}", 10 + i);
+        api.put_object(service(&format!("own-{i}"), Some(&ip), 80, false));
+        out.push((format!("own-{i}"), Some(ip.parse().unwrap())));
+    }
+    for (i, ip) in ["198.51.100.40", "198.51.100.41"].iter().enumerate() {
+        api.put_object(service(&format!("share-{i}-a"), Some(ip), 80, false));
+        api.put_object(service(&format!("share-{i}-b"), Some(ip), 443, false));
+        out.push((format!("share-{i}-a"), Some(ip.parse().unwrap())));
+        out.push((format!("share-{i}-b"), Some(ip.parse().unwrap())));
+    }
+    for i in 0..2 {
+        let name = format!("local-{i}");
+        let ip = format!("198.51.100.{}", 50 + i);
+        api.put_object(slice(&name, "n2"));
+        api.put_object(service(&name, Some(&ip), 80, true));
+        out.push((name, Some(ip.parse().unwrap())));
+    }
+    for i in 0..4 {
+        api.put_object(service(&format!("ipam-{i}"), None, 80, false));
+        out.push((format!("ipam-{i}"), None));
+    }
+    assert_eq!(out.len(), 20);
+    out
+}
+
+fn get_service(c: &Cluster, name: &str) -> Option<Value> {
+    let name = name.to_string();
+    c.api()
+        .call(move |s| s.get_object("v1", "Service", "default", &name))
+}
+
+fn annotation(svc: &Value, key: &str) -> Option<String> {
+    svc["metadata"]["annotations"][key]
+        .as_str()
+        .map(String::from)
+}
+
+fn ingress(svc: &Value) -> BTreeSet<String> {
+    svc["status"]["loadBalancer"]["ingress"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|i| i["ip"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Addresses of every Service as the API shows them now (IPAM included).
+fn service_addresses(c: &Cluster, names: &[(String, Option<IpAddr>)]) -> BTreeMap<String, IpAddr> {
+    names
+        .iter()
+        .filter_map(|(n, fixed)| {
+            let ip = fixed.or_else(|| {
+                get_service(c, n)
+                    .and_then(|s| annotation(&s, "kube-vip.io/loadbalancerIPs"))
+                    .and_then(|a| a.parse().ok())
+            })?;
+            Some((n.clone(), ip))
+        })
+        .collect()
+}
+
+fn services_cluster(name: &str) -> Cluster {
+    let mut c = Cluster::with_backend(name, Family::V4, Backend::Kube);
+    c.with_address = false;
+    c.extra_args = vec!["--services".into()];
+    c
+}
+
+/// Waits until every address in `want` has exactly one holder; returns
+/// address → holder.
+fn wait_all_held(
+    c: &Cluster,
+    w: &MultiAddrWatcher,
+    want: &BTreeSet<IpAddr>,
+    bound: Duration,
+) -> BTreeMap<IpAddr, String> {
+    c.wait_for(bound, || {
+        let all = w.holders_all();
+        let ok = want
+            .iter()
+            .all(|a| all.get(a).is_some_and(|h| h.len() == 1));
+        ok.then(|| {
+            want.iter()
+                .map(|a| (*a, all[a][0].clone()))
+                .collect::<BTreeMap<_, _>>()
+        })
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "not every address held exactly once within {bound:?}: {:?}",
+            w.holders_all()
+        )
+    })
+}
+
+#[test]
+fn services_mode_moves_addresses_of_a_dead_node_once_and_never_takes_them_back() {
+    netlab::require_root!();
+    let mut c = services_cluster("svc-move");
+    let names = seed(&c);
+    // The 18 addresses: 10 own + 2 shared + 2 Local + 4 IPAM (pool of 5).
+    let pool: BTreeSet<IpAddr> = (10..=14)
+        .map(|i| format!("203.0.113.{i}").parse().unwrap())
+        .collect();
+    let fixed: BTreeSet<IpAddr> = names.iter().filter_map(|(_, a)| *a).collect();
+    let watched: BTreeSet<IpAddr> = fixed.union(&pool).copied().collect();
+    let w = MultiAddrWatcher::start(&c.topo, &NODES, &watched, c.clock).unwrap();
+    let t0 = c.clock.now();
+    c.start_all();
+
+    // 1. IPAM gives the four Services distinct pool addresses, and every
+    //    address ends up on exactly one node.
+    let allocated = c
+        .wait_for(CONVERGE, || {
+            let m = service_addresses(&c, &names);
+            (m.len() == 20).then_some(m)
+        })
+        .unwrap_or_else(|| panic!("IPAM did not allocate within {CONVERGE:?}"));
+    let ipam: BTreeSet<IpAddr> = (0..4).map(|i| allocated[&format!("ipam-{i}")]).collect();
+    assert_eq!(ipam.len(), 4, "IPAM handed out an address twice: {ipam:?}");
+    assert!(ipam.is_subset(&pool), "IPAM outside the pool: {ipam:?}");
+    let want: BTreeSet<IpAddr> = allocated.values().copied().collect();
+    assert_eq!(want.len(), 18);
+    let first = wait_all_held(&c, &w, &want, CONVERGE);
+    let converged = c.clock.now() - t0;
+    for i in 0..2 {
+        let a: IpAddr = format!("198.51.100.{}", 50 + i).parse().unwrap();
+        assert_eq!(
+            first[&a], "n2",
+            "Local Service address {a} not on the endpoint's node"
+        );
+    }
+    // Status and vipHost by the owner of each Service's address.
+    c.wait_for(CONVERGE, || {
+        allocated
+            .iter()
+            .all(|(n, a)| {
+                get_service(&c, n).is_some_and(|s| {
+                    ingress(&s) == BTreeSet::from([a.to_string()])
+                        && annotation(&s, "kube-vip.io/vipHost").as_deref() == Some(&first[a])
+                })
+            })
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("status.loadBalancer / vipHost not written within {CONVERGE:?}"));
+
+    // 2. Steady state: API writes per retry period at the server (after
+    //    the start-up Events have drained).
+    std::thread::sleep(Duration::from_secs(2));
+    c.api().call(|s| s.reset_stats());
+    std::thread::sleep(Duration::from_secs(5));
+    let stats = c.api().stats();
+    let writes: u64 = stats
+        .requests
+        .iter()
+        .filter(|r| matches!(r.verb.as_str(), "create" | "update" | "patch" | "delete"))
+        .map(|r| r.count)
+        .sum();
+    let per_period = writes as f64 / 10.0;
+    let by_resource: BTreeMap<String, u64> =
+        stats.requests.iter().fold(BTreeMap::new(), |mut m, r| {
+            *m.entry(format!("{} {}", r.verb, r.resource)).or_default() += r.count;
+            m
+        });
+    println!("steady-state requests in 5 s: {by_resource:?}");
+
+    // 3. Kill the node that holds the most addresses (not n2, which the
+    //    Local Services need): its addresses move, once, with no overlap.
+    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+    for h in first.values() {
+        *count.entry(h.as_str()).or_default() += 1;
+    }
+    let victim = ["n1", "n3"]
+        .into_iter()
+        .max_by_key(|n| count.get(n).copied().unwrap_or(0))
+        .unwrap();
+    let moved: BTreeSet<IpAddr> = first
+        .iter()
+        .filter(|(_, h)| h.as_str() == victim)
+        .map(|(a, _)| *a)
+        .collect();
+    let t_kill = c.clock.now();
+    c.crash(victim);
+    let after = c
+        .wait_for(MOVE_BOUND, || {
+            let all = w.holders_all();
+            let ok = moved.iter().all(|a| {
+                all.get(a)
+                    .is_some_and(|h| h.len() == 1 && h[0].as_str() != victim)
+            });
+            ok.then_some(all)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "addresses of {victim} did not move within {MOVE_BOUND:?}: {:?}",
+                w.holders_all()
+            )
+        });
+    let move_time = c.clock.now() - t_kill;
+    for (a, h) in &first {
+        if h.as_str() != victim {
+            assert_eq!(
+                after[a],
+                vec![h.clone()],
+                "{a} moved although its owner lived"
+            );
+        }
+    }
+
+    // 4. The node returns: nothing moves back (no --preempt).
+    // Like a reboot: vipd starts (and removes its stale addresses, R3)
+    // before the link carries traffic again.
+    c.restart(victim);
+    std::thread::sleep(Duration::from_secs(2));
+    c.topo.host(victim).link_up().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let settled: BTreeMap<IpAddr, Vec<String>> = w.holders_all();
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(
+        w.holders_all(),
+        settled,
+        "addresses moved after {victim} returned"
+    );
+
+    // 5. IPAM release: delete one IPAM Service, its address is withdrawn;
+    //    a new Service gets a free pool address.
+    let gone = allocated["ipam-0"];
+    c.api()
+        .call(|s| s.delete_object("v1", "Service", "default", "ipam-0"))
+        .unwrap();
+    c.wait_for(Duration::from_secs(10), || {
+        w.holders(gone).is_empty().then_some(())
+    })
+    .unwrap_or_else(|| panic!("{gone} still announced after its Service was deleted"));
+    c.api().put_object(service("ipam-new", None, 8080, false));
+    let fresh: IpAddr = c
+        .wait_for(CONVERGE, || {
+            get_service(&c, "ipam-new")
+                .and_then(|s| annotation(&s, "kube-vip.io/loadbalancerIPs"))
+                .and_then(|a| a.parse().ok())
+        })
+        .unwrap_or_else(|| panic!("ipam-new got no address"));
+    assert!(pool.contains(&fresh) && !ipam.contains(&fresh) || fresh == gone);
+    c.wait_for(CONVERGE, || (w.holders(fresh).len() == 1).then_some(()))
+        .unwrap_or_else(|| panic!("{fresh} not announced"));
+
+    let end = c.clock.now();
+    let two = w.two_holder_addresses(Duration::ZERO..end);
+    println!(
+        "SCENARIO name=services-move converged_ms={} writes_per_retry_period={per_period:.2} victim={victim} moved={} move_ms={} two_holder_ms={}",
+        converged.as_millis(),
+        moved.len(),
+        move_time.as_millis(),
+        w.two_holder_time(Duration::ZERO..end).as_millis()
+    );
+    assert!(two.is_empty(), "two holders for {two:?}");
+    // O(nodes): one renewal per node per retry period (3) plus the
+    // assigner's lease (1), whatever the number of Services.
+    assert!(
+        per_period <= 4.5,
+        "steady state wrote {per_period:.2} times per retry period"
+    );
+}
+
+#[test]
+fn services_mode_goes_dark_during_a_total_api_outage_and_recovers_after() {
+    netlab::require_root!();
+    let mut c = services_cluster("svc-apidown");
+    let names = seed(&c);
+    let fixed: BTreeSet<IpAddr> = names.iter().filter_map(|(_, a)| *a).collect();
+    let w = MultiAddrWatcher::start(&c.topo, &NODES, &fixed, c.clock).unwrap();
+    c.start_all();
+    wait_all_held(&c, &w, &fixed, CONVERGE);
+    let before = w.holders_all();
+
+    // R1: without the API no node can prove its lease, so every node stops
+    // announcing within the renew deadline (2 s) of its last renewal.
+    let t_down = c.clock.now();
+    c.api_down();
+    c.wait_for(Duration::from_secs(6), || {
+        fixed.iter().all(|a| w.holders(*a).is_empty()).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "addresses still announced without the API: {:?}",
+            w.holders_all()
+        )
+    });
+    let dark_after = c.clock.now() - t_down;
+    std::thread::sleep(Duration::from_secs(3));
+    let t_up = c.clock.now();
+    c.api_up();
+    let back = wait_all_held(&c, &w, &fixed, CONVERGE);
+    let recovered = c.clock.now() - t_up;
+    let end = c.clock.now();
+    println!(
+        "SCENARIO name=services-apidown fenced_ms={} recovered_ms={} two_holder_ms={}",
+        dark_after.as_millis(),
+        recovered.as_millis(),
+        w.two_holder_time(Duration::ZERO..end).as_millis()
+    );
+    // Sticky: every node's lease survived in the record, so the same owners
+    // come back.
+    for a in &fixed {
+        assert_eq!(
+            vec![back[a].clone()],
+            before[a],
+            "{a} changed owner across the outage"
+        );
+    }
+    let two = w.two_holder_addresses(Duration::ZERO..end);
+    assert!(two.is_empty(), "two holders for {two:?}");
+}
