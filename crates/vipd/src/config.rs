@@ -357,8 +357,13 @@ pub fn parse_command_with(
             })
         }
         CliCommand::Manifest(ManifestCommand::Rbac(a)) => {
+            let services = a.services
+                || [SERVICES.env, "svc_enable"]
+                    .iter()
+                    .any(|k| env.get(*k).is_some_and(|v| values::boolean(v) == Ok(true)));
             Command::Manifest(ManifestRequest::Rbac {
                 lease_namespace: health::rbac_namespace(a.lease_namespace, env)?,
+                services,
             })
         }
     })

@@ -23,7 +23,9 @@ use k8s_openapi::api::core::v1::{
     Pod, PodSpec, PodTemplateSpec, SecurityContext, ServiceAccount, Toleration, Volume,
     VolumeMount,
 };
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use crate::config::{
@@ -70,13 +72,22 @@ pub fn render(request: &ManifestRequest) -> Result<String, ManifestError> {
         ManifestRequest::DaemonSet { config, image } => {
             yaml::to_yaml(&json("DaemonSet", &daemonset(config, image))?)
         }
-        ManifestRequest::Rbac { lease_namespace } => {
+        ManifestRequest::Rbac {
+            lease_namespace,
+            services,
+        } => {
             let (sa, role, binding) = rbac(lease_namespace);
-            yaml::to_yaml_stream(&[
+            let mut docs = vec![
                 json("ServiceAccount", &sa)?,
                 json("Role", &role)?,
                 json("RoleBinding", &binding)?,
-            ])
+            ];
+            if *services {
+                let (cr, crb) = services_rbac();
+                docs.push(json("ClusterRole", &cr)?);
+                docs.push(json("ClusterRoleBinding", &crb)?);
+            }
+            yaml::to_yaml_stream(&docs)
         }
     })
 }
@@ -207,7 +218,7 @@ pub fn daemonset(config: &Config, image: &str) -> DaemonSet {
 /// - events: `create`, in the core group and in `events.k8s.io` (events on
 ///   the Lease, best effort).
 ///
-/// Nothing cluster-wide; Services mode will need its own additions.
+/// Nothing cluster-wide; Services mode adds [`services_rbac`].
 pub fn rbac(lease_namespace: &str) -> (ServiceAccount, Role, RoleBinding) {
     let sa = ServiceAccount {
         metadata: ObjectMeta {
@@ -261,6 +272,68 @@ pub fn rbac(lease_namespace: &str) -> (ServiceAccount, Role, RoleBinding) {
         }]),
     };
     (sa, role, binding)
+}
+
+/// Services mode's cluster-wide rules (`manifest rbac --services`), on top
+/// of [`rbac`]'s Role (node leases, the assigner lease and the assignment
+/// ConfigMap live in the lease namespace, so the Role also needs
+/// configmaps; they are granted here cluster-wide with the IPAM ConfigMap,
+/// which lives in kube-system):
+/// - services: `get`, `list`, `watch`, `update` (IPAM annotation, vipHost),
+///   and `services/status`: `update` (owner writes the ingress);
+/// - endpointslices and nodes: `list`, `watch` (eligibility);
+/// - configmaps: `get`, `list`, `watch`, `create`, `update` (the IPAM pool,
+///   read; the assignment record, written by the assigner);
+/// - leases: `delete` is never needed; events: `create` in any namespace
+///   (Events about Services).
+pub fn services_rbac() -> (ClusterRole, ClusterRoleBinding) {
+    let rule = |group: &str, resource: &str, verbs: &[&str]| PolicyRule {
+        api_groups: Some(vec![group.into()]),
+        resources: Some(vec![resource.into()]),
+        verbs: verbs.iter().map(|v| v.to_string()).collect(),
+        ..PolicyRule::default()
+    };
+    let name = format!("{NAME}-services");
+    let role = ClusterRole {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            labels: Some(labels()),
+            ..ObjectMeta::default()
+        },
+        rules: Some(vec![
+            rule("", "services", &["get", "list", "watch", "update"]),
+            rule("", "services/status", &["update"]),
+            rule("discovery.k8s.io", "endpointslices", &["list", "watch"]),
+            rule("", "nodes", &["list", "watch"]),
+            rule(
+                "",
+                "configmaps",
+                &["get", "list", "watch", "create", "update"],
+            ),
+            rule("", "events", &["create"]),
+            rule("events.k8s.io", "events", &["create"]),
+        ]),
+        aggregation_rule: None,
+    };
+    let binding = ClusterRoleBinding {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            labels: Some(labels()),
+            ..ObjectMeta::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name,
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: NAME.into(),
+            namespace: Some(WORKLOAD_NAMESPACE.into()),
+            api_group: None,
+        }]),
+    };
+    (role, binding)
 }
 
 fn labels() -> BTreeMap<String, String> {

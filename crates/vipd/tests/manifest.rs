@@ -367,3 +367,44 @@ fn prometheus_server_off_survives_the_round_trip() {
     assert_eq!(value(c, "VIPD_PROMETHEUS_SERVER"), Some(""));
     assert!(env_value(c, "prometheus_server").is_none());
 }
+
+#[test]
+fn rbac_for_services_mode_adds_a_cluster_role_for_services_slices_nodes_and_configmaps() {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    let text = yaml("manifest rbac --services", &[]);
+    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(serde_yaml::Value::deserialize)
+        .collect::<Result<_, _>>()
+        .expect("yaml stream");
+    assert_eq!(docs.len(), 5, "{text}");
+    let cr: ClusterRole = serde_yaml::from_value(docs[3].clone()).expect("ClusterRole");
+    let crb: ClusterRoleBinding =
+        serde_yaml::from_value(docs[4].clone()).expect("ClusterRoleBinding");
+    let grants: Vec<(String, Vec<String>)> = cr
+        .rules
+        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|r| {
+            let verbs = r.verbs.clone();
+            r.resources
+                .unwrap_or_default()
+                .into_iter()
+                .map(move |res| (res, verbs.clone()))
+        })
+        .collect();
+    let verbs = |res: &str| -> Vec<String> {
+        grants
+            .iter()
+            .filter(|(r, _)| r == res)
+            .flat_map(|(_, v)| v.clone())
+            .collect()
+    };
+    assert!(verbs("services/status").contains(&"update".to_string()));
+    assert!(verbs("endpointslices").contains(&"watch".to_string()));
+    assert!(verbs("nodes").contains(&"list".to_string()));
+    assert!(!verbs("services").contains(&"delete".to_string()));
+    assert_eq!(crb.role_ref.name, cr.metadata.name.unwrap_or_default());
+    // Without the flag: the namespaced three only.
+    let plain = yaml("manifest rbac", &[]);
+    assert!(!plain.contains("ClusterRole"), "{plain}");
+}

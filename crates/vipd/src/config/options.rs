@@ -159,6 +159,10 @@ pub(super) struct RbacManifestArgs {
     /// kube-system [env: VIPD_LEASE_NAMESPACE, cp_namespace]
     #[arg(long, alias = "namespace", value_name = "NS")]
     pub(super) lease_namespace: Option<String>,
+    /// Add the cluster-wide permissions of Services mode (ClusterRole and
+    /// ClusterRoleBinding) [env: VIPD_SERVICES, svc_enable]
+    #[arg(long)]
+    pub(super) services: bool,
 }
 
 /// Flags as typed; resolution and parsing happen in [`Resolver`]. Each help

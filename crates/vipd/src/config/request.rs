@@ -71,6 +71,8 @@ pub enum ManifestRequest {
     Rbac {
         /// Namespace of the lease, where the Role and RoleBinding live.
         lease_namespace: String,
+        /// Also the cluster-wide rules of Services mode.
+        services: bool,
     },
 }
 
