@@ -457,3 +457,55 @@ fn services_mode_goes_dark_during_a_total_api_outage_and_recovers_after() {
     let two = w.two_holder_addresses(Duration::ZERO..end);
     assert!(two.is_empty(), "two holders for {two:?}");
 }
+
+#[test]
+fn services_mode_node_cut_from_the_api_fences_then_hands_over_without_overlap() {
+    netlab::require_root!();
+    let mut c = services_cluster("svc-cut");
+    let names = seed(&c);
+    let fixed: BTreeSet<IpAddr> = names.iter().filter_map(|(_, a)| *a).collect();
+    let w = MultiAddrWatcher::start(&c.topo, &NODES, &fixed, c.clock).unwrap();
+    c.start_all();
+    let first = wait_all_held(&c, &w, &fixed, CONVERGE);
+    // Cut a node that holds something other than the Local addresses.
+    let victim = ["n1", "n3"]
+        .into_iter()
+        .find(|n| first.values().any(|h| h == n))
+        .unwrap_or("n1");
+    let held: BTreeSet<IpAddr> = first
+        .iter()
+        .filter(|(_, h)| h.as_str() == victim)
+        .map(|(a, _)| *a)
+        .collect();
+    let t_cut = c.clock.now();
+    c.cut_from_etcd(victim); // drops all traffic between the node and `api`
+                             // R1: the cut node fences at its renew deadline (2 s) ...
+    c.wait_for(Duration::from_secs(6), || {
+        held.iter()
+            .all(|a| !w.holders(*a).contains(&victim.to_string()))
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("{victim} kept announcing without the API"));
+    let fenced = c.clock.now() - t_cut;
+    // ... and the others take over after the tombstone.
+    let moved = wait_all_held(&c, &w, &fixed, MOVE_BOUND);
+    let taken = c.clock.now() - t_cut;
+    assert!(held.iter().all(|a| moved[a] != victim));
+    // Heal: the node rejoins as a follower; nothing moves back.
+    c.heal_etcd(victim);
+    std::thread::sleep(Duration::from_secs(4));
+    let after = w.holders_all();
+    for a in &fixed {
+        assert_eq!(after[a], vec![moved[a].clone()], "{a} moved after the heal");
+    }
+    let end = c.clock.now();
+    println!(
+        "SCENARIO name=services-cut victim={victim} held={} fenced_ms={} taken_over_ms={} two_holder_ms={}",
+        held.len(),
+        fenced.as_millis(),
+        taken.as_millis(),
+        w.two_holder_time(Duration::ZERO..end).as_millis()
+    );
+    let two = w.two_holder_addresses(Duration::ZERO..end);
+    assert!(two.is_empty(), "two holders for {two:?}");
+}
