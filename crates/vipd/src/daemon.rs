@@ -294,10 +294,12 @@ struct VipHolder {
 
 impl Holder for VipHolder {
     async fn lead(&mut self) {
+        info!(vip = %self.vip.addr, "binding the VIP");
         self.desired.send_replace(BTreeSet::from([self.vip]));
     }
 
     async fn fence(&mut self, reason: FenceReason) {
+        info!(vip = %self.vip.addr, ?reason, "removing the VIP");
         self.desired.send_replace(BTreeSet::new());
         if reason == FenceReason::Shutdown {
             // R7: the lease is released right after this returns, so the

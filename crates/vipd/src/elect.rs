@@ -143,18 +143,15 @@ pub async fn run<S: LeaseStore, H: Holder>(
                     ));
                 }
                 Action::Lead => {
-                    info!(
-                        lease_holder = elector.identity(),
-                        "acquired the lease; binding the VIP"
-                    );
+                    info!(lease_holder = elector.identity(), "acquired the lease");
                     holder.lead().await;
                 }
                 Action::Fence(reason) => {
                     match reason {
                         FenceReason::Shutdown | FenceReason::Unhealthy => {
-                            info!(?reason, "stepping down; removing the VIP")
+                            info!(?reason, "stepping down")
                         }
-                        _ => warn!(?reason, "lost leadership; removing the VIP"),
+                        _ => warn!(?reason, "lost leadership"),
                     }
                     holder.fence(reason).await;
                 }

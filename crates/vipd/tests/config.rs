@@ -910,7 +910,9 @@ fn manifest_subcommands_resolve_their_options() {
         Err(ConfigError::Missing { .. })
     ));
     match parse("manifest rbac", &[("cp_namespace", "infra")]) {
-        Ok(Command::Manifest(ManifestRequest::Rbac { lease_namespace })) => {
+        Ok(Command::Manifest(ManifestRequest::Rbac {
+            lease_namespace, ..
+        })) => {
             assert_eq!(lease_namespace, "infra")
         }
         other => panic!("{other:?}"),

@@ -509,3 +509,75 @@ fn services_mode_node_cut_from_the_api_fences_then_hands_over_without_overlap() 
     let two = w.two_holder_addresses(Duration::ZERO..end);
     assert!(two.is_empty(), "two holders for {two:?}");
 }
+
+#[test]
+fn control_plane_vip_and_service_addresses_share_a_process_and_sigterm_hands_both_over_fast() {
+    netlab::require_root!();
+    // `--address` and `--services` in one process: two VIP managers on one
+    // interface, each removing only its own tag's addresses.
+    let mut c = services_cluster("svc-both");
+    c.with_address = true;
+    let names = seed(&c);
+    let fixed: BTreeSet<IpAddr> = names.iter().filter_map(|(_, a)| *a).collect();
+    let w = MultiAddrWatcher::start(&c.topo, &NODES, &fixed, c.clock).unwrap();
+    c.start_all();
+    let first = wait_all_held(&c, &w, &fixed, CONVERGE);
+    let vip_holder = c
+        .wait_holder(None, CONVERGE)
+        .unwrap_or_else(|| panic!("no control-plane VIP holder: {:?}", c.holders()));
+    // Neither manager removes the other's addresses: both sets stay put.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(c.holder().as_deref(), Some(vip_holder.as_str()));
+    for (a, h) in &first {
+        assert_eq!(
+            w.holders(*a),
+            vec![h.clone()],
+            "{a} changed while nothing failed"
+        );
+    }
+
+    // SIGTERM a node that announces Service addresses (not n2: the Local
+    // Services have their only endpoint there).
+    let victim = ["n1", "n3"]
+        .into_iter()
+        .max_by_key(|n| first.values().filter(|h| h == n).count())
+        .unwrap();
+    let held: BTreeSet<IpAddr> = first
+        .iter()
+        .filter(|(_, h)| h.as_str() == victim)
+        .map(|(a, _)| *a)
+        .collect();
+    assert!(!held.is_empty(), "{victim} holds nothing: {first:?}");
+    let t_stop = c.clock.now();
+    let status = c.stop(victim);
+    assert!(status.success(), "vipd on {victim} exited with {status}");
+    let moved = wait_all_held(&c, &w, &fixed, MOVE_BOUND);
+    let handover = c.clock.now() - t_stop;
+    assert!(held.iter().all(|a| moved[a] != victim));
+    // The released node lease lets the assigner move the addresses at once:
+    // well before the 3 s lease could have expired.
+    assert!(
+        handover < Duration::from_secs(2),
+        "graceful handover took {handover:?} (lease expiry, not the release?)"
+    );
+    let vip_after = c.wait_holder(Some(victim), CONVERGE).unwrap_or_else(|| {
+        panic!(
+            "control-plane VIP not held after the stop: {:?}",
+            c.holders()
+        )
+    });
+    let end = c.clock.now();
+    println!(
+        "SCENARIO name=services-sigterm victim={victim} held={} handover_ms={} vip_holder={vip_after} two_holder_ms={} vip_two_holder_ms={}",
+        held.len(),
+        handover.as_millis(),
+        w.two_holder_time(Duration::ZERO..end).as_millis(),
+        c.watcher.two_holder_time(Duration::ZERO..end).as_millis()
+    );
+    let two = w.two_holder_addresses(Duration::ZERO..end);
+    assert!(two.is_empty(), "two holders for {two:?}");
+    assert_eq!(
+        c.watcher.two_holder_time(Duration::ZERO..end),
+        Duration::ZERO
+    );
+}
