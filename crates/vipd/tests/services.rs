@@ -581,3 +581,77 @@ fn control_plane_vip_and_service_addresses_share_a_process_and_sigterm_hands_bot
         Duration::ZERO
     );
 }
+
+fn ipam_service(name: &str, ip: &str, created: &str) -> Value {
+    let mut v = service(name, Some(ip), 80, false);
+    v["metadata"]["labels"] = serde_json::json!({ "implementation": "kube-vip" });
+    v["metadata"]["creationTimestamp"] = created.into();
+    v
+}
+
+#[test]
+fn ipam_repairs_a_duplicate_allocation_and_reports_an_exhausted_pool() {
+    netlab::require_root!();
+    let mut c = services_cluster("svc-ipam");
+    let api = c.api();
+    for (n, z) in [("n1", "zone-a"), ("n2", "zone-a"), ("n3", "zone-b")] {
+        api.put_object(node(n, z));
+    }
+    // A two-address pool. Two Services were given the same address by
+    // racing allocators (both labelled as IPAM's); a third wants one too.
+    let mut pool = ipam_pool();
+    pool["data"]["range-global"] = "203.0.113.10-203.0.113.11".into();
+    api.put_object(pool);
+    api.put_object(ipam_service(
+        "dup-old",
+        "203.0.113.10",
+        "2026-11-26T10:00:00Z",
+    ));
+    api.put_object(ipam_service(
+        "dup-new",
+        "203.0.113.10",
+        "2026-11-26T11:00:00Z",
+    ));
+    c.start_all();
+    let lb = |name: &str| {
+        get_service(&c, name).and_then(|s| annotation(&s, "kube-vip.io/loadbalancerIPs"))
+    };
+    // The older Service keeps the address; the younger gets the other one.
+    c.wait_for(CONVERGE, || {
+        (lb("dup-new").as_deref() == Some("203.0.113.11")).then_some(())
+    })
+    .unwrap_or_else(|| panic!("duplicate not repaired: dup-new = {:?}", lb("dup-new")));
+    assert_eq!(lb("dup-old").as_deref(), Some("203.0.113.10"));
+    // The pool is now full: a new Service gets an Event and a metric, and
+    // every daemon keeps running.
+    c.api().put_object(service("starved", None, 80, false));
+    let events = c
+        .wait_for(CONVERGE, || {
+            let evs = c.api().call(|s| s.list_objects("v1", "Event"));
+            let hit: Vec<Value> = evs
+                .into_iter()
+                .filter(|e| {
+                    e["involvedObject"]["name"] == "starved" && e["reason"] == "PoolExhausted"
+                })
+                .collect();
+            (!hit.is_empty()).then_some(hit)
+        })
+        .unwrap_or_else(|| panic!("no PoolExhausted Event on the starved Service"));
+    assert_eq!(events[0]["type"], "Warning");
+    let exhausted = c
+        .wait_for(Duration::from_secs(5), || {
+            NODES.iter().find_map(|n| {
+                let m = c.http_get(n, "/metrics")?;
+                m.lines()
+                    .find(|l| l.starts_with("vipd_ipam_pool_exhausted_total "))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+                    .filter(|v| *v >= 1.0)
+            })
+        })
+        .unwrap_or_else(|| panic!("vipd_ipam_pool_exhausted_total never counted"));
+    assert!(lb("starved").is_none());
+    for n in NODES {
+        assert!(c.pid(n).is_some(), "vipd on {n} exited");
+    }
+    println!("SCENARIO name=services-ipam repaired=dup-new exhausted_total={exhausted}");
+}

@@ -308,15 +308,35 @@ impl KubeWorld {
     /// one, written as kube-vip-cloud-provider writes it.
     fn allocate(&self, world: &World, pools: &PoolConfig, derived: &Derived, memory: &mut Memory) {
         let now = Instant::now();
-        memory
-            .pending
-            .retain(|k, (_, at)| now < *at + PENDING_TTL && !derived.services.contains_key(k));
-        if derived.unallocated.is_empty() {
+        // A pending allocation ends when the Service shows it (or after the
+        // TTL, when the write must have failed).
+        memory.pending.retain(|k, (addrs, at)| {
+            now < *at + PENDING_TTL
+                && derived
+                    .services
+                    .get(k)
+                    .is_none_or(|s| s.addresses != *addrs)
+        });
+        // IPAM-allocated Services that collide with an older one get a new
+        // address (deterministic repair of racing allocators).
+        let losers: BTreeSet<String> = world
+            .ipam_conflicts(derived, |ns| pools.allow_share(ns))
+            .into_iter()
+            .collect();
+        let mut wanted: Vec<&SvcInfo> = derived.unallocated.iter().collect();
+        for key in &losers {
+            if let Some(s) = derived.services.get(key) {
+                info!(service = %key, addresses = ?s.addresses, "IPAM: address collides with an older Service; re-allocating");
+                wanted.push(s);
+            }
+        }
+        if wanted.is_empty() {
             return;
         }
         let mut claims: Vec<Claim> = derived
             .services
             .values()
+            .filter(|s| !losers.contains(&s.key))
             .map(|s| Claim {
                 key: s.key.clone(),
                 namespace: s.namespace.clone(),
@@ -325,7 +345,7 @@ impl KubeWorld {
             })
             .collect();
         for (key, (addrs, _)) in &memory.pending {
-            if let Some(s) = derived.unallocated.iter().find(|s| &s.key == key) {
+            if let Some(s) = wanted.iter().find(|s| &s.key == key) {
                 claims.push(Claim {
                     key: key.clone(),
                     namespace: s.namespace.clone(),
@@ -334,7 +354,7 @@ impl KubeWorld {
                 });
             }
         }
-        for svc in &derived.unallocated {
+        for svc in wanted {
             if memory.pending.contains_key(&svc.key) {
                 continue;
             }

@@ -228,6 +228,63 @@ impl World {
         self.services.get(key)
     }
 
+    /// Services whose address IPAM must hand out again: allocated by an
+    /// IPAM (label `implementation: kube-vip`, as kube-vip-cloud-provider
+    /// and vipd write it) yet sharing an address with an *older* Service
+    /// (creationTimestamp, then key) they may not share with — another
+    /// namespace, sharing not allowed for the namespace (`allow_share`), or
+    /// overlapping `(protocol, port)`. Two allocators racing (two assigners
+    /// for a moment, or vipd next to the cloud provider during a migration)
+    /// can produce that; the repair is deterministic: the older Service
+    /// keeps the address. Services whose address a user set are never
+    /// touched (they are only reported, see [`Derived::problems`]).
+    pub fn ipam_conflicts(
+        &self,
+        derived: &Derived,
+        allow_share: impl Fn(&str) -> bool,
+    ) -> Vec<String> {
+        let age = |key: &String| {
+            let created = self
+                .services
+                .get(key)
+                .and_then(|s| s.metadata.creation_timestamp.clone())
+                .map(|t| t.0);
+            (created, key.clone())
+        };
+        let mut losers = BTreeSet::new();
+        for keys in derived.by_address.values().filter(|k| k.len() > 1) {
+            let mut ordered: Vec<&String> = keys.iter().collect();
+            ordered.sort_by_key(|k| age(k));
+            let mut kept: Vec<&SvcInfo> = Vec::new();
+            for key in ordered {
+                let Some(info) = derived.services.get(key.as_str()) else {
+                    continue;
+                };
+                let clash = kept.iter().any(|k| {
+                    k.namespace != info.namespace
+                        || !allow_share(&info.namespace)
+                        || k.ports.is_empty()
+                        || info.ports.is_empty()
+                        || !k.ports.is_disjoint(&info.ports)
+                });
+                if clash && self.ipam_labelled(key) {
+                    losers.insert(key.clone());
+                } else {
+                    kept.push(info);
+                }
+            }
+        }
+        losers.into_iter().collect()
+    }
+
+    fn ipam_labelled(&self, key: &str) -> bool {
+        self.services
+            .get(key)
+            .and_then(|s| s.metadata.labels.as_ref())
+            .and_then(|l| l.get("implementation"))
+            .is_some_and(|v| v == "kube-vip")
+    }
+
     /// Derives the served addresses and their eligibility.
     ///
     /// The node universe is the Node objects known. A node may own an

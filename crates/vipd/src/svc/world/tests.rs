@@ -559,3 +559,50 @@ fn watch_events_update_the_cached_objects() {
     assert!(w.service("ns/s").is_none());
     assert!(w.derive(&WorldConfig::default()).addresses.is_empty());
 }
+
+fn ipam_labelled(mut s: Service, created: &str) -> Service {
+    s.metadata.labels = map(&[("implementation", "kube-vip")]);
+    s.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        created.parse().expect("time"),
+    ));
+    s
+}
+
+#[test]
+fn ipam_conflict_hands_the_address_to_the_older_service_only_when_labelled() {
+    let a = "203.0.113.10";
+    // Same address and port, both from IPAM: the younger one loses.
+    let old = ipam_labelled(
+        svc("default", "old", &[(ANNOTATION_LB_IPS, a)]),
+        "2026-11-26T10:00:00Z",
+    );
+    let young = ipam_labelled(
+        svc("default", "young", &[(ANNOTATION_LB_IPS, a)]),
+        "2026-11-26T11:00:00Z",
+    );
+    let w = world(vec![young.clone(), old.clone()], three_nodes(), vec![]);
+    let d = w.derive(&WorldConfig::default());
+    assert_eq!(
+        w.ipam_conflicts(&d, |_| true),
+        vec!["default/young".to_string()]
+    );
+    // A user-set address is never re-allocated, even when younger.
+    let mut user = young.clone();
+    user.metadata.labels = None;
+    let w = world(vec![user, old.clone()], three_nodes(), vec![]);
+    let d = w.derive(&WorldConfig::default());
+    assert!(w.ipam_conflicts(&d, |_| true).is_empty());
+    // Disjoint ports in one namespace share when allowed, not otherwise.
+    let other_port = with_spec(young, |s| {
+        if let Some(p) = s.ports.as_mut().and_then(|p| p.first_mut()) {
+            p.port = 443;
+        }
+    });
+    let w = world(vec![other_port, old], three_nodes(), vec![]);
+    let d = w.derive(&WorldConfig::default());
+    assert!(w.ipam_conflicts(&d, |_| true).is_empty());
+    assert_eq!(
+        w.ipam_conflicts(&d, |_| false),
+        vec!["default/young".to_string()]
+    );
+}
