@@ -74,6 +74,13 @@ pub enum Input {
     /// earlier [`Input::Eligibility`]; an address absent from the map may
     /// be owned by every live node).
     Policies(BTreeMap<IpAddr, Policy>),
+    /// Whether this node may announce (health gate, SPEC R8). While not, it
+    /// announces nothing and publishes its record with `expired` set, so
+    /// the assigner moves its addresses at once; back to eligible, it
+    /// announces again only after a renewal *sent* from then on succeeds
+    /// (a tombstone written meanwhile makes that renewal conflict, exactly
+    /// as after a cut).
+    Eligible(bool),
     /// Whether this node is the elected assigner (the Elector on the
     /// assigner lease says so).
     IsAssigner(bool),
@@ -157,6 +164,11 @@ pub struct Node {
     addresses_known: bool,
     /// Whether our own lease was valid at the previous step.
     was_valid: bool,
+    /// Health gate (R8).
+    eligible: bool,
+    /// Renewals sent before this instant do not extend the fence (set when
+    /// eligibility returns).
+    renewals_from: Option<Instant>,
     /// Writes recently emitted, by guard, not repeated before the instant.
     sent: BTreeMap<String, Instant>,
 }
@@ -181,6 +193,8 @@ impl Node {
             synced: false,
             addresses_known: false,
             was_valid: false,
+            eligible: true,
+            renewals_from: None,
             sent: BTreeMap::new(),
         }
     }
@@ -244,7 +258,8 @@ impl Node {
                 let fence = sent_at + self.timings.renew_deadline();
                 // A renewal protects us only until its send time + renew
                 // deadline (R1); an answer arriving later buys nothing.
-                if outcome == Renewal::Ok && fence > now {
+                let current = self.renewals_from.is_none_or(|from| sent_at >= from);
+                if outcome == Renewal::Ok && fence > now && current {
                     self.fence_at = Some(self.fence_at.map_or(fence, |f| f.max(fence)));
                 }
             }
@@ -278,6 +293,15 @@ impl Node {
                 self.policies.insert(address, policy);
             }
             Input::Policies(p) => self.policies = p,
+            Input::Eligible(e) => {
+                if e && !self.eligible {
+                    // Re-prove through a fresh renewal: one sent while we
+                    // were draining may have been followed by a tombstone.
+                    self.fence_at = None;
+                    self.renewals_from = Some(now);
+                }
+                self.eligible = e;
+            }
             Input::IsAssigner(a) => {
                 if a != self.assigner {
                     self.assigner = a;
@@ -333,7 +357,8 @@ impl Node {
     /// Recomputes what to announce and to publish.
     fn reconcile(&mut self, now: Instant, out: &mut Vec<Action>) {
         let mut want = BTreeMap::new();
-        if let (true, Some((a, _))) = (self.lease_valid(now), &self.assignment) {
+        if let (true, true, Some((a, _))) = (self.eligible, self.lease_valid(now), &self.assignment)
+        {
             if a.generation >= self.floor {
                 for (addr, e) in &a.entries {
                     if e.owner.as_ref() != Some(&self.id) {
@@ -352,15 +377,19 @@ impl Node {
         }
         self.announced = want;
         let generation = self.generation().max(self.floor);
-        let same = self
-            .published
-            .as_ref()
-            .is_some_and(|p| p.generation == generation && p.held.iter().eq(self.announced.keys()));
+        let expired = !self.eligible;
+        let same = self.published.as_ref().is_some_and(|p| {
+            p.generation == generation
+                && p.expired == expired
+                && p.held.iter().eq(self.announced.keys())
+        });
         if !same {
             let state = NodeState {
                 generation,
                 held: self.announced.keys().copied().collect(),
-                expired: false,
+                // A draining node publishes itself as gone (not live); it is
+                // still renewing, so its later records prove what it holds.
+                expired,
             };
             self.published = Some(state.clone());
             out.push(Action::PublishHeld(state));

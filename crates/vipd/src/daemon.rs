@@ -36,7 +36,7 @@ use crate::elect::{self, Control, Holder, Observation};
 
 mod events;
 mod glue;
-mod health;
+pub(crate) mod health;
 
 use events::Events;
 use glue::{glue, GlueCtx};

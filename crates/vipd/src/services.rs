@@ -133,6 +133,54 @@ pub(crate) async fn run(cfg: Config, svc: ServicesSettings, obs: Obs) -> ExitCod
 
     // The ownership core and its IO loops.
     let (core_tx, core_rx) = mpsc::channel::<Input>(1024);
+    // Health gate (R8): an unhealthy node drains (announces nothing, its
+    // record says so, the assigner moves its addresses at once) and gives
+    // up the assigner role until healthy.
+    let mut specs = match crate::daemon::health::health_specs(&cfg) {
+        Ok(specs) => specs,
+        Err(e) => {
+            eprintln!("vipd: invalid health check: {e}");
+            return ExitCode::from(crate::daemon::EXIT_CONFIG);
+        }
+    };
+    let (ca_der, ca_file) = api.credentials().cluster_ca();
+    for spec in &mut specs {
+        spec.trust_cluster_ca(ca_der, ca_file);
+    }
+    let (control_tx, control_rx) = mpsc::channel::<Control>(8);
+    let (_health_monitor, initially_eligible) = if specs.is_empty() {
+        (None, true)
+    } else {
+        match vipd_health::HealthMonitor::spawn(specs, cancel.child_token()) {
+            Ok(monitor) => {
+                let mut rx = monitor.eligible();
+                let initial = *rx.borrow_and_update();
+                // The first input the core sees (nothing else is queued
+                // yet): with checks, a node starts drained until they pass.
+                let _ = core_tx.try_send(Input::Eligible(initial));
+                let (core, control, stop) =
+                    (core_tx.clone(), control_tx.clone(), cancel.child_token());
+                tokio::spawn(async move {
+                    loop {
+                        tokio::select! {
+                            () = stop.cancelled() => return,
+                            r = rx.changed() => if r.is_err() { return },
+                        }
+                        let e = *rx.borrow_and_update();
+                        info!(eligible = e, "Services health gate");
+                        let _ = core.send(Input::Eligible(e)).await;
+                        let _ = control.send(Control::Eligible(e)).await;
+                    }
+                });
+                (Some(monitor), initial)
+            }
+            Err(e) => {
+                eprintln!("vipd: invalid health check: {e}");
+                return ExitCode::from(crate::daemon::EXIT_CONFIG);
+            }
+        }
+    };
+
     let (publish_tx, publish_rx) = watch::channel(None);
     let (view_tx, view_rx) = watch::channel(core::CoreView::default());
     let core_cancel = CancellationToken::new();
@@ -215,7 +263,6 @@ pub(crate) async fn run(cfg: Config, svc: ServicesSettings, obs: Obs) -> ExitCod
         ASSIGNER_LEASE,
         timings.renew_deadline(),
     ));
-    let (control_tx, control_rx) = mpsc::channel::<Control>(8);
     let (obs_tx, _obs_rx) = watch::channel(Observation {
         status: Elector::new(cfg.node_name.clone(), timings, 0, Instant::now()).status(),
         store_reachable: false,
@@ -248,7 +295,7 @@ pub(crate) async fn run(cfg: Config, svc: ServicesSettings, obs: Obs) -> ExitCod
                     on_request,
                     heartbeat,
                 },
-                true,
+                initially_eligible,
             )
             .await;
         })

@@ -655,3 +655,81 @@ fn ipam_repairs_a_duplicate_allocation_and_reports_an_exhausted_pool() {
     }
     println!("SCENARIO name=services-ipam repaired=dup-new exhausted_total={exhausted}");
 }
+
+#[test]
+fn unhealthy_node_drains_its_service_addresses_at_once_and_takes_nothing_back() {
+    netlab::require_root!();
+    use common::kube::HttpOk;
+    const PORT: u16 = 9099;
+    let lo: IpAddr = "127.0.0.1".parse().unwrap();
+    let mut c = services_cluster("svc-health");
+    // Every node checks a TCP endpoint on its own loopback (R8).
+    c.extra_args.extend(
+        [
+            "--health-check",
+            &format!("tcp://127.0.0.1:{PORT}"),
+            "--health-check-period",
+            "0.5",
+            "--health-check-timeout",
+            "0.4",
+            "--health-check-failure-threshold",
+            "2",
+        ]
+        .map(String::from),
+    );
+    let mut checks: BTreeMap<&str, HttpOk> = NODES
+        .iter()
+        .map(|n| (*n, HttpOk::start(&c.topo.host(n).ns, lo, PORT)))
+        .collect();
+    let names = seed(&c);
+    let fixed: BTreeSet<IpAddr> = names.iter().filter_map(|(_, a)| *a).collect();
+    let w = MultiAddrWatcher::start(&c.topo, &NODES, &fixed, c.clock).unwrap();
+    c.start_all();
+    let first = wait_all_held(&c, &w, &fixed, CONVERGE);
+    let victim = ["n1", "n3"]
+        .into_iter()
+        .max_by_key(|n| first.values().filter(|h| h == n).count())
+        .unwrap();
+    let held: BTreeSet<IpAddr> = first
+        .iter()
+        .filter(|(_, h)| h.as_str() == victim)
+        .map(|(a, _)| *a)
+        .collect();
+    assert!(!held.is_empty(), "{victim} holds nothing: {first:?}");
+    let t_fail = c.clock.now();
+    drop(checks.remove(victim));
+    c.wait_for(MOVE_BOUND, || {
+        let all = w.holders_all();
+        held.iter()
+            .all(|a| all.get(a).is_some_and(|h| h.len() == 1 && h[0] != victim))
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("{victim} did not drain: {:?}", w.holders_all()));
+    let moved = wait_all_held(&c, &w, &fixed, MOVE_BOUND);
+    let drained = c.clock.now() - t_fail;
+    assert!(held.iter().all(|a| moved[a] != victim));
+    // Two failed checks (~1 s) + the drain record: no lease expiry needed.
+    assert!(
+        drained < Duration::from_secs(3),
+        "drain took {drained:?} (waited for the lease instead of the drain record?)"
+    );
+    // Healthy again: it rejoins, and nothing moves back.
+    checks.insert(victim, HttpOk::start(&c.topo.host(victim).ns, lo, PORT));
+    std::thread::sleep(Duration::from_secs(4));
+    for a in &fixed {
+        assert_eq!(
+            w.holders(*a),
+            vec![moved[a].clone()],
+            "{a} moved after recovery"
+        );
+    }
+    let end = c.clock.now();
+    println!(
+        "SCENARIO name=services-health victim={victim} held={} drained_ms={} two_holder_ms={}",
+        held.len(),
+        drained.as_millis(),
+        w.two_holder_time(Duration::ZERO..end).as_millis()
+    );
+    let two = w.two_holder_addresses(Duration::ZERO..end);
+    assert!(two.is_empty(), "two holders for {two:?}");
+}

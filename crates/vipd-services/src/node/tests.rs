@@ -579,3 +579,109 @@ fn assigner_does_not_act_before_a_full_list() {
         "{out:?}"
     );
 }
+
+#[test]
+fn ineligible_node_drains_and_returns_only_through_a_renewal_sent_after_recovery() {
+    let base = Instant::now();
+    let a = ip(10);
+    let mut n2 = renewed("n2", base);
+    n2.handle(
+        ms(base, 10),
+        Input::Assignment {
+            assignment: assignment(1, &[(a, entry("n2", 1, &[]))]),
+            version: v("a1"),
+        },
+    );
+    assert_eq!(n2.announced(), set(&[a]));
+    // Health fails (R8): nothing announced, and the record says "gone"
+    // (expired) while the node keeps renewing it.
+    let out = n2.handle(ms(base, 20), Input::Eligible(false));
+    assert_eq!(announces(&out), Some(BTreeSet::new()));
+    assert!(out.contains(&Action::PublishHeld(NodeState {
+        generation: 1,
+        held: BTreeSet::new(),
+        expired: true,
+    })));
+    // A renewal sent while draining succeeds: still nothing announced.
+    let sent_draining = ms(base, 500);
+    n2.handle(
+        ms(base, 510),
+        Input::OwnRenewal {
+            sent_at: sent_draining,
+            outcome: Renewal::Ok,
+        },
+    );
+    assert!(n2.announced().is_empty());
+    // Healthy again. The assignment still names n2, but a renewal sent
+    // before recovery does not count: a tombstone may have followed it.
+    let out = n2.handle(ms(base, 600), Input::Eligible(true));
+    assert!(announces(&out).is_none_or(|s| s.is_empty()));
+    assert!(!n2.lease_valid(ms(base, 600)));
+    let late = n2.handle(
+        ms(base, 620),
+        Input::OwnRenewal {
+            sent_at: sent_draining,
+            outcome: Renewal::Ok,
+        },
+    );
+    assert!(announces(&late).is_none() && n2.announced().is_empty());
+    // Only a renewal sent from now on brings the address back.
+    let out = n2.handle(
+        ms(base, 1200),
+        Input::OwnRenewal {
+            sent_at: ms(base, 1100),
+            outcome: Renewal::Ok,
+        },
+    );
+    assert_eq!(announces(&out), Some(set(&[a])));
+}
+
+#[test]
+fn assigner_moves_a_draining_nodes_addresses_without_waiting_for_expiry() {
+    let base = Instant::now();
+    let a = addr_won_by("n1");
+    let mut n3 = renewed("n3", base);
+    n3.handle(base, Input::Addresses(set(&[a])));
+    n3.handle(base, Input::IsAssigner(true));
+    n3.handle(
+        base,
+        Input::Listed(vec![
+            Listed {
+                node: "n1".into(),
+                state: state(1, &[a]),
+                version: v("1"),
+            },
+            Listed {
+                node: "n3".into(),
+                state: state(1, &[]),
+                version: v("3"),
+            },
+        ]),
+    );
+    n3.handle(
+        base,
+        Input::Assignment {
+            assignment: assignment(1, &[(a, entry("n1", 1, &[]))]),
+            version: v("a1"),
+        },
+    );
+    // n1 publishes that it drains (well inside its lease).
+    let out = n3.handle(
+        ms(base, 100),
+        record(
+            "n1",
+            NodeState {
+                generation: 1,
+                held: BTreeSet::new(),
+                expired: true,
+            },
+            "2",
+        ),
+    );
+    let write = out.iter().find_map(|x| match x {
+        Action::WriteAssignment { assignment, .. } => Some(assignment.clone()),
+        _ => None,
+    });
+    let moved = write.expect("the assignment is rewritten at once");
+    assert_eq!(moved.entries[&a].owner.as_deref(), Some("n3"));
+}

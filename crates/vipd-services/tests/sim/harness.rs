@@ -84,15 +84,18 @@ pub enum Kind {
     Churn,
     /// The assigner role moves to `node`; the old one keeps it for `dur`.
     AssignerMove,
+    /// The node's health checks fail for `dur` (R8: it drains).
+    Unhealthy,
 }
 
-pub const KINDS: [Kind; 6] = [
+pub const KINDS: [Kind; 7] = [
     Kind::Cut,
     Kind::StaleReads,
     Kind::Crash,
     Kind::Eligibility,
     Kind::Churn,
     Kind::AssignerMove,
+    Kind::Unhealthy,
 ];
 
 #[derive(Clone, Copy, Debug)]
@@ -977,6 +980,10 @@ impl Sim {
             Kind::AssignerMove => {
                 self.set_assigner(n, true);
             }
+            Kind::Unhealthy => {
+                self.dirty = true;
+                self.feed(n, Input::Eligible(false));
+            }
         }
         self.open += 1;
         self.push(f.at + f.dur, Ev::FaultEnd(i));
@@ -989,6 +996,10 @@ impl Sim {
         match f.kind {
             Kind::Cut => self.nodes[n].cut -= 1,
             Kind::StaleReads => self.nodes[n].stale -= 1,
+            Kind::Unhealthy => {
+                self.dirty = true;
+                self.feed(n, Input::Eligible(true));
+            }
             Kind::Crash if self.nodes[n].down_fault => {
                 self.nodes[n].down_fault = false;
                 self.start(n);

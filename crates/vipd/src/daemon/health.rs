@@ -19,7 +19,7 @@ use crate::elect::Control;
 /// timeout and threshold, and the local apiserver's `/livez` (verified as
 /// `kubernetes`, the name kubeadm's serving certificate carries) as the
 /// control-plane default.
-pub(super) fn health_specs(
+pub(crate) fn health_specs(
     cfg: &Config,
 ) -> Result<Vec<HealthCheckSpec>, vipd_health::HealthSpecError> {
     let local = vipd::config::default_health_check(cfg.api_port);
