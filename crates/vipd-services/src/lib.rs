@@ -81,10 +81,23 @@
 //! references it). Each move costs one assignment write, one renewal delay
 //! of the old owner, and one read of the new owner.
 //!
-//! # What is not here yet
+//! # Draining (health gate, R8) and graceful stop
 //!
-//! Kubernetes IO (Lease annotations, list/watch), status and events, and
-//! announcement pacing live in later steps of issue 5. IPAM ([`allocate`],
+//! A node that must stop ([`Input::Eligible`]`(false)`, or SIGTERM in the
+//! daemon) announces nothing and publishes its record with `expired` set
+//! while it keeps renewing: the assigner treats it as gone at once (no
+//! lease expiry) and its later renewals, once it applied the new
+//! generation, prove it stopped. Coming back is the delicate part: a
+//! renewal *sent while draining* may have been followed by a tombstone, so
+//! the fence is reset and only a renewal sent after recovery counts (the
+//! CAS makes it conflict if a tombstone landed); the simulation finds two
+//! owners without that rule.
+//!
+//! # Where the IO is
+//!
+//! Kubernetes IO (node leases with the state in an annotation, the
+//! assignment ConfigMap, watches) is `vipd_kube::nodes`; the daemon's
+//! `services` module drives this core. IPAM ([`allocate`],
 //! kube-vip-cloud-provider's ConfigMap) is here, pure; the caller writes
 //! the Service.
 
