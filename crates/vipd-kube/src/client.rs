@@ -517,6 +517,54 @@ impl Dialer {
         })
     }
 
+    /// Runs one namespaced request on the current client, bounded by
+    /// `timeout`: a connection error or timeout drops the client so the
+    /// next call re-dials (R6); any answer from the server marks the
+    /// connection good. `what` names the request in errors and logs.
+    pub(crate) async fn call<K, T, F, Fut>(
+        &self,
+        namespace: &str,
+        timeout: Duration,
+        what: &'static str,
+        f: F,
+    ) -> Result<T, vipd_election::StoreError>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+        F: FnOnce(kube::Api<K>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, kube::Error>>,
+    {
+        use vipd_election::StoreError;
+        let lent = self
+            .client()
+            .map_err(|e| StoreError::Rejected(format!("cannot build the API client: {e}")))?;
+        let api = kube::Api::<K>::namespaced(lent.client, namespace);
+        match tokio::time::timeout(timeout, f(api)).await {
+            Ok(Ok(v)) => {
+                self.succeeded(lent.generation);
+                Ok(v)
+            }
+            Ok(Err(e)) => {
+                if is_connection_error(&e) {
+                    tracing::debug!(client = self.label, endpoint = %lent.endpoint, what,
+                        error = %e, "API connection failed; re-dialling");
+                    self.failed(lent.generation);
+                } else {
+                    // The server answered: the connection works.
+                    self.succeeded(lent.generation);
+                }
+                Err(crate::store::map_err(e))
+            }
+            Err(_) => {
+                self.failed(lent.generation);
+                Err(StoreError::Unavailable(format!(
+                    "{} {what} at {} timed out after {timeout:?}",
+                    self.label, lent.endpoint
+                )))
+            }
+        }
+    }
+
     /// A call on client `generation` got an answer from the server.
     pub(crate) fn succeeded(&self, generation: u64) {
         let mut st = self.lock();

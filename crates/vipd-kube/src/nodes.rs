@@ -137,34 +137,9 @@ impl Conn {
         F: FnOnce(Api<K>) -> Fut,
         Fut: Future<Output = Result<T, kube::Error>>,
     {
-        let lent = self
-            .dialer
-            .client()
-            .map_err(|e| StoreError::Rejected(format!("cannot build the API client: {e}")))?;
-        let api = Api::<K>::namespaced(lent.client, &self.namespace);
-        match tokio::time::timeout(self.request_timeout, f(api)).await {
-            Ok(Ok(v)) => {
-                self.dialer.succeeded(lent.generation);
-                Ok(v)
-            }
-            Ok(Err(e)) => {
-                if is_connection_error(&e) {
-                    tracing::debug!(client = self.label, endpoint = %lent.endpoint, what,
-                        error = %e, "API connection failed; re-dialling");
-                    self.dialer.failed(lent.generation);
-                } else {
-                    self.dialer.succeeded(lent.generation);
-                }
-                Err(map_err(e))
-            }
-            Err(_) => {
-                self.dialer.failed(lent.generation);
-                Err(StoreError::Unavailable(format!(
-                    "{} {what} at {} timed out after {:?}",
-                    self.label, lent.endpoint, self.request_timeout
-                )))
-            }
-        }
+        self.dialer
+            .call::<K, _, _, _>(&self.namespace, self.request_timeout, what, f)
+            .await
     }
 
     /// One watch request from `from_rv`: every object event goes through

@@ -122,35 +122,9 @@ impl KubeLeaseStore {
         F: FnOnce(Api<Lease>) -> Fut,
         Fut: Future<Output = Result<T, kube::Error>>,
     {
-        let lent = self
-            .dialer
-            .client()
-            .map_err(|e| StoreError::Rejected(format!("cannot build the API client: {e}")))?;
-        let api = Api::<Lease>::namespaced(lent.client, &self.namespace);
-        match tokio::time::timeout(self.request_timeout, f(api)).await {
-            Ok(Ok(v)) => {
-                self.dialer.succeeded(lent.generation);
-                Ok(v)
-            }
-            Ok(Err(e)) => {
-                if is_connection_error(&e) {
-                    tracing::debug!(lease = %self.name, endpoint = %lent.endpoint, what, error = %e,
-                        "lease API connection failed; re-dialling");
-                    self.dialer.failed(lent.generation);
-                } else {
-                    // The server answered: the connection works.
-                    self.dialer.succeeded(lent.generation);
-                }
-                Err(map_err(e))
-            }
-            Err(_) => {
-                self.dialer.failed(lent.generation);
-                Err(StoreError::Unavailable(format!(
-                    "lease {what} at {} timed out after {:?}",
-                    lent.endpoint, self.request_timeout
-                )))
-            }
-        }
+        self.dialer
+            .call::<Lease, _, _, _>(&self.namespace, self.request_timeout, what, f)
+            .await
     }
 
     /// One watch request; `Ok(())` when the server ended it normally.
