@@ -239,6 +239,22 @@ fn wait_all_held(
     })
 }
 
+/// The node (n1 or n3: n2 carries the Local Services' only endpoint) that
+/// announces the most addresses in `owners`, and those addresses.
+fn busiest(owners: &BTreeMap<IpAddr, String>) -> (&'static str, BTreeSet<IpAddr>) {
+    let victim = ["n1", "n3"]
+        .into_iter()
+        .max_by_key(|n| owners.values().filter(|h| h == n).count())
+        .unwrap();
+    let held: BTreeSet<IpAddr> = owners
+        .iter()
+        .filter(|(_, h)| h.as_str() == victim)
+        .map(|(a, _)| *a)
+        .collect();
+    assert!(!held.is_empty(), "{victim} holds nothing: {owners:?}");
+    (victim, held)
+}
+
 #[test]
 fn services_mode_moves_addresses_of_a_dead_node_once_and_never_takes_them_back() {
     netlab::require_root!();
@@ -312,19 +328,7 @@ fn services_mode_moves_addresses_of_a_dead_node_once_and_never_takes_them_back()
 
     // 3. Kill the node that holds the most addresses (not n2, which the
     //    Local Services need): its addresses move, once, with no overlap.
-    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
-    for h in first.values() {
-        *count.entry(h.as_str()).or_default() += 1;
-    }
-    let victim = ["n1", "n3"]
-        .into_iter()
-        .max_by_key(|n| count.get(n).copied().unwrap_or(0))
-        .unwrap();
-    let moved: BTreeSet<IpAddr> = first
-        .iter()
-        .filter(|(_, h)| h.as_str() == victim)
-        .map(|(a, _)| *a)
-        .collect();
+    let (victim, moved) = busiest(&first);
     let t_kill = c.clock.now();
     c.crash(victim);
     let after = c
@@ -467,16 +471,7 @@ fn services_mode_node_cut_from_the_api_fences_then_hands_over_without_overlap() 
     let w = MultiAddrWatcher::start(&c.topo, &NODES, &fixed, c.clock).unwrap();
     c.start_all();
     let first = wait_all_held(&c, &w, &fixed, CONVERGE);
-    // Cut a node that holds something other than the Local addresses.
-    let victim = ["n1", "n3"]
-        .into_iter()
-        .find(|n| first.values().any(|h| h == n))
-        .unwrap_or("n1");
-    let held: BTreeSet<IpAddr> = first
-        .iter()
-        .filter(|(_, h)| h.as_str() == victim)
-        .map(|(a, _)| *a)
-        .collect();
+    let (victim, held) = busiest(&first);
     let t_cut = c.clock.now();
     c.cut_from_etcd(victim); // drops all traffic between the node and `api`
                              // R1: the cut node fences at its renew deadline (2 s) ...
@@ -538,16 +533,7 @@ fn control_plane_vip_and_service_addresses_share_a_process_and_sigterm_hands_bot
 
     // SIGTERM a node that announces Service addresses (not n2: the Local
     // Services have their only endpoint there).
-    let victim = ["n1", "n3"]
-        .into_iter()
-        .max_by_key(|n| first.values().filter(|h| h == n).count())
-        .unwrap();
-    let held: BTreeSet<IpAddr> = first
-        .iter()
-        .filter(|(_, h)| h.as_str() == victim)
-        .map(|(a, _)| *a)
-        .collect();
-    assert!(!held.is_empty(), "{victim} holds nothing: {first:?}");
+    let (victim, held) = busiest(&first);
     let t_stop = c.clock.now();
     let status = c.stop(victim);
     assert!(status.success(), "vipd on {victim} exited with {status}");
@@ -686,16 +672,7 @@ fn unhealthy_node_drains_its_service_addresses_at_once_and_takes_nothing_back() 
     let w = MultiAddrWatcher::start(&c.topo, &NODES, &fixed, c.clock).unwrap();
     c.start_all();
     let first = wait_all_held(&c, &w, &fixed, CONVERGE);
-    let victim = ["n1", "n3"]
-        .into_iter()
-        .max_by_key(|n| first.values().filter(|h| h == n).count())
-        .unwrap();
-    let held: BTreeSet<IpAddr> = first
-        .iter()
-        .filter(|(_, h)| h.as_str() == victim)
-        .map(|(a, _)| *a)
-        .collect();
-    assert!(!held.is_empty(), "{victim} holds nothing: {first:?}");
+    let (victim, held) = busiest(&first);
     let t_fail = c.clock.now();
     drop(checks.remove(victim));
     c.wait_for(MOVE_BOUND, || {
