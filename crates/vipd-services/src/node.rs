@@ -166,6 +166,8 @@ pub struct Node {
     was_valid: bool,
     /// Health gate (R8).
     eligible: bool,
+    /// When the current assigner term started.
+    term_started: Option<Instant>,
     /// Renewals sent before this instant do not extend the fence (set when
     /// eligibility returns).
     renewals_from: Option<Instant>,
@@ -195,6 +197,7 @@ impl Node {
             was_valid: false,
             eligible: true,
             renewals_from: None,
+            term_started: None,
             sent: BTreeMap::new(),
         }
     }
@@ -246,8 +249,23 @@ impl Node {
                 }
             }
             self.sent.values().for_each(|x| at(*x));
+            if let Some(settled) = self.bootstrap_until() {
+                at(settled);
+            }
         }
         t
+    }
+
+    /// With no assignment record known (a fresh cluster), the assigner
+    /// waits this long into its term before the first distribution: nodes
+    /// started together all renew within a retry period, and a first
+    /// assignment made before their leases are seen would stay lopsided
+    /// (sticky ownership never takes addresses back without `preempt`).
+    fn bootstrap_until(&self) -> Option<Instant> {
+        match (&self.assignment, self.term_started) {
+            (None, Some(t)) => Some(t + self.timings.retry_period() * 2),
+            _ => None,
+        }
     }
 
     /// Feeds one input; returns the actions to execute in order.
@@ -308,6 +326,7 @@ impl Node {
                     // A new term starts from a fresh full list.
                     self.synced = false;
                     self.sent.clear();
+                    self.term_started = a.then_some(now);
                 }
             }
         }
@@ -422,6 +441,9 @@ impl Node {
     /// tombstone for every referenced node whose lease ran out on our clock
     /// (or whose tombstone is older than the generation being written).
     fn assign(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.bootstrap_until().is_some_and(|t| now < t) {
+            return;
+        }
         let retry = self.timings.retry_period();
         self.sent.retain(|_, until| *until > now);
         let live = self.live(now);

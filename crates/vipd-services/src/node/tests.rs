@@ -533,6 +533,14 @@ fn assigner_writes_only_when_the_assignment_changes() {
     n1.handle(base, Input::Addresses(set(&[a])));
     n1.handle(base, Input::IsAssigner(true));
     let out = n1.handle(ms(base, 1), Input::Listed(vec![]));
+    // No record known yet (a fresh cluster): the first distribution waits
+    // two retry periods into the term, so nodes started together are seen.
+    assert!(
+        !out.iter().any(|x| matches!(x, Action::WriteAssignment { .. })),
+        "{out:?}"
+    );
+    assert_eq!(n1.poll_timeout(ms(base, 1)), Some(ms(base, 2_000)));
+    let out = n1.handle(ms(base, 2_000), Input::Tick);
     let first = out.iter().find_map(|x| match x {
         Action::WriteAssignment {
             assignment,
@@ -544,13 +552,13 @@ fn assigner_writes_only_when_the_assignment_changes() {
     assert_eq!(first.generation, 1);
     assert_eq!(first.entries.get(&a), Some(&entry("n1", 1, &[])));
     n1.handle(
-        ms(base, 50),
+        ms(base, 2_050),
         Input::Assignment {
             assignment: first,
             version: v("a1"),
         },
     );
-    for t in [100, 600, 1_100, 1_600] {
+    for t in [2_100, 2_600, 3_100, 3_600] {
         let now = ms(base, t);
         n1.handle(
             now,

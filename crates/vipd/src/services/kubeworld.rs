@@ -45,6 +45,11 @@ const DEBOUNCE: Duration = Duration::from_millis(20);
 /// How long an allocation written but not yet seen back keeps its address
 /// reserved.
 const PENDING_TTL: Duration = Duration::from_secs(10);
+/// Service writes (status, IPAM) in flight at most. The general client's
+/// rate limit paces them anyway; the cap keeps a takeover of hundreds of
+/// addresses from holding hundreds of cloned Services and request bodies
+/// at once (memory), the rest goes out on the next passes.
+const MAX_WRITES_IN_FLIGHT: usize = 16;
 
 /// The Kubernetes-world task's wiring.
 pub(crate) struct KubeWorld {
@@ -253,7 +258,7 @@ impl KubeWorld {
         }
         if synced && view.assigner {
             if let Some(p) = pools {
-                self.allocate(world, p, &derived, memory);
+                self.allocate(world, p, &derived, memory, inflight);
             }
         }
         self.acquired_events(world, &derived, view, memory);
@@ -306,7 +311,14 @@ impl KubeWorld {
 
     /// IPAM (assigner only): an address for every served Service without
     /// one, written as kube-vip-cloud-provider writes it.
-    fn allocate(&self, world: &World, pools: &PoolConfig, derived: &Derived, memory: &mut Memory) {
+    fn allocate(
+        &self,
+        world: &World,
+        pools: &PoolConfig,
+        derived: &Derived,
+        memory: &mut Memory,
+        inflight: &Arc<Mutex<HashSet<String>>>,
+    ) {
         let now = Instant::now();
         // A pending allocation ends when the Service shows it (or after the
         // TTL, when the write must have failed).
@@ -358,6 +370,17 @@ impl KubeWorld {
             if memory.pending.contains_key(&svc.key) {
                 continue;
             }
+            let flight_key = format!("ipam:{}", svc.key);
+            {
+                let mut f = inflight.lock().unwrap_or_else(|p| p.into_inner());
+                if f.len() >= MAX_WRITES_IN_FLIGHT {
+                    // The rest on a later pass (at least once a second).
+                    return;
+                }
+                if !f.insert(flight_key.clone()) {
+                    continue;
+                }
+            }
             let req = request_for(svc);
             match ipam::allocate(pools, &claims, &req) {
                 Ok(addrs) if !addrs.is_empty() => {
@@ -370,15 +393,24 @@ impl KubeWorld {
                     });
                     memory.pending.insert(svc.key.clone(), (addrs.clone(), now));
                     if let Some(obj) = world.service(&svc.key) {
-                        let (client, obj, metrics) =
-                            (self.general.clone(), obj.clone(), self.metrics.clone());
+                        let (client, obj, metrics, inflight) = (
+                            self.general.clone(),
+                            obj.clone(),
+                            self.metrics.clone(),
+                            inflight.clone(),
+                        );
                         let key = svc.key.clone();
                         tokio::spawn(async move {
                             metrics.services.inc_write("ipam");
                             if let Err(e) = write_allocation(&client, obj, &addrs).await {
                                 debug!(service = %key, error = %e, "IPAM write failed; retried on the next pass");
                             }
+                            inflight
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .remove(&flight_key);
                         });
+                        continue;
                     }
                 }
                 Ok(_) => {}
@@ -400,6 +432,11 @@ impl KubeWorld {
                     }
                 }
             }
+            // No write started for this Service.
+            inflight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&flight_key);
         }
     }
 
@@ -427,6 +464,10 @@ impl KubeWorld {
             }
             {
                 let mut f = inflight.lock().unwrap_or_else(|p| p.into_inner());
+                if f.len() >= MAX_WRITES_IN_FLIGHT {
+                    // The rest on a later pass (at least once a second).
+                    return;
+                }
                 if !f.insert(svc.key.clone()) {
                     continue;
                 }
