@@ -635,3 +635,89 @@ async fn write_allocation(
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ServiceStatus;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn svc(host: Option<&str>, ingress: &[(&str, Option<&str>)]) -> Service {
+        Service {
+            metadata: ObjectMeta {
+                annotations: host
+                    .map(|h| BTreeMap::from([(ANNOTATION_VIP_HOST.to_string(), h.to_string())])),
+                ..ObjectMeta::default()
+            },
+            status: Some(ServiceStatus {
+                load_balancer: Some(LoadBalancerStatus {
+                    ingress: Some(
+                        ingress
+                            .iter()
+                            .map(|(ip, mode)| LoadBalancerIngress {
+                                ip: Some(ip.to_string()),
+                                ip_mode: mode.map(String::from),
+                                ..LoadBalancerIngress::default()
+                            })
+                            .collect(),
+                    ),
+                }),
+                ..ServiceStatus::default()
+            }),
+            ..Service::default()
+        }
+    }
+
+    #[test]
+    fn status_is_compared_on_addresses_and_host_not_on_ip_mode() {
+        let a: IpAddr = "198.51.100.10".parse().expect("ip");
+        let b: IpAddr = "2001:db8::10".parse().expect("ip");
+        // An API server before 1.30 drops ipMode: still up to date.
+        assert!(status_ok(
+            &svc(Some("n1"), &[("198.51.100.10", None)]),
+            &[a],
+            "n1"
+        ));
+        assert!(status_ok(
+            &svc(Some("n1"), &[("198.51.100.10", Some("VIP"))]),
+            &[a],
+            "n1"
+        ));
+        // Another owner, a missing family, or no host: rewrite.
+        assert!(!status_ok(
+            &svc(Some("n2"), &[("198.51.100.10", None)]),
+            &[a],
+            "n1"
+        ));
+        assert!(!status_ok(
+            &svc(Some("n1"), &[("198.51.100.10", None)]),
+            &[a, b],
+            "n1"
+        ));
+        assert!(!status_ok(
+            &svc(None, &[("198.51.100.10", None)]),
+            &[a],
+            "n1"
+        ));
+    }
+
+    #[test]
+    fn ipam_request_carries_families_ports_and_dual_stack_requirement() {
+        use vipd::svc::world::IpFamily;
+        let info = SvcInfo {
+            key: "ns/a".into(),
+            namespace: "ns".into(),
+            name: "a".into(),
+            addresses: vec![],
+            ports: BTreeSet::from([("TCP".to_string(), 80)]),
+            families: vec![IpFamily::V6, IpFamily::V4],
+            require_dual_stack: true,
+            local: false,
+        };
+        let r = request_for(&info);
+        assert_eq!(r.families, vec![ipam::Family::V6, ipam::Family::V4]);
+        assert!(r.require_all);
+        assert_eq!(r.ports, info.ports);
+        assert_eq!(r.namespace, "ns");
+    }
+}
