@@ -102,6 +102,8 @@ fn static_pod_parses_back_with_kube_vip_env_and_kubeconfig_host_path() {
         ("prometheus_server", ":2112"),
         ("vip_loglevel", "4"),
         ("k8s_config_file", "/etc/kubernetes/admin.conf"),
+        // One malloc arena (RSS, docs/BENCHMARKS.md).
+        ("MALLOC_ARENA_MAX", "1"),
     ] {
         assert_eq!(value(c, name), Some(v), "{name}\n{text}");
     }

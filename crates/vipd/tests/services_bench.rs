@@ -228,6 +228,8 @@ impl Bench {
             .host(node)
             .ns
             .command(&vipd_bin())
+            // As the manifests set it (crates/vipd/src/manifest.rs).
+            .env("MALLOC_ARENA_MAX", "1")
             .args(&args)
             .stdin(Stdio::null())
             .stdout(log)
