@@ -536,7 +536,8 @@ fn assigner_writes_only_when_the_assignment_changes() {
     // No record known yet (a fresh cluster): the first distribution waits
     // two retry periods into the term, so nodes started together are seen.
     assert!(
-        !out.iter().any(|x| matches!(x, Action::WriteAssignment { .. })),
+        !out.iter()
+            .any(|x| matches!(x, Action::WriteAssignment { .. })),
         "{out:?}"
     );
     assert_eq!(n1.poll_timeout(ms(base, 1)), Some(ms(base, 2_000)));
