@@ -411,10 +411,95 @@ fn unknown_or_ignored_kube_vip_variables_produce_one_warning_each() {
 }
 
 #[test]
-fn services_mode_is_warned_about_and_ignored() {
-    let c = resolve("run", &[("svc_enable", "true")]).expect("valid");
-    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
-    assert!(c.warnings[0].contains("Services mode"), "{:?}", c.warnings);
+fn kube_vip_services_variables_enable_services_mode() {
+    let c = resolve(
+        "run",
+        &[
+            ("svc_enable", "true"),
+            ("svc_namespace", "shop"),
+            ("vip_servicesinterface", "eth1"),
+            ("lb_class_only", "true"),
+            ("lb_class_name", "example.com/lb"),
+        ],
+    )
+    .expect("valid");
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let s = c.services.expect("Services mode on");
+    assert_eq!(s.namespace.as_deref(), Some("shop"));
+    assert_eq!(s.interface, "eth1");
+    assert!(s.lb_class_only);
+    assert_eq!(s.lb_class_name, "example.com/lb");
+    // Defaults: IPAM from kube-vip-cloud-provider's ConfigMap, no preempt,
+    // a frame-rate cap, no zone fallback.
+    assert_eq!(
+        s.ipam_configmap,
+        Some(("kube-system".to_string(), "kubevip".to_string()))
+    );
+    assert!(!s.preempt && !s.zone_fallback);
+    assert_eq!(s.announce_max_pps, 1000);
+    // The control-plane VIP is still configured alongside (BASE).
+    assert!(c.vip.is_some());
+}
+
+#[test]
+fn services_mode_needs_no_address_but_the_kubernetes_backend() {
+    let e = env(&[("svc_enable", "true"), ("vip_interface", "eth0")]);
+    let c = Config::from_sources_with_hostname(&argv("run"), &e, Some("h".into()))
+        .expect("Services mode alone is valid");
+    assert!(c.vip.is_none());
+    assert_eq!(c.services.map(|s| s.interface).as_deref(), Some("eth0"));
+    // Neither an address nor Services mode: the address is missing.
+    let e = env(&[("vip_interface", "eth0")]);
+    let err = Config::from_sources_with_hostname(&argv("run"), &e, Some("h".into()))
+        .expect_err("nothing to do");
+    assert!(err.to_string().contains("--address"), "{err}");
+    // Services mode reads the Kubernetes API: etcd is refused (exit 2).
+    let e = env(&[
+        ("svc_enable", "true"),
+        ("vip_interface", "eth0"),
+        ("VIPD_BACKEND", "etcd"),
+        ("VIPD_ETCD_ENDPOINTS", "http://192.0.2.1:2379"),
+    ]);
+    let err = Config::from_sources_with_hostname(&argv("run"), &e, Some("h".into()))
+        .expect_err("etcd backend");
+    assert!(err.to_string().contains("kubernetes"), "{err}");
+    // Control-plane mode without its VIP is refused.
+    let e = env(&[
+        ("svc_enable", "true"),
+        ("vip_interface", "eth0"),
+        ("cp_enable", "true"),
+    ]);
+    assert!(Config::from_sources_with_hostname(&argv("run"), &e, Some("h".into())).is_err());
+}
+
+#[test]
+fn services_options_are_validated() {
+    for (k, v) in [
+        ("VIPD_SERVICES_NODE_SELECTOR", "no-equals-sign"),
+        ("VIPD_IPAM_CONFIGMAP", "kubevip"),
+        ("VIPD_ANNOUNCE_MAX_PPS", "fast"),
+        ("svc_namespace", "Not_A_Namespace"),
+    ] {
+        let err = resolve("run", &[("svc_enable", "true"), (k, v)]).expect_err(k);
+        assert!(err.to_string().contains(v), "{k}: {err}");
+    }
+    let c = resolve(
+        "run",
+        &[
+            ("svc_enable", "true"),
+            ("VIPD_IPAM_CONFIGMAP", ""),
+            ("VIPD_SERVICES_NODE_SELECTOR", "vipd.io/lb=true"),
+            ("VIPD_PREEMPT", "true"),
+        ],
+    )
+    .expect("valid");
+    let s = c.services.expect("on");
+    assert_eq!(s.ipam_configmap, None, "empty disables IPAM");
+    assert_eq!(
+        s.node_selector.get("vipd.io/lb").map(String::as_str),
+        Some("true")
+    );
+    assert!(s.preempt);
 }
 
 #[test]
