@@ -448,7 +448,20 @@ impl Node {
         self.sent.retain(|_, until| *until > now);
         let live = self.live(now);
         let version = self.assignment.as_ref().map(|(_, v)| v.clone());
-        let empty = Assignment::default();
+        // No record known: the next one is created. If an earlier record
+        // was deleted, nodes still hold its generations (applied, floors,
+        // tombstones) and ignore anything older, so the new record starts
+        // above every generation seen rather than at 1.
+        let empty = Assignment {
+            generation: self
+                .states
+                .values()
+                .map(|s| s.generation)
+                .chain([self.floor])
+                .max()
+                .unwrap_or(0),
+            ..Assignment::default()
+        };
         let current = self.assignment.as_ref().map_or(&empty, |(a, _)| a);
         let mut want = desired(
             current,

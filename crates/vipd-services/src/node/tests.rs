@@ -694,3 +694,43 @@ fn assigner_moves_a_draining_nodes_addresses_without_waiting_for_expiry() {
     let moved = write.expect("the assignment is rewritten at once");
     assert_eq!(moved.entries[&a].owner.as_deref(), Some("n3"));
 }
+
+#[test]
+fn a_recreated_assignment_starts_above_every_generation_the_nodes_hold() {
+    // The assignment record was deleted (or never read) while node records
+    // carry generation 7: a record created at generation 1 would be ignored
+    // by every node (generations only move forward).
+    let base = Instant::now();
+    let a = ip(60);
+    let mut n1 = renewed("n1", base);
+    n1.handle(base, Input::Addresses(set(&[a])));
+    n1.handle(base, Input::IsAssigner(true));
+    n1.handle(
+        base,
+        Input::Listed(vec![
+            Listed {
+                node: "n1".into(),
+                state: state(7, &[]),
+                version: v("1"),
+            },
+            Listed {
+                node: "n2".into(),
+                state: state(5, &[]),
+                version: v("2"),
+            },
+        ]),
+    );
+    let out = n1.handle(ms(base, 2_000), Input::Tick);
+    let created = out
+        .iter()
+        .find_map(|x| match x {
+            Action::WriteAssignment {
+                assignment,
+                expected_version: None,
+            } => Some(assignment.clone()),
+            _ => None,
+        })
+        .expect("the record is created");
+    assert_eq!(created.generation, 8);
+    assert_eq!(created.entries[&a].since, 8);
+}
