@@ -131,37 +131,49 @@ fn ipam_pool() -> Value {
     )
 }
 
-/// The 20 Services: 10 with their own address, 2 pairs sharing one, 2
-/// `Local` ones whose only ready endpoint is on n2, 4 for IPAM. Returns
-/// (name, fixed address) for those with an address.
-fn seed(c: &Cluster) -> Vec<(String, Option<IpAddr>)> {
+/// The 20 Services: 10 with their own address (one of them dual-stack,
+/// IPv4 + IPv6), 2 pairs sharing one, 2 `Local` ones whose only ready
+/// endpoint is on n2, 4 for IPAM (19 addresses). Returns (name, its fixed
+/// addresses; empty for IPAM's).
+fn seed(c: &Cluster) -> Vec<(String, Vec<IpAddr>)> {
     let api = c.api();
     for (n, z) in [("n1", "zone-a"), ("n2", "zone-a"), ("n3", "zone-b")] {
         api.put_object(node(n, z));
     }
     api.put_object(ipam_pool());
     let mut out = Vec::new();
-    for i in 0..10 {
+    for i in 0..9 {
         let ip = format!("198.51.100.{}", 10 + i);
         api.put_object(service(&format!("own-{i}"), Some(&ip), 80, false));
-        out.push((format!("own-{i}"), Some(ip.parse().unwrap())));
+        out.push((format!("own-{i}"), vec![ip.parse().unwrap()]));
     }
+    let mut dual = service("own-9", Some("198.51.100.19,2001:db8::19"), 80, false);
+    dual["spec"]["ipFamilyPolicy"] = "RequireDualStack".into();
+    dual["spec"]["ipFamilies"] = serde_json::json!(["IPv4", "IPv6"]);
+    api.put_object(dual);
+    out.push((
+        "own-9".into(),
+        vec![
+            "198.51.100.19".parse().unwrap(),
+            "2001:db8::19".parse().unwrap(),
+        ],
+    ));
     for (i, ip) in ["198.51.100.40", "198.51.100.41"].iter().enumerate() {
         api.put_object(service(&format!("share-{i}-a"), Some(ip), 80, false));
         api.put_object(service(&format!("share-{i}-b"), Some(ip), 443, false));
-        out.push((format!("share-{i}-a"), Some(ip.parse().unwrap())));
-        out.push((format!("share-{i}-b"), Some(ip.parse().unwrap())));
+        out.push((format!("share-{i}-a"), vec![ip.parse().unwrap()]));
+        out.push((format!("share-{i}-b"), vec![ip.parse().unwrap()]));
     }
     for i in 0..2 {
         let name = format!("local-{i}");
         let ip = format!("198.51.100.{}", 50 + i);
         api.put_object(slice(&name, "n2"));
         api.put_object(service(&name, Some(&ip), 80, true));
-        out.push((name, Some(ip.parse().unwrap())));
+        out.push((name, vec![ip.parse().unwrap()]));
     }
     for i in 0..4 {
         api.put_object(service(&format!("ipam-{i}"), None, 80, false));
-        out.push((format!("ipam-{i}"), None));
+        out.push((format!("ipam-{i}"), Vec::new()));
     }
     assert_eq!(out.len(), 20);
     out
@@ -191,18 +203,29 @@ fn ingress(svc: &Value) -> BTreeSet<String> {
 }
 
 /// Addresses of every Service as the API shows them now (IPAM included).
-fn service_addresses(c: &Cluster, names: &[(String, Option<IpAddr>)]) -> BTreeMap<String, IpAddr> {
+fn service_addresses(
+    c: &Cluster,
+    names: &[(String, Vec<IpAddr>)],
+) -> BTreeMap<String, Vec<IpAddr>> {
     names
         .iter()
         .filter_map(|(n, fixed)| {
-            let ip = fixed.or_else(|| {
-                get_service(c, n)
-                    .and_then(|s| annotation(&s, "kube-vip.io/loadbalancerIPs"))
-                    .and_then(|a| a.parse().ok())
-            })?;
-            Some((n.clone(), ip))
+            if !fixed.is_empty() {
+                return Some((n.clone(), fixed.clone()));
+            }
+            let ips: Vec<IpAddr> = get_service(c, n)
+                .and_then(|s| annotation(&s, "kube-vip.io/loadbalancerIPs"))?
+                .split(',')
+                .filter_map(|a| a.trim().parse().ok())
+                .collect();
+            (!ips.is_empty()).then(|| (n.clone(), ips))
         })
         .collect()
+}
+
+/// Every fixed address of the seeded Services.
+fn fixed_addresses(names: &[(String, Vec<IpAddr>)]) -> BTreeSet<IpAddr> {
+    names.iter().flat_map(|(_, a)| a.iter().copied()).collect()
 }
 
 fn services_cluster(name: &str) -> Cluster {
@@ -260,11 +283,12 @@ fn services_mode_moves_addresses_of_a_dead_node_once_and_never_takes_them_back()
     netlab::require_root!();
     let mut c = services_cluster("svc-move");
     let names = seed(&c);
-    // The 18 addresses: 10 own + 2 shared + 2 Local + 4 IPAM (pool of 5).
+    // The 19 addresses: 9 own + 2 of the dual-stack one + 2 shared + 2
+    // Local + 4 IPAM (pool of 5).
     let pool: BTreeSet<IpAddr> = (10..=14)
         .map(|i| format!("203.0.113.{i}").parse().unwrap())
         .collect();
-    let fixed: BTreeSet<IpAddr> = names.iter().filter_map(|(_, a)| *a).collect();
+    let fixed: BTreeSet<IpAddr> = fixed_addresses(&names);
     let watched: BTreeSet<IpAddr> = fixed.union(&pool).copied().collect();
     let w = MultiAddrWatcher::start(&c.topo, &NODES, &watched, c.clock).unwrap();
     let t0 = c.clock.now();
@@ -278,11 +302,11 @@ fn services_mode_moves_addresses_of_a_dead_node_once_and_never_takes_them_back()
             (m.len() == 20).then_some(m)
         })
         .unwrap_or_else(|| panic!("IPAM did not allocate within {CONVERGE:?}"));
-    let ipam: BTreeSet<IpAddr> = (0..4).map(|i| allocated[&format!("ipam-{i}")]).collect();
+    let ipam: BTreeSet<IpAddr> = (0..4).map(|i| allocated[&format!("ipam-{i}")][0]).collect();
     assert_eq!(ipam.len(), 4, "IPAM handed out an address twice: {ipam:?}");
     assert!(ipam.is_subset(&pool), "IPAM outside the pool: {ipam:?}");
-    let want: BTreeSet<IpAddr> = allocated.values().copied().collect();
-    assert_eq!(want.len(), 18);
+    let want: BTreeSet<IpAddr> = allocated.values().flatten().copied().collect();
+    assert_eq!(want.len(), 19);
     let first = wait_all_held(&c, &w, &want, CONVERGE);
     let converged = c.clock.now() - t0;
     for i in 0..2 {
@@ -297,9 +321,12 @@ fn services_mode_moves_addresses_of_a_dead_node_once_and_never_takes_them_back()
         allocated
             .iter()
             .all(|(n, a)| {
+                // Every address of the Service (both families for own-9);
+                // vipHost = the owner of its first address.
+                let all: BTreeSet<String> = a.iter().map(ToString::to_string).collect();
                 get_service(&c, n).is_some_and(|s| {
-                    ingress(&s) == BTreeSet::from([a.to_string()])
-                        && annotation(&s, "kube-vip.io/vipHost").as_deref() == Some(&first[a])
+                    ingress(&s) == all
+                        && annotation(&s, "kube-vip.io/vipHost").as_deref() == Some(&first[&a[0]])
                 })
             })
             .then_some(())
@@ -374,7 +401,7 @@ fn services_mode_moves_addresses_of_a_dead_node_once_and_never_takes_them_back()
 
     // 5. IPAM release: delete one IPAM Service, its address is withdrawn;
     //    a new Service gets a free pool address.
-    let gone = allocated["ipam-0"];
+    let gone = allocated["ipam-0"][0];
     c.api()
         .call(|s| s.delete_object("v1", "Service", "default", "ipam-0"))
         .unwrap();
@@ -417,7 +444,7 @@ fn services_mode_goes_dark_during_a_total_api_outage_and_recovers_after() {
     netlab::require_root!();
     let mut c = services_cluster("svc-apidown");
     let names = seed(&c);
-    let fixed: BTreeSet<IpAddr> = names.iter().filter_map(|(_, a)| *a).collect();
+    let fixed: BTreeSet<IpAddr> = fixed_addresses(&names);
     let w = MultiAddrWatcher::start(&c.topo, &NODES, &fixed, c.clock).unwrap();
     c.start_all();
     wait_all_held(&c, &w, &fixed, CONVERGE);
@@ -467,7 +494,7 @@ fn services_mode_node_cut_from_the_api_fences_then_hands_over_without_overlap() 
     netlab::require_root!();
     let mut c = services_cluster("svc-cut");
     let names = seed(&c);
-    let fixed: BTreeSet<IpAddr> = names.iter().filter_map(|(_, a)| *a).collect();
+    let fixed: BTreeSet<IpAddr> = fixed_addresses(&names);
     let w = MultiAddrWatcher::start(&c.topo, &NODES, &fixed, c.clock).unwrap();
     c.start_all();
     let first = wait_all_held(&c, &w, &fixed, CONVERGE);
@@ -513,7 +540,7 @@ fn control_plane_vip_and_service_addresses_share_a_process_and_sigterm_hands_bot
     let mut c = services_cluster("svc-both");
     c.with_address = true;
     let names = seed(&c);
-    let fixed: BTreeSet<IpAddr> = names.iter().filter_map(|(_, a)| *a).collect();
+    let fixed: BTreeSet<IpAddr> = fixed_addresses(&names);
     let w = MultiAddrWatcher::start(&c.topo, &NODES, &fixed, c.clock).unwrap();
     c.start_all();
     let first = wait_all_held(&c, &w, &fixed, CONVERGE);
@@ -668,7 +695,7 @@ fn unhealthy_node_drains_its_service_addresses_at_once_and_takes_nothing_back() 
         .map(|n| (*n, HttpOk::start(&c.topo.host(n).ns, lo, PORT)))
         .collect();
     let names = seed(&c);
-    let fixed: BTreeSet<IpAddr> = names.iter().filter_map(|(_, a)| *a).collect();
+    let fixed: BTreeSet<IpAddr> = fixed_addresses(&names);
     let w = MultiAddrWatcher::start(&c.topo, &NODES, &fixed, c.clock).unwrap();
     c.start_all();
     let first = wait_all_held(&c, &w, &fixed, CONVERGE);
