@@ -737,3 +737,54 @@ fn unhealthy_node_drains_its_service_addresses_at_once_and_takes_nothing_back() 
     let two = w.two_holder_addresses(Duration::ZERO..end);
     assert!(two.is_empty(), "two holders for {two:?}");
 }
+
+#[test]
+fn with_preempt_a_returning_node_takes_its_addresses_back_without_overlap() {
+    netlab::require_root!();
+    let mut c = services_cluster("svc-preempt");
+    c.extra_args.push("--preempt".into());
+    let names = seed(&c);
+    let fixed: BTreeSet<IpAddr> = fixed_addresses(&names);
+    let w = MultiAddrWatcher::start(&c.topo, &NODES, &fixed, c.clock).unwrap();
+    c.start_all();
+    // With every node seen before the first distribution, each address
+    // starts on its rendezvous winner (Local ones on n2).
+    let first = wait_all_held(&c, &w, &fixed, CONVERGE);
+    let (victim, held) = busiest(&first);
+    c.crash(victim);
+    c.wait_for(MOVE_BOUND, || {
+        let all = w.holders_all();
+        held.iter()
+            .all(|a| all.get(a).is_some_and(|h| h.len() == 1 && h[0] != victim))
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("{victim}'s addresses did not move: {:?}", w.holders_all()));
+    // Back (vipd first, then the link, like a reboot): its addresses return.
+    c.restart(victim);
+    std::thread::sleep(Duration::from_secs(2));
+    let t_back = c.clock.now();
+    c.topo.host(victim).link_up().unwrap();
+    c.wait_for(MOVE_BOUND, || {
+        let all = w.holders_all();
+        first
+            .iter()
+            .all(|(a, h)| all.get(a).is_some_and(|x| x == &vec![h.clone()]))
+            .then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "with --preempt the original owners did not return: {:?} (was {first:?})",
+            w.holders_all()
+        )
+    });
+    let returned = c.clock.now() - t_back;
+    let end = c.clock.now();
+    println!(
+        "SCENARIO name=services-preempt victim={victim} held={} returned_ms={} two_holder_ms={}",
+        held.len(),
+        returned.as_millis(),
+        w.two_holder_time(Duration::ZERO..end).as_millis()
+    );
+    let two = w.two_holder_addresses(Duration::ZERO..end);
+    assert!(two.is_empty(), "two holders for {two:?}");
+}
