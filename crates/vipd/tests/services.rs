@@ -278,6 +278,28 @@ fn busiest(owners: &BTreeMap<IpAddr, String>) -> (&'static str, BTreeSet<IpAddr>
     (victim, held)
 }
 
+/// Waits until every address in `held` is held by exactly one node other
+/// than `victim`; returns every address's holders at that moment.
+fn wait_moved_off(
+    c: &Cluster,
+    w: &MultiAddrWatcher,
+    held: &BTreeSet<IpAddr>,
+    victim: &str,
+) -> BTreeMap<IpAddr, Vec<String>> {
+    c.wait_for(MOVE_BOUND, || {
+        let all = w.holders_all();
+        held.iter()
+            .all(|a| all.get(a).is_some_and(|h| h.len() == 1 && h[0] != victim))
+            .then_some(all)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "addresses of {victim} did not move within {MOVE_BOUND:?}: {:?}",
+            w.holders_all()
+        )
+    })
+}
+
 #[test]
 fn services_mode_moves_addresses_of_a_dead_node_once_and_never_takes_them_back() {
     netlab::require_root!();
@@ -358,21 +380,7 @@ fn services_mode_moves_addresses_of_a_dead_node_once_and_never_takes_them_back()
     let (victim, moved) = busiest(&first);
     let t_kill = c.clock.now();
     c.crash(victim);
-    let after = c
-        .wait_for(MOVE_BOUND, || {
-            let all = w.holders_all();
-            let ok = moved.iter().all(|a| {
-                all.get(a)
-                    .is_some_and(|h| h.len() == 1 && h[0].as_str() != victim)
-            });
-            ok.then_some(all)
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "addresses of {victim} did not move within {MOVE_BOUND:?}: {:?}",
-                w.holders_all()
-            )
-        });
+    let after = wait_moved_off(&c, &w, &moved, victim);
     let move_time = c.clock.now() - t_kill;
     for (a, h) in &first {
         if h.as_str() != victim {
@@ -702,13 +710,7 @@ fn unhealthy_node_drains_its_service_addresses_at_once_and_takes_nothing_back() 
     let (victim, held) = busiest(&first);
     let t_fail = c.clock.now();
     drop(checks.remove(victim));
-    c.wait_for(MOVE_BOUND, || {
-        let all = w.holders_all();
-        held.iter()
-            .all(|a| all.get(a).is_some_and(|h| h.len() == 1 && h[0] != victim))
-            .then_some(())
-    })
-    .unwrap_or_else(|| panic!("{victim} did not drain: {:?}", w.holders_all()));
+    wait_moved_off(&c, &w, &held, victim);
     let moved = wait_all_held(&c, &w, &fixed, MOVE_BOUND);
     let drained = c.clock.now() - t_fail;
     assert!(held.iter().all(|a| moved[a] != victim));
@@ -752,13 +754,7 @@ fn with_preempt_a_returning_node_takes_its_addresses_back_without_overlap() {
     let first = wait_all_held(&c, &w, &fixed, CONVERGE);
     let (victim, held) = busiest(&first);
     c.crash(victim);
-    c.wait_for(MOVE_BOUND, || {
-        let all = w.holders_all();
-        held.iter()
-            .all(|a| all.get(a).is_some_and(|h| h.len() == 1 && h[0] != victim))
-            .then_some(())
-    })
-    .unwrap_or_else(|| panic!("{victim}'s addresses did not move: {:?}", w.holders_all()));
+    wait_moved_off(&c, &w, &held, victim);
     // Back (vipd first, then the link, like a reboot): its addresses return.
     c.restart(victim);
     std::thread::sleep(Duration::from_secs(2));

@@ -25,8 +25,7 @@ mod common; // the harness (`#![allow(dead_code)]` inside): only its test server
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::Duration;
@@ -252,30 +251,10 @@ impl Bench {
         self.topo.host(node).link_down().unwrap();
     }
 
-    /// `GET /metrics` from inside `node`'s namespace (HTTP/1.0, so the
-    /// body is never chunked); `None` on any error.
+    /// `GET /metrics` from inside `node`'s namespace; `None` on any error.
     fn metrics(&self, node: &str) -> Option<String> {
-        let ip = self.topo.host(node).ipv4()?;
-        let req = format!("GET /metrics HTTP/1.0\r\nHost: {ip}\r\n\r\n");
-        self.topo
-            .host(node)
-            .ns
-            .enter(move || -> Option<String> {
-                let addr = SocketAddr::new(ip, 2112);
-                let mut s =
-                    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-                s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-                s.write_all(req.as_bytes()).ok()?;
-                let mut out = String::new();
-                s.read_to_string(&mut out).ok()?;
-                let (head, body) = out.split_once("\r\n\r\n")?;
-                head.lines()
-                    .next()?
-                    .contains(" 200")
-                    .then(|| body.to_string())
-            })
-            .ok()
-            .flatten()
+        let host = self.topo.host(node);
+        common::http_get_in(&host.ns, host.ipv4()?, "/metrics")
     }
 
     /// Announcements counted per address on `node` (all kinds summed).

@@ -564,25 +564,8 @@ impl Cluster {
     /// `GET path` on `node`'s HTTP endpoint (port 2112 on its own address),
     /// from inside the node's namespace; the body, or `None` on any error.
     pub fn http_get(&self, node: &str, path: &str) -> Option<String> {
-        use std::io::Read;
-        let ip = self.topo.host(node).ipv4()?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n");
-        self.topo
-            .host(node)
-            .ns
-            .enter(move || -> Option<String> {
-                let addr = SocketAddr::new(ip, 2112);
-                let mut s =
-                    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-                s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-                s.write_all(req.as_bytes()).ok()?;
-                let mut out = String::new();
-                s.read_to_string(&mut out).ok()?;
-                let (head, body) = out.split_once("\r\n\r\n")?;
-                head.starts_with("HTTP/1.1 200").then(|| body.to_string())
-            })
-            .ok()
-            .flatten()
+        let host = self.topo.host(node);
+        http_get_in(&host.ns, host.ipv4()?, path)
     }
 
     /// The value of the first sample of `metric` whose line contains every
@@ -702,4 +685,27 @@ pub fn ms(d: Duration) -> String {
 /// Milliseconds of an optional duration (`none` when absent).
 pub fn ms_opt(d: Option<Duration>) -> String {
     d.map(ms).unwrap_or_else(|| "none".into())
+}
+
+/// `GET path` on vipd's HTTP endpoint `ip:2112`, from inside `ns`: the body
+/// of a 200 answer, or `None` on any error. HTTP/1.0, so a large body
+/// (`/metrics` with 1,000 Services) is never chunked.
+pub fn http_get_in(ns: &netlab::NetNs, ip: IpAddr, path: &str) -> Option<String> {
+    use std::io::Read;
+    let req = format!("GET {path} HTTP/1.0\r\nHost: {ip}\r\n\r\n");
+    ns.enter(move || -> Option<String> {
+        let addr = SocketAddr::new(ip, 2112);
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(req.as_bytes()).ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        let (head, body) = out.split_once("\r\n\r\n")?;
+        head.lines()
+            .next()?
+            .contains(" 200")
+            .then(|| body.to_string())
+    })
+    .ok()
+    .flatten()
 }
