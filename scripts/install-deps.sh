@@ -9,6 +9,9 @@ command -v nft >/dev/null       || need+=(nftables)
 command -v etcd >/dev/null      || need+=(etcd-server)
 command -v etcdctl >/dev/null   || need+=(etcd-client)
 command -v protoc >/dev/null    || need+=(protobuf-compiler)
+# protoc's well-known types (google/protobuf/*.proto, which etcd-client's
+# protos import) are in libprotobuf-dev; --no-install-recommends leaves it out.
+[ -e /usr/include/google/protobuf/descriptor.proto ] || need+=(libprotobuf-dev)
 command -v tcpdump >/dev/null   || need+=(tcpdump)
 command -v keepalived >/dev/null || need+=(keepalived)
 command -v arping >/dev/null    || need+=(arping)
