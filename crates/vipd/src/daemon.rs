@@ -26,8 +26,6 @@ use tokio::sync::{mpsc, watch, Mutex};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use vipd::config::{Backend, Config};
-use vipd::metrics::Metrics;
-use vipd::status::{Liveness, StatusHandle};
 use vipd_election::{Elector, FenceReason, LeaseStore};
 use vipd_health::{HealthCheckSpec, HealthMonitor};
 use vipd_vip::{preflight, PreflightError, Vip, VipManager, VipManagerConfig};
@@ -36,15 +34,16 @@ use crate::elect::{self, Control, Holder, Observation};
 
 mod events;
 mod glue;
-pub(crate) mod health;
+mod health;
 
 use events::Events;
 use glue::{glue, GlueCtx};
-use health::{health_loop, health_specs};
-use vipd_backoff::{random_u64, Backoff};
+use health::health_loop;
 
-/// Exit status for invalid configuration (SPEC §3).
-pub(crate) const EXIT_CONFIG: u8 = 2;
+#[cfg(feature = "kubernetes")]
+use crate::context::load_kube;
+use crate::context::{health_specs, wait_for_signal, Obs, EXIT_CONFIG};
+use vipd_backoff::{random_u64, Backoff};
 
 /// Entry point of `vipd run`.
 pub fn main(cfg: Config) -> ExitCode {
@@ -86,21 +85,8 @@ fn init_logging(cfg: &Config) {
     }
 }
 
-/// What every part of the daemon reports to: metrics, `/status`, the
-/// loops' heartbeats (one HTTP endpoint serves them all).
-#[derive(Clone)]
-pub(crate) struct Obs {
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) status: StatusHandle,
-    pub(crate) liveness: Liveness,
-}
-
 async fn run(cfg: Config) -> ExitCode {
-    let obs = Obs {
-        metrics: Arc::new(Metrics::new(env!("CARGO_PKG_VERSION"))),
-        status: StatusHandle::for_config(&cfg),
-        liveness: Liveness::new(),
-    };
+    let obs = Obs::for_config(&cfg);
     let stop_http = CancellationToken::new();
     let http = cfg.http_addr.map(|addr| {
         let state = vipd::http::HttpState::new(
@@ -150,40 +136,6 @@ async fn run(cfg: Config) -> ExitCode {
         let _ = h.await;
     }
     code
-}
-
-/// Kubernetes API access from the configuration (exit 2 when invalid).
-#[cfg(feature = "kubernetes")]
-pub(crate) async fn load_kube(
-    cfg: &Config,
-    vip: Option<std::net::IpAddr>,
-) -> Result<vipd_kube::KubeApi, ExitCode> {
-    let settings = vipd_kube::KubeSettings {
-        kubeconfig: cfg.kubeconfig.clone(),
-        kubernetes_addr: cfg.kubernetes_addr.clone(),
-        api_port: cfg.api_port,
-        control_plane: cfg.control_plane,
-        // Only used to drop endpoints that are the control-plane VIP, and
-        // control-plane mode always has one (config); without a VIP
-        // (Services mode only) no endpoint can equal 0.0.0.0.
-        vip: vip.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
-    };
-    let api = match vipd_kube::KubeApi::load(&settings).await {
-        Ok(api) => api,
-        Err(e) => {
-            eprintln!("vipd: invalid Kubernetes configuration: {e} (--kubeconfig/k8s_config_file, --kubernetes-addr/kubernetes_addr)");
-            return Err(ExitCode::from(EXIT_CONFIG));
-        }
-    };
-    let endpoints = api.endpoints();
-    if !endpoints.dropped.is_empty() {
-        // R6: in control-plane mode the API is never reached
-        // through the VIP this node may be about to remove.
-        info!(dropped = ?endpoints.dropped.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "not using API endpoints that are the control-plane VIP");
-    }
-    info!(endpoints = ?endpoints.endpoints.iter().map(|e| e.to_string()).collect::<Vec<_>>(), "Kubernetes API endpoints, in order");
-    Ok(api)
 }
 
 async fn run_vip(cfg: Config, vip: std::net::IpAddr, obs: Obs) -> ExitCode {
@@ -534,22 +486,4 @@ async fn run_with_store<S: LeaseStore>(
     let _ = glue.await;
     info!("vipd stopped");
     ExitCode::SUCCESS
-}
-
-pub(crate) async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut t), Ok(mut i)) => {
-            tokio::select! {
-                _ = t.recv() => info!("SIGTERM received"),
-                _ = i.recv() => info!("SIGINT received"),
-            }
-        }
-        _ => {
-            error!("cannot install signal handlers; running until killed");
-            std::future::pending::<()>().await;
-        }
-    }
 }

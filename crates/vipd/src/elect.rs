@@ -19,13 +19,13 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, info, warn};
-use vipd::status::Heartbeat;
 use vipd_backoff::Backoff;
 use vipd_election::mem::stamped;
 use vipd_election::{
     Action, Elector, FenceReason, Input, LeaseStore, Op, RequestId, Role, Status, StoreError,
     Versioned, WallTime, WatchEvent,
 };
+use vipd_observe::status::Heartbeat;
 
 /// Control inputs from the rest of the daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 //!   max age ([`Liveness`]); 503 naming the stale loops otherwise.
 //! - `GET /readyz`: 503 until the first election sync ([`StatusHandle::mark_ready`]),
 //!   then 200.
-//! - `GET /status`: [`StatusSnapshot`](crate::status::StatusSnapshot) as JSON.
+//! - `GET /status`: [`StatusSnapshot`](vipd_observe::status::StatusSnapshot) as JSON.
 //!
 //! The server only reads shared state; it never blocks the loops it reports on.
 
@@ -21,8 +21,8 @@ use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
-use crate::metrics::{self, Metrics};
-use crate::status::{Liveness, StatusHandle};
+use vipd_observe::metrics::{self, Metrics};
+use vipd_observe::status::{Liveness, StatusHandle};
 
 /// What the handlers read.
 #[derive(Clone, Debug)]
@@ -144,8 +144,8 @@ mod tests {
     use tokio::sync::oneshot;
 
     use super::*;
-    use crate::metrics::AnnouncementKind;
-    use crate::status::{Role, VipEntry};
+    use vipd_observe::metrics::AnnouncementKind;
+    use vipd_observe::status::{Role, VipEntry};
 
     /// A minimal HTTP/1.1 client: one request, `Connection: close`, read to
     /// EOF. Returns (status code, body).

@@ -1,10 +1,9 @@
-//! vipd's configuration, metrics, status and HTTP endpoint, shared by the
-//! `vipd` binary (`use vipd::...`).
+//! vipd's configuration, HTTP endpoint and manifests, shared by the
+//! `vipd` binary (`use vipd::...`). Metrics and the `/status` model live in
+//! `vipd-observe`, written by every shell and served by [`http`].
 //!
 //! - [`config`]: flags, `VIPD_*` and kube-vip environment variables, the
 //!   optional file, validation (SPEC §3).
-//! - [`metrics`]: the Prometheus metrics on an explicit registry (SPEC §6).
-//! - [`status`]: what `/status` reports, updated by the run loop.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`, `/status`.
 //! - [`manifest`]: `vipd manifest pod|daemonset|rbac` YAML.
 
@@ -13,6 +12,3 @@
 pub mod config;
 pub mod http;
 pub mod manifest;
-pub mod metrics;
-pub mod status;
-pub mod svc;

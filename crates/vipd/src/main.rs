@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+mod context;
 mod daemon;
 mod elect;
 #[cfg(feature = "kubernetes")]

@@ -27,19 +27,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{error, info, warn};
 use vipd::config::{Config, ServicesSettings};
-use vipd::svc::world::WorldConfig;
 use vipd_election::{Elector, FenceReason};
 use vipd_kube::nodes::{AssignmentStore, NodeLeaseStore};
 use vipd_services::{Input, Node};
+use vipd_services_kube::world::WorldConfig;
+use vipd_services_kube::{core, kubeworld, own, wire};
 use vipd_vip::{VipManager, VipManagerConfig, VIPD_SVC_ADDR_PROTO};
 
-use crate::daemon::{load_kube, wait_for_signal, Obs};
+use crate::context::{health_specs, load_kube, wait_for_signal, Obs, EXIT_CONFIG};
 use crate::elect::{self, Control, Holder, Observation};
-
-mod core;
-mod kubeworld;
-mod own;
-mod wire;
 
 /// Name of the ConfigMap that carries the assignment.
 pub(crate) const ASSIGNMENT_CONFIGMAP: &str = "vipd-services-assignment";
@@ -136,11 +132,11 @@ pub(crate) async fn run(cfg: Config, svc: ServicesSettings, obs: Obs) -> ExitCod
     // Health gate (R8): an unhealthy node drains (announces nothing, its
     // record says so, the assigner moves its addresses at once) and gives
     // up the assigner role until healthy.
-    let mut specs = match crate::daemon::health::health_specs(&cfg) {
+    let mut specs = match health_specs(&cfg) {
         Ok(specs) => specs,
         Err(e) => {
             eprintln!("vipd: invalid health check: {e}");
-            return ExitCode::from(crate::daemon::EXIT_CONFIG);
+            return ExitCode::from(EXIT_CONFIG);
         }
     };
     let (ca_der, ca_file) = api.credentials().cluster_ca();
@@ -176,7 +172,7 @@ pub(crate) async fn run(cfg: Config, svc: ServicesSettings, obs: Obs) -> ExitCod
             }
             Err(e) => {
                 eprintln!("vipd: invalid health check: {e}");
-                return ExitCode::from(crate::daemon::EXIT_CONFIG);
+                return ExitCode::from(EXIT_CONFIG);
             }
         }
     };

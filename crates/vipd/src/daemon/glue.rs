@@ -10,13 +10,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{error, info, warn};
 use vipd::config::Config;
-use vipd::metrics::{AnnouncementKind, Metrics, Transition};
-use vipd::status::{Heartbeat, Liveness, Role as StatusRole, StatusHandle};
 use vipd_announce::{
     AnnounceEvent, Announcer, AnnouncerConfig, Command as AnnounceCommand, MacAddr, Reason,
     SendKind,
 };
 use vipd_election::Role;
+use vipd_observe::metrics::{AnnouncementKind, Metrics, Transition};
+use vipd_observe::status::{Heartbeat, Liveness, Role as StatusRole, StatusHandle};
 use vipd_vip::{Vip, VipEvent};
 
 use super::events::{EventReason, Events};

@@ -2,64 +2,15 @@
 //! to the election.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
-use vipd::config::Config;
-use vipd::metrics::Metrics;
-use vipd_health::{HealthCheckSpec, HealthEvent};
+use vipd_health::HealthEvent;
+use vipd_observe::metrics::Metrics;
 
 use super::events::{EventReason, Events};
 use crate::elect::Control;
-
-/// The health checks to run: explicit `--health-check` specs as written,
-/// kube-vip's `control_plane_health_check_address` with kube-vip's period,
-/// timeout and threshold, and the local apiserver's `/livez` (verified as
-/// `kubernetes`, the name kubeadm's serving certificate carries) as the
-/// control-plane default.
-pub(crate) fn health_specs(
-    cfg: &Config,
-) -> Result<Vec<HealthCheckSpec>, vipd_health::HealthSpecError> {
-    let local = vipd::config::default_health_check(cfg.api_port);
-    let h = &cfg.health;
-    let secs = |d: Duration| i64::try_from(d.as_secs().max(1)).unwrap_or(i64::MAX);
-    cfg.health_checks
-        .iter()
-        .map(|s| {
-            if *s == local {
-                let mut spec = HealthCheckSpec::local_apiserver(cfg.api_port, h.ca_path.clone());
-                spec.interval = h.period;
-                spec.timeout = h.timeout;
-                spec.failure_threshold = h.failure_threshold;
-                Ok(spec)
-            } else if h.address.as_deref() == Some(s.as_str()) {
-                HealthCheckSpec::from_kube_vip(
-                    s,
-                    secs(h.period),
-                    secs(h.timeout),
-                    i64::from(h.failure_threshold),
-                    h.ca_path.clone(),
-                )
-            } else {
-                // --health-check-period/-timeout/-failure-threshold (kube-vip's
-                // control_plane_health_check_*) apply to every check.
-                HealthCheckSpec::parse(s).map(|mut spec| {
-                    spec.interval = h.period;
-                    spec.timeout = h.timeout;
-                    spec.failure_threshold = h.failure_threshold;
-                    if let vipd_health::ProbeSpec::Http(http) = &mut spec.probe {
-                        if http.ca_path.is_none() {
-                            http.ca_path.clone_from(&h.ca_path);
-                        }
-                    }
-                    spec
-                })
-            }
-        })
-        .collect()
-}
 
 /// Forwards eligibility to the election and check changes to metrics.
 pub(super) async fn health_loop(

@@ -18,8 +18,6 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::config::{Backend, Config};
-
 /// A node's role for one VIP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -148,27 +146,6 @@ impl StatusHandle {
             })),
             ready: Arc::new(AtomicBool::new(false)),
         }
-    }
-
-    /// A status for `cfg`: node name, `namespace/name` of the lease, the
-    /// backend, this crate's version, and the configured VIP as an unbound
-    /// follower until the run loop says otherwise.
-    pub fn for_config(cfg: &Config) -> Self {
-        let backend = match cfg.backend {
-            Backend::Etcd(_) => "etcd",
-            Backend::Kubernetes => "kubernetes",
-        };
-        let lease = format!("{}/{}", cfg.lease_namespace, cfg.lease_name);
-        let status = StatusHandle::new(&cfg.node_name, env!("CARGO_PKG_VERSION"), &lease, backend);
-        if let Some(vip) = cfg.vip {
-            status.set_vip(VipEntry {
-                vip,
-                interface: cfg.interface.clone(),
-                role: Role::Follower,
-                bound: false,
-            });
-        }
-        status
     }
 
     fn write(&self, f: impl FnOnce(&mut Inner)) {

@@ -17,19 +17,24 @@ use vipd_kube::nodes::{AssignmentStore, NodeLeaseEvent, NodeLeaseStore};
 use vipd_services::{Input, Listed, NodeState, Renewal};
 use vipd_vip::Vip;
 
-use vipd::metrics::Metrics;
+use vipd_observe::metrics::Metrics;
 
 /// Everything the renewal loop needs.
-pub(crate) struct Renewer {
-    pub(crate) nodes: Arc<NodeLeaseStore>,
-    pub(crate) node: String,
-    pub(crate) timings: Timings,
+pub struct Renewer {
+    /// Node-lease store this node renews its own lease in.
+    pub nodes: Arc<NodeLeaseStore>,
+    /// This node's name (its lease's holder identity).
+    pub node: String,
+    /// Lease timings (R1): renew every retry period, fence at the renew deadline.
+    pub timings: Timings,
     /// The content the core wants published (its last `PublishHeld`).
-    pub(crate) publish: watch::Receiver<Option<NodeState>>,
+    pub publish: watch::Receiver<Option<NodeState>>,
     /// What the kernel has bound now.
-    pub(crate) bound: watch::Receiver<BTreeSet<Vip>>,
-    pub(crate) core: mpsc::Sender<Input>,
-    pub(crate) metrics: Arc<Metrics>,
+    pub bound: watch::Receiver<BTreeSet<Vip>>,
+    /// Where renewal results go (the core task's inputs).
+    pub core: mpsc::Sender<Input>,
+    /// Services metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The last write's base: the version to CAS on and the client-go fields
@@ -115,7 +120,7 @@ impl Renewer {
     /// record (`held` empty, `expired`: a self-tombstone) so the assigner
     /// moves our addresses at once instead of after the lease duration.
     /// The caller has removed every address before cancelling.
-    pub(crate) async fn run(mut self, cancel: CancellationToken, stopped: watch::Receiver<bool>) {
+    pub async fn run(mut self, cancel: CancellationToken, stopped: watch::Receiver<bool>) {
         let Some(mut base) = self.read_own(&cancel).await else {
             return;
         };
@@ -221,7 +226,7 @@ impl Renewer {
 /// error or expired watch (R2), and whenever `relist` is notified (a new
 /// assigner term starts from a fresh full list, so it never mistakes a node
 /// it has not seen for a dead one).
-pub(crate) async fn watch_nodes(
+pub async fn watch_nodes(
     nodes: Arc<NodeLeaseStore>,
     core: mpsc::Sender<Input>,
     metrics: Arc<Metrics>,
@@ -309,7 +314,7 @@ async fn forward_node(core: &mpsc::Sender<Input>, ev: NodeLeaseEvent) {
 }
 
 /// Reads and watches the assignment record, feeding the core.
-pub(crate) async fn watch_assignment(
+pub async fn watch_assignment(
     store: Arc<AssignmentStore>,
     core: mpsc::Sender<Input>,
     metrics: Arc<Metrics>,

@@ -17,41 +17,51 @@ use vipd_kube::nodes::{AssignmentStore, NodeLeaseStore};
 use vipd_services::{Action, Input, Node, NodeState};
 use vipd_vip::Vip;
 
-use vipd::metrics::Metrics;
-use vipd::status::{Heartbeat, ServicesEntry, StatusHandle};
+use vipd_observe::metrics::Metrics;
+use vipd_observe::status::{Heartbeat, ServicesEntry, StatusHandle};
 
 /// What the rest of the daemon sees of the core after every step.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct CoreView {
+pub struct CoreView {
     /// Addresses announced now.
-    pub(crate) announced: BTreeSet<IpAddr>,
+    pub announced: BTreeSet<IpAddr>,
     /// Whether this node is the assigner.
-    pub(crate) assigner: bool,
+    pub assigner: bool,
     /// Owner of every address in the applied assignment.
-    pub(crate) owners: BTreeMap<IpAddr, Option<String>>,
+    pub owners: BTreeMap<IpAddr, Option<String>>,
     /// Applied generation.
-    pub(crate) generation: u64,
+    pub generation: u64,
 }
 
 /// The core task's wiring.
-pub(crate) struct CoreTask {
-    pub(crate) node: Node,
-    pub(crate) inputs: mpsc::Receiver<Input>,
+pub struct CoreTask {
+    /// The sans-IO ownership core this task drives.
+    pub node: Node,
+    /// Inputs from the watches, the renewal loop, the world and the assigner elector.
+    pub inputs: mpsc::Receiver<Input>,
     /// For results of the writes the core asked for.
-    pub(crate) feedback: mpsc::Sender<Input>,
-    pub(crate) nodes: Arc<NodeLeaseStore>,
-    pub(crate) assignments: Arc<AssignmentStore>,
-    pub(crate) desired: watch::Sender<BTreeSet<Vip>>,
-    pub(crate) publish: watch::Sender<Option<NodeState>>,
-    pub(crate) view: watch::Sender<CoreView>,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) status: StatusHandle,
-    pub(crate) heartbeat: Heartbeat,
+    pub feedback: mpsc::Sender<Input>,
+    /// Node-lease store, for the core's tombstone writes.
+    pub nodes: Arc<NodeLeaseStore>,
+    /// Assignment store, for the core's CAS writes of the assignment.
+    pub assignments: Arc<AssignmentStore>,
+    /// The addresses the VIP manager should hold (the core's `Announce`).
+    pub desired: watch::Sender<BTreeSet<Vip>>,
+    /// What the next node-lease renewal carries (the core's `PublishHeld`).
+    pub publish: watch::Sender<Option<NodeState>>,
+    /// What the rest of the node sees of the core after every step.
+    pub view: watch::Sender<CoreView>,
+    /// Services metrics.
+    pub metrics: Arc<Metrics>,
+    /// `/status`, whose Services section this task writes.
+    pub status: StatusHandle,
+    /// Liveness beat for `/healthz`.
+    pub heartbeat: Heartbeat,
 }
 
 impl CoreTask {
     /// Runs until `cancel`; then announces nothing.
-    pub(crate) async fn run(mut self, cancel: CancellationToken) {
+    pub async fn run(mut self, cancel: CancellationToken) {
         let mut known = 0usize;
         loop {
             let now = Instant::now();

@@ -30,14 +30,14 @@ use vipd_kube::{EventRecorder, EventType, GeneralClient, GeneralError};
 use vipd_services::ipam::{self, Claim, IpamError, PoolConfig, Request};
 use vipd_services::Input;
 
-use vipd::metrics::Metrics;
-use vipd::status::Heartbeat;
-use vipd::svc::world::{Derived, SvcInfo, World, WorldConfig};
+use crate::world::{Derived, SvcInfo, World, WorldConfig};
+use vipd_observe::metrics::Metrics;
+use vipd_observe::status::Heartbeat;
 
-use super::core::CoreView;
+use crate::core::CoreView;
 
 /// kube-vip's annotation naming the node that announces a Service.
-pub(crate) const ANNOTATION_VIP_HOST: &str = "kube-vip.io/vipHost";
+pub const ANNOTATION_VIP_HOST: &str = "kube-vip.io/vipHost";
 
 /// Quiet time after a change before deriving (a relist delivers thousands
 /// of objects one by one; derive once).
@@ -52,17 +52,25 @@ const PENDING_TTL: Duration = Duration::from_secs(10);
 const MAX_WRITES_IN_FLIGHT: usize = 16;
 
 /// The Kubernetes-world task's wiring.
-pub(crate) struct KubeWorld {
-    pub(crate) general: Arc<GeneralClient>,
-    pub(crate) cfg: WorldConfig,
+pub struct KubeWorld {
+    /// The general (non-lease) API client: reflectors, status writes, IPAM.
+    pub general: Arc<GeneralClient>,
+    /// Which Services are served and how eligibility is derived.
+    pub cfg: WorldConfig,
     /// IPAM ConfigMap (namespace, name), if IPAM is on.
-    pub(crate) ipam: Option<(String, String)>,
-    pub(crate) node: String,
-    pub(crate) core: mpsc::Sender<Input>,
-    pub(crate) view: watch::Receiver<CoreView>,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) events: Option<EventRecorder>,
-    pub(crate) heartbeat: Heartbeat,
+    pub ipam: Option<(String, String)>,
+    /// This node's name (it writes status only for addresses it owns).
+    pub node: String,
+    /// Where addresses and policies go (the core task's inputs).
+    pub core: mpsc::Sender<Input>,
+    /// The core's view: owners, announced set, assigner role.
+    pub view: watch::Receiver<CoreView>,
+    /// Services metrics.
+    pub metrics: Arc<Metrics>,
+    /// Kubernetes Events on Services, where the API allows them.
+    pub events: Option<EventRecorder>,
+    /// Liveness beat for `/healthz`.
+    pub heartbeat: Heartbeat,
 }
 
 struct Reflected<K> {
@@ -103,7 +111,7 @@ struct Memory {
 
 impl KubeWorld {
     /// Runs until `cancel`.
-    pub(crate) async fn run(self, cancel: CancellationToken) {
+    pub async fn run(self, cancel: CancellationToken) {
         let mut svcs = start::<Service>(
             &self.general,
             match &self.cfg.namespace {
@@ -496,7 +504,7 @@ impl KubeWorld {
 }
 
 fn request_for(svc: &SvcInfo) -> Request {
-    use vipd::svc::world::IpFamily;
+    use crate::world::IpFamily;
     Request {
         key: svc.key.clone(),
         namespace: svc.namespace.clone(),
@@ -703,7 +711,7 @@ mod tests {
 
     #[test]
     fn ipam_request_carries_families_ports_and_dual_stack_requirement() {
-        use vipd::svc::world::IpFamily;
+        use crate::world::IpFamily;
         let info = SvcInfo {
             key: "ns/a".into(),
             namespace: "ns".into(),

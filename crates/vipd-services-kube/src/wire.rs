@@ -10,20 +10,25 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, error, info, warn};
-use vipd::metrics::{AnnouncementKind, Metrics};
 use vipd_announce::{
     AnnounceEvent, Announcer, AnnouncerConfig, Command as AnnounceCommand, MacAddr, Reason,
     SendKind,
 };
+use vipd_observe::metrics::{AnnouncementKind, Metrics};
 use vipd_vip::VipEvent;
 
 /// The wire task's settings.
-pub(crate) struct Wire {
-    pub(crate) interface: String,
-    pub(crate) refresh: Duration,
-    pub(crate) max_pps: u32,
-    pub(crate) arp: bool,
-    pub(crate) metrics: Arc<Metrics>,
+pub struct Wire {
+    /// The interface Services addresses are announced on.
+    pub interface: String,
+    /// Periodic re-announcement interval (R4's optional refresh; zero: off).
+    pub refresh: Duration,
+    /// Frame-rate cap for the whole interface (frames per second).
+    pub max_pps: u32,
+    /// Whether IPv4 addresses are announced with gratuitous ARP (kube-vip `vip_arp`).
+    pub arp: bool,
+    /// Announcement and duplicate-claim metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 struct Running {
@@ -35,7 +40,7 @@ struct Running {
 
 impl Wire {
     /// Runs until `cancel`.
-    pub(crate) async fn run(
+    pub async fn run(
         self,
         mut vip_events: mpsc::UnboundedReceiver<VipEvent>,
         cancel: CancellationToken,
