@@ -1,0 +1,37 @@
+//! How `check-config` shows the effective configuration: the
+//! `name = value  (source)` table and the value formats it uses.
+
+use std::time::Duration;
+
+use super::Config;
+
+impl Config {
+    /// The effective-values table `check-config` prints: one
+    /// `name = value  (source)` line per option.
+    pub fn describe(&self) -> String {
+        let width = self
+            .settings
+            .iter()
+            .map(|s| s.name.len())
+            .max()
+            .unwrap_or(0);
+        let mut out = String::new();
+        for s in &self.settings {
+            out.push_str(&format!(
+                "{:<width$} = {}  ({})\n",
+                s.name, s.value, s.source
+            ));
+        }
+        out
+    }
+}
+
+/// A duration as `check-config` shows it (`1.5s`).
+pub(super) fn secs(d: &Duration) -> String {
+    format!("{}s", d.as_secs_f64())
+}
+
+/// A boolean as `check-config` shows it.
+pub(super) fn yes_no(b: &bool) -> String {
+    b.to_string()
+}
