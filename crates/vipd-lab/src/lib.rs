@@ -31,7 +31,7 @@ pub mod scenario;
 pub mod svg;
 pub mod wire;
 
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,21 +69,23 @@ pub enum LabError {
     Interrupted,
 }
 
-/// `vipd lab` command line (separate from the daemon's configuration).
-#[derive(Debug, Parser)]
-#[command(
-    name = "vipd lab",
-    about = "Fault-injection lab: real vipd processes in network namespaces, measured"
-)]
-pub struct Cli {
+/// `vipd lab`'s arguments, embedded by the binary as its `lab` subcommand
+/// (so `vipd --help` lists it and usage errors look like every other
+/// subcommand's). The daemon's configuration is not involved: the lab
+/// starts vipd processes with flags of its own.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct LabArgs {
+    /// Which lab run.
     #[command(subcommand)]
-    command: LabCommand,
+    pub command: LabCommand,
 }
 
-#[derive(Debug, Subcommand)]
-enum LabCommand {
+/// `vipd lab demo|run|bench`.
+#[derive(Debug, Clone, PartialEq, Subcommand)]
+pub enum LabCommand {
     /// 3 nodes, every scenario once, short holds.
     Demo {
+        /// Where the results go.
         #[command(flatten)]
         out: OutputArgs,
     },
@@ -95,8 +97,9 @@ enum LabCommand {
     Bench(RunArgs),
 }
 
-#[derive(Debug, clap::Args)]
-struct OutputArgs {
+/// Output files of a lab run (`--json`, `--svg`, `--run-dir`).
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct OutputArgs {
     /// Write the runs as JSON (schema vipd-lab/1) to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -108,8 +111,9 @@ struct OutputArgs {
     run_dir: Option<PathBuf>,
 }
 
-#[derive(Debug, clap::Args)]
-struct RunArgs {
+/// Options of `vipd lab run` and `vipd lab bench`.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct RunArgs {
     /// What runs on the nodes: `vipd` or `keepalived`; `bench` takes a
     /// comma-separated list (default: `vipd` for run, `vipd,keepalived`
     /// for bench).
@@ -267,25 +271,13 @@ struct Plan {
     ipv6: bool,
 }
 
-/// Entry point of `vipd lab ARGS...` (`args` excludes `vipd lab`). Exit
-/// status: 0 when every run ended with one holder serving the client and
-/// never had two holders (for `bench`: every vipd run); 1 otherwise; 2 on a usage error or when the lab
-/// cannot run here (not root, tools missing); 130 when interrupted.
-pub fn main(args: &[String]) -> ExitCode {
-    let cli = match Cli::try_parse_from(
-        std::iter::once("vipd lab".to_string()).chain(args.iter().cloned()),
-    ) {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
-    };
-    let (plan, out) = match cli.command {
+/// Runs `vipd lab` with parsed `args`. Exit status: 0 when every run ended
+/// with one holder serving the client and never had two holders (for
+/// `bench`: every vipd run); 1 otherwise; 2 on a usage error or when the lab
+/// cannot run here (not root, tools missing); 130 when interrupted. Command
+/// line syntax errors are the binary's (clap's exit status 2).
+pub fn run(args: LabArgs) -> ExitCode {
+    let (plan, out) = match args.command {
         LabCommand::Demo { out } => (
             Plan {
                 impls: vec![lab::Implementation::Vipd],
@@ -589,6 +581,16 @@ mod tests {
         assert_eq!(missing_tools(&[]).len(), TOOLS.len());
     }
 
+    use clap::Parser;
+
+    /// `vipd lab` as the binary embeds it.
+    #[derive(Debug, clap::Parser)]
+    #[command(name = "vipd lab")]
+    struct Cli {
+        #[command(flatten)]
+        args: LabArgs,
+    }
+
     #[test]
     fn cli_parses_run_options_and_rejects_unknown_flags() {
         let c = Cli::try_parse_from([
@@ -604,7 +606,7 @@ mod tests {
             "5",
         ])
         .unwrap();
-        let LabCommand::Run(r) = c.command else {
+        let LabCommand::Run(r) = c.args.command else {
             panic!("not run")
         };
         assert_eq!(

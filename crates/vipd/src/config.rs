@@ -84,6 +84,9 @@ pub enum Command {
     /// `vipd manifest pod|daemonset|rbac`: print YAML
     /// ([`crate::manifest::print`]).
     Manifest(ManifestRequest),
+    /// `vipd lab demo|run|bench`: the fault-injection lab (SPEC §7), run by
+    /// [`vipd_lab::run`].
+    Lab(vipd_lab::LabArgs),
     /// `vipd version`.
     Version,
 }
@@ -207,6 +210,7 @@ pub fn parse_command_with(
     };
     Ok(match cli.command {
         CliCommand::Version => Command::Version,
+        CliCommand::Lab(a) => Command::Lab(a),
         CliCommand::CheckConfig(raw) => Command::CheckConfig(Box::new(resolve(raw, env, host)?)),
         CliCommand::Run(raw) => Command::Run(Box::new(resolve(raw, env, host)?)),
         CliCommand::Manifest(ManifestCommand::Pod(a)) => {
@@ -294,10 +298,12 @@ impl Config {
         };
         match Cli::try_parse_from(&argv)?.command {
             CliCommand::Run(raw) | CliCommand::CheckConfig(raw) => resolve(raw, env, host),
-            CliCommand::Version | CliCommand::Manifest(_) => Err(ConfigError::Missing {
-                option: "subcommand".into(),
-                hint: "only run and check-config resolve a configuration here".into(),
-            }),
+            CliCommand::Version | CliCommand::Manifest(_) | CliCommand::Lab(_) => {
+                Err(ConfigError::Missing {
+                    option: "subcommand".into(),
+                    hint: "only run and check-config resolve a configuration here".into(),
+                })
+            }
         }
     }
 

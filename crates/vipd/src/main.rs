@@ -17,9 +17,6 @@ use vipd::config::{self, Command};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("lab") {
-        return vipd_lab::main(&args[2..]);
-    }
     let env: std::collections::HashMap<String, String> = std::env::vars().collect();
     let command = match config::parse_command(&args, &env) {
         Ok(c) => c,
@@ -39,5 +36,6 @@ fn main() -> ExitCode {
         }
         Command::Run(cfg) => daemon::main(*cfg),
         Command::Manifest(m) => vipd::manifest::print(&m),
+        Command::Lab(lab) => vipd_lab::run(lab),
     }
 }

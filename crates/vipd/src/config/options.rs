@@ -110,6 +110,8 @@ pub(super) enum CliCommand {
     /// Print ready-to-apply Kubernetes YAML (kube-vip's `manifest`).
     #[command(subcommand)]
     Manifest(ManifestCommand),
+    /// Fault-injection lab: real vipd processes in network namespaces, measured
+    Lab(vipd_lab::LabArgs),
     /// Print the version.
     Version,
 }
@@ -379,5 +381,29 @@ impl RawOptions {
             .into_iter()
             .filter_map(|(k, v)| v.map(|v| (k, v)))
             .collect()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn lab_is_a_subcommand_listed_in_help() {
+        let help = Cli::command().render_help().to_string();
+        assert!(
+            help.lines().any(|l| l.trim_start().starts_with("lab ")),
+            "{help}"
+        );
+        let cli = Cli::try_parse_from(["vipd", "lab", "run", "--runs", "2"]).unwrap();
+        let CliCommand::Lab(lab) = cli.command else {
+            panic!("not lab: {:?}", cli.command)
+        };
+        assert!(matches!(lab.command, vipd_lab::LabCommand::Run(_)));
+        // Usage errors are clap's, as for every other subcommand (exit 2).
+        let err = Cli::try_parse_from(["vipd", "lab", "run", "--nodes", "1"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
     }
 }
