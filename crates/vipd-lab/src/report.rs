@@ -15,11 +15,6 @@ use crate::measure::{Metrics, RunWindow};
 use serde::Serialize;
 use std::time::Duration;
 
-/// Serializes a [`Duration`] as seconds (f64), for timestamps.
-pub fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64())
-}
-
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -68,11 +68,16 @@ impl ClaimKind {
     }
 }
 
+/// Serializes a [`Duration`] as seconds (f64): the JSON report's time unit.
+fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
 /// One frame on the bridge claiming the VIP.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Claim {
     /// When the line was read, on the lab clock.
-    #[serde(serialize_with = "crate::report::ser_secs")]
+    #[serde(serialize_with = "ser_secs")]
     pub t: Duration,
     /// Source MAC of the frame, lower case.
     pub mac: String,
