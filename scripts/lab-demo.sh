@@ -6,11 +6,10 @@
 # Everything the lab creates lives in namespaces named with a per-run prefix
 # and is removed on exit, on error and on Ctrl-C.
 set -euo pipefail
+# The lab creates network namespaces: as root, or through sudo.
+. "$(dirname "$0")/lib/as-root.sh"
+as_root "$0" "$@"
 cd "$(dirname "$0")/.."
-if [ "$(id -u)" != 0 ]; then
-  echo "lab-demo.sh: run as root (the lab creates network namespaces)" >&2
-  exit 2
-fi
 scripts/install-deps.sh
 echo "building vipd (release)..."
 cargo build --release --locked -q -p vipd

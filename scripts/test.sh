@@ -4,6 +4,12 @@
 # etcd backend tests against a real etcd, and (as root) the namespace
 # integration scenarios with real vipd processes.
 set -euo pipefail
+# As root, or through sudo when it is there. VIPD_TEST_UNPRIVILEGED=1 runs
+# as the calling user instead: the namespace tests then skip, saying why.
+if [ "${VIPD_TEST_UNPRIVILEGED:-0}" != 1 ]; then
+  . "$(dirname "$0")/lib/as-root.sh"
+  as_root "$0" "$@"
+fi
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 if [ "$(id -u)" != 0 ]; then
