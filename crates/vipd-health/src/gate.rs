@@ -21,7 +21,7 @@
 //! The aggregate is "all checks up". Events are emitted only on change, so
 //! the caller can log one line per change and never one per probe.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 /// Static configuration of one check as the gate sees it.
@@ -42,7 +42,7 @@ pub struct CheckConfig {
 pub struct CheckId(pub usize);
 
 /// Current state of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CheckState {
     /// No threshold reached yet since start; counts as not up.
@@ -91,8 +91,8 @@ pub enum HealthEvent {
     Eligible(bool),
 }
 
-/// Snapshot of one check for `/status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Snapshot of one check for `/status` (read back by `vipd status`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckStatus {
     /// The check's name.
     pub name: String,

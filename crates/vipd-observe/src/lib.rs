@@ -4,10 +4,14 @@
 //!
 //! - [`metrics`]: the Prometheus metrics on one explicit registry.
 //! - [`status`]: the model behind `/status`, `/healthz` and `/readyz`.
+//! - [`client`]: `vipd status`, which reads `/status` back from a running
+//!   daemon.
 //!
-//! This crate holds no I/O: the binary serves it over HTTP (`vipd/src/http.rs`).
+//! Apart from [`client`]'s one blocking GET, this crate holds no I/O: the
+//! binary serves it over HTTP (`vipd/src/http.rs`).
 
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod metrics;
 pub mod status;

@@ -15,11 +15,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 /// A node's role for one VIP.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Holds the lease and answers for the VIP.
@@ -29,7 +29,7 @@ pub enum Role {
 }
 
 /// One VIP as `/status` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VipEntry {
     /// The address.
     pub vip: IpAddr,
@@ -42,7 +42,7 @@ pub struct VipEntry {
 }
 
 /// Services mode as `/status` shows it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServicesEntry {
     /// Whether this node is the elected assigner.
     pub assigner: bool,
@@ -57,7 +57,7 @@ pub struct ServicesEntry {
 }
 
 /// The lease as `/status` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseEntry {
     /// Lease name (with namespace for Kubernetes: `ns/name`).
     pub name: String,
@@ -73,7 +73,7 @@ pub struct LeaseEntry {
 }
 
 /// The JSON body of `/status`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusSnapshot {
     /// This node's identity.
     pub node_name: String,
@@ -94,7 +94,7 @@ pub struct StatusSnapshot {
     /// Whether the first election sync has completed (`/readyz`).
     pub ready: bool,
     /// Services mode, when on.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub services: Option<ServicesEntry>,
 }
 

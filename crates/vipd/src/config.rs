@@ -46,7 +46,7 @@ pub use health::{
 };
 use request::image_or_default;
 pub use request::{
-    default_image, HostFacts, ManifestRequest, DEFAULT_KUBECONFIG_HOST_PATH,
+    default_image, HostFacts, ManifestRequest, StatusRequest, DEFAULT_KUBECONFIG_HOST_PATH,
     SERVICE_ACCOUNT_NAMESPACE_FILE,
 };
 pub use services::{
@@ -84,6 +84,8 @@ pub enum Command {
     /// `vipd manifest pod|daemonset|rbac`: print YAML
     /// ([`crate::manifest::print`]).
     Manifest(ManifestRequest),
+    /// `vipd status`: ask the running daemon what it holds.
+    Status(StatusRequest),
     /// `vipd lab demo|run|bench`: the fault-injection lab (SPEC §7), run by
     /// [`vipd_lab::run`].
     Lab(vipd_lab::LabArgs),
@@ -211,6 +213,12 @@ pub fn parse_command_with(
     Ok(match cli.command {
         CliCommand::Version => Command::Version,
         CliCommand::Lab(a) => Command::Lab(a),
+        CliCommand::Status(a) => Command::Status(request::status_request(
+            a.json,
+            a.prometheus_server,
+            &a.timeout,
+            env,
+        )?),
         CliCommand::CheckConfig(raw) => Command::CheckConfig(Box::new(resolve(raw, env, host)?)),
         CliCommand::Run(raw) => Command::Run(Box::new(resolve(raw, env, host)?)),
         CliCommand::Manifest(ManifestCommand::Pod(a)) => {
@@ -298,12 +306,13 @@ impl Config {
         };
         match Cli::try_parse_from(&argv)?.command {
             CliCommand::Run(raw) | CliCommand::CheckConfig(raw) => resolve(raw, env, host),
-            CliCommand::Version | CliCommand::Manifest(_) | CliCommand::Lab(_) => {
-                Err(ConfigError::Missing {
-                    option: "subcommand".into(),
-                    hint: "only run and check-config resolve a configuration here".into(),
-                })
-            }
+            CliCommand::Version
+            | CliCommand::Manifest(_)
+            | CliCommand::Lab(_)
+            | CliCommand::Status(_) => Err(ConfigError::Missing {
+                option: "subcommand".into(),
+                hint: "only run and check-config resolve a configuration here".into(),
+            }),
         }
     }
 

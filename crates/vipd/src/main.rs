@@ -37,5 +37,34 @@ fn main() -> ExitCode {
         Command::Run(cfg) => daemon::main(*cfg),
         Command::Manifest(m) => vipd::manifest::print(&m),
         Command::Lab(lab) => vipd_lab::run(lab),
+        Command::Status(req) => status(&req),
+    }
+}
+
+/// `vipd status`: 0 when the daemon answers and holds what it should, 1
+/// when it cannot be asked, 3 when it answers but holds nothing it should
+/// (each reason on stderr).
+fn status(req: &config::StatusRequest) -> ExitCode {
+    use vipd_observe::client;
+    let (snapshot, body) = match client::fetch(req.addr, req.timeout) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("vipd: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if req.json {
+        println!("{}", body.trim_end());
+    } else {
+        print!("{}", client::render(&snapshot));
+    }
+    let problems = client::verdict(&snapshot);
+    for p in &problems {
+        eprintln!("vipd: {p}");
+    }
+    if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
     }
 }

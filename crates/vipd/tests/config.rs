@@ -1007,3 +1007,52 @@ fn manifest_subcommands_resolve_their_options() {
         Err(ConfigError::Invalid { .. })
     ));
 }
+
+#[test]
+fn status_asks_the_configured_endpoint_flag_first_and_wildcards_on_loopback() {
+    let ask = |line: &str, pairs: &[(&str, &str)]| -> Result<vipd::config::StatusRequest, String> {
+        match parse_command_with(&argv(line), &env(pairs), &HostFacts::default()) {
+            Ok(Command::Status(r)) => Ok(r),
+            Ok(other) => panic!("{line}: {other:?}"),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    let addr = |line: &str, pairs: &[(&str, &str)]| ask(line, pairs).unwrap().addr.to_string();
+    assert_eq!(addr("status", &[]), "127.0.0.1:2112");
+    assert_eq!(
+        addr("status", &[("prometheus_server", "")]),
+        "127.0.0.1:2112"
+    );
+    assert_eq!(
+        addr("status", &[("prometheus_server", ":9100")]),
+        "127.0.0.1:9100"
+    );
+    assert_eq!(
+        addr(
+            "status",
+            &[
+                ("prometheus_server", ":9100"),
+                ("VIPD_PROMETHEUS_SERVER", "[::]:9200")
+            ]
+        ),
+        "[::1]:9200"
+    );
+    assert_eq!(
+        addr(
+            "status --prometheus-server 192.0.2.5:2112",
+            &[("VIPD_PROMETHEUS_SERVER", ":9200")]
+        ),
+        "192.0.2.5:2112"
+    );
+    assert_eq!(
+        addr("status --prometheusHTTPServer 192.0.2.5:1", &[]),
+        "192.0.2.5:1"
+    );
+    let r = ask("status --json --timeout 0.5", &[]).unwrap();
+    assert!(r.json);
+    assert_eq!(r.timeout, secs(0.5));
+    let e = ask("status --timeout 0", &[]).unwrap_err();
+    assert!(e.contains("--timeout"), "{e}");
+    let e = ask("status", &[("VIPD_PROMETHEUS_SERVER", "")]).unwrap_err();
+    assert!(e.contains("disabled"), "{e}");
+}

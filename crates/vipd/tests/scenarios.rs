@@ -124,6 +124,22 @@ fn start_elects_exactly_one_holder_and_client_reaches_vip() {
     for n in NODES {
         assert!(c.pid(n).is_some(), "vipd on {n} exited");
     }
+    // `vipd status` (SPEC §2) on the holder and on a follower: both exit 0,
+    // name the same holder, and only the holder reports the VIP bound.
+    let follower = NODES.iter().find(|n| **n != holder).unwrap();
+    for (node, role) in [(holder.as_str(), "leader"), (*follower, "follower")] {
+        let (code, out, err) = c.status_cli(node, &[]);
+        assert_eq!(code, Some(0), "vipd status on {node}: {out}{err}");
+        assert!(out.contains(&format!("holder {holder}")), "{node}: {out}");
+        let row = out
+            .lines()
+            .find(|l| l.starts_with(&c.family.vip().to_string()))
+            .unwrap_or_else(|| panic!("{node}: no VIP row in {out}"));
+        assert!(row.contains(role), "{node}: {row}");
+        let json = c.status_cli(node, &["--json"]).1;
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["lease"]["holder"], holder.as_str(), "{node}: {json}");
+    }
     let two = assert_no_two_holders(&c);
     c.report(&[
         ("holder", holder),

@@ -110,6 +110,8 @@ pub(super) enum CliCommand {
     /// Print ready-to-apply Kubernetes YAML (kube-vip's `manifest`).
     #[command(subcommand)]
     Manifest(ManifestCommand),
+    /// Ask the running daemon (its HTTP endpoint) what it holds and why; exit 1 if unreachable, 3 if it holds nothing it should
+    Status(StatusArgs),
     /// Fault-injection lab: real vipd processes in network namespaces, measured
     Lab(vipd_lab::LabArgs),
     /// Print the version.
@@ -165,6 +167,20 @@ pub(super) struct RbacManifestArgs {
     /// ClusterRoleBinding) [env: VIPD_SERVICES, svc_enable]
     #[arg(long)]
     pub(super) services: bool,
+}
+
+/// Options of `vipd status`.
+#[derive(Args, Debug)]
+pub(super) struct StatusArgs {
+    /// Print the daemon's /status JSON instead of the table
+    #[arg(long)]
+    pub(super) json: bool,
+    /// The daemon's HTTP address, as given to `vipd run`; a wildcard host means this machine; default :2112 [env: VIPD_PROMETHEUS_SERVER, prometheus_server]
+    #[arg(long, alias = "prometheusHTTPServer", value_name = "ADDR")]
+    pub(super) prometheus_server: Option<String>,
+    /// Seconds to wait for the answer
+    #[arg(long, default_value = "3", value_name = "SECONDS")]
+    pub(super) timeout: String,
 }
 
 /// Flags as typed; resolution and parsing happen in [`Resolver`]. Each help

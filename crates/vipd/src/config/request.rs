@@ -2,9 +2,13 @@
 //! host (injectable for tests), and the `manifest` request with its
 //! manifest-only options.
 
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
-use super::{Config, ConfigError, Source};
+use super::options::PROMETHEUS_SERVER;
+use super::{values, Config, ConfigError, Source};
 
 /// Where Kubernetes mounts the pod's service-account namespace; its content
 /// is the default lease namespace in a pod (client-go's in-cluster config
@@ -74,6 +78,82 @@ pub enum ManifestRequest {
         /// Also the cluster-wide rules of Services mode.
         services: bool,
     },
+}
+
+/// What `vipd status` asks (see `vipd_observe::client`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusRequest {
+    /// Where the daemon's HTTP endpoint answers (a wildcard listen address
+    /// already turned into loopback).
+    pub addr: SocketAddr,
+    /// Print the JSON as served instead of the table.
+    pub json: bool,
+    /// Connect, write and read deadline.
+    pub timeout: Duration,
+}
+
+/// `vipd status`'s target: `--prometheus-server`, `VIPD_PROMETHEUS_SERVER`,
+/// kube-vip's `prometheus_server` (empty counts as unset, as everywhere for
+/// kube-vip variables), else `:2112`; a wildcard host (`:2112`, `0.0.0.0`,
+/// `[::]`) is reached on loopback.
+pub(super) fn status_request(
+    json: bool,
+    flag: Option<String>,
+    timeout: &str,
+    env: &HashMap<String, String>,
+) -> Result<StatusRequest, ConfigError> {
+    let (value, from) = match flag {
+        Some(v) => (v, Source::Flag),
+        None => match env.get(PROMETHEUS_SERVER.env) {
+            Some(v) => (v.clone(), Source::Env(PROMETHEUS_SERVER.env.into())),
+            None => match env
+                .get("prometheus_server")
+                .filter(|v| !v.trim().is_empty())
+            {
+                Some(v) => (v.clone(), Source::KubeVipEnv("prometheus_server".into())),
+                None => (":2112".into(), Source::Default),
+            },
+        },
+    };
+    let invalid = |value: String, from: Source, expected: &str| ConfigError::Invalid {
+        option: PROMETHEUS_SERVER.describe(),
+        value,
+        from,
+        expected: expected.into(),
+    };
+    let addr =
+        match values::listen_addr(&value) {
+            Ok(Some(a)) => a,
+            Ok(None) => return Err(invalid(
+                value,
+                from,
+                "an address: the daemon's HTTP endpoint is disabled, so there is nothing to ask",
+            )),
+            Err(expected) => return Err(invalid(value, from, expected)),
+        };
+    let addr = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port())
+        }
+        _ => addr,
+    };
+    let timeout = values::seconds(timeout)
+        .ok()
+        .filter(|t| !t.is_zero())
+        .ok_or_else(|| ConfigError::Invalid {
+            option: "--timeout".into(),
+            value: timeout.into(),
+            from: Source::Flag,
+            expected: "seconds > 0, e.g. 3 or 0.5".into(),
+        })?;
+    Ok(StatusRequest {
+        addr,
+        json,
+        timeout,
+    })
 }
 
 /// `--image`, or [`default_image`].

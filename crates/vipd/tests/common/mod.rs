@@ -568,6 +568,25 @@ impl Cluster {
         http_get_in(&host.ns, host.ipv4()?, path)
     }
 
+    /// Runs `vipd status` (with `extra` flags) inside `node`'s namespace
+    /// against its own HTTP endpoint: exit code, stdout, stderr.
+    pub fn status_cli(&self, node: &str, extra: &[&str]) -> (Option<i32>, String, String) {
+        let host = self.topo.host(node);
+        let ip = host.ipv4().unwrap();
+        let out = host
+            .ns
+            .command(env!("CARGO_BIN_EXE_vipd"))
+            .args(["status", "--prometheus-server", &format!("{ip}:2112")])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// The value of the first sample of `metric` whose line contains every
     /// one of `labels` (e.g. `vip="192.0.2.100"`), from `node`'s /metrics.
     pub fn metric(&self, node: &str, metric: &str, labels: &[&str]) -> Option<f64> {
