@@ -1017,7 +1017,8 @@ fn status_asks_the_configured_endpoint_flag_first_and_wildcards_on_loopback() {
             Err(e) => Err(e.to_string()),
         }
     };
-    let addr = |line: &str, pairs: &[(&str, &str)]| ask(line, pairs).unwrap().addr.to_string();
+    let addr =
+        |line: &str, pairs: &[(&str, &str)]| ask(line, pairs).expect("valid").addr.to_string();
     assert_eq!(addr("status", &[]), "127.0.0.1:2112");
     assert_eq!(
         addr("status", &[("prometheus_server", "")]),
@@ -1048,11 +1049,11 @@ fn status_asks_the_configured_endpoint_flag_first_and_wildcards_on_loopback() {
         addr("status --prometheusHTTPServer 192.0.2.5:1", &[]),
         "192.0.2.5:1"
     );
-    let r = ask("status --json --timeout 0.5", &[]).unwrap();
+    let r = ask("status --json --timeout 0.5", &[]).expect("valid");
     assert!(r.json);
     assert_eq!(r.timeout, secs(0.5));
-    let e = ask("status --timeout 0", &[]).unwrap_err();
+    let e = ask("status --timeout 0", &[]).expect_err("zero timeout");
     assert!(e.contains("--timeout"), "{e}");
-    let e = ask("status", &[("VIPD_PROMETHEUS_SERVER", "")]).unwrap_err();
+    let e = ask("status", &[("VIPD_PROMETHEUS_SERVER", "")]).expect_err("disabled endpoint");
     assert!(e.contains("disabled"), "{e}");
 }
