@@ -5,7 +5,8 @@
 //! client-go's `rest.Config.QPS`/`Burst`) and its own timeout
 //! (`--kube-api-timeout`).
 
-use crate::client::{is_connection_error, ApiEndpoints, Credentials, Dialer};
+use crate::client::{ApiEndpoints, Credentials};
+use crate::connection::{is_connection_error, Dialer};
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;

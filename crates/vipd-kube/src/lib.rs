@@ -24,6 +24,7 @@
 
 mod api;
 pub mod client;
+mod connection;
 pub mod events;
 pub mod general;
 pub mod mapping;

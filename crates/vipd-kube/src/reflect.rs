@@ -553,6 +553,6 @@ mod tests {
 
     #[test]
     fn silent_watch_counts_as_a_connection_failure() {
-        assert!(crate::client::is_connection_error(&silent_watch()));
+        assert!(crate::connection::is_connection_error(&silent_watch()));
     }
 }

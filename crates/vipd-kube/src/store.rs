@@ -15,7 +15,8 @@
 //! [`StoreError::Unavailable`] (the write may have been applied); 400, 401,
 //! 403, 422 and undecodable answers are [`StoreError::Rejected`].
 
-use crate::client::{is_connection_error, ApiEndpoints, Credentials, Dialer};
+use crate::client::{ApiEndpoints, Credentials};
+use crate::connection::{is_connection_error, map_err, Dialer};
 use crate::mapping;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -220,24 +221,6 @@ impl KubeLeaseStore {
                 return Ok(false);
             }
         }
-    }
-}
-
-/// Maps kube errors onto the store's (see the module docs).
-pub(crate) fn map_err(e: kube::Error) -> StoreError {
-    match e {
-        kube::Error::Api(s) => match s.code {
-            409 if s.reason == "AlreadyExists" => StoreError::AlreadyExists,
-            409 => StoreError::Conflict,
-            429 | 500..=599 | 0 => {
-                StoreError::Unavailable(format!("API {} {}: {}", s.code, s.reason, s.message))
-            }
-            _ => StoreError::Rejected(format!("API {} {}: {}", s.code, s.reason, s.message)),
-        },
-        kube::Error::SerdeError(e) => StoreError::Rejected(format!("undecodable answer: {e}")),
-        kube::Error::BuildRequest(e) => StoreError::Rejected(format!("bad request: {e}")),
-        kube::Error::Auth(e) => StoreError::Rejected(format!("authentication: {e}")),
-        other => StoreError::Unavailable(other.to_string()),
     }
 }
 
