@@ -17,9 +17,9 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::error::ApiError;
 use crate::faults::Conn;
 use crate::resources::{self, ResourceDef};
-use crate::status::ApiError;
 use crate::store::{Change, EventType};
 use crate::Shared;
 

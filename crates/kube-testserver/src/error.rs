@@ -1,10 +1,34 @@
-//! `meta/v1 Status` bodies, built the way kube-apiserver builds them
-//! (`k8s.io/apimachinery/pkg/api/errors`), so clients see the same codes,
-//! reasons, messages and details as from a real server.
+//! The test server's error type: `meta/v1 Status` bodies, built the way
+//! kube-apiserver builds them (`k8s.io/apimachinery/pkg/api/errors`), so
+//! clients see the same codes, reasons, messages and details as from a real
+//! server.
+//!
+//! This module imports nothing from the rest of the crate: every other
+//! module may return an [`ApiError`]; errors about one resource name it by a
+//! [`ResourceId`] (a served resource's definition converts into one).
 
 use serde_json::{json, Map, Value};
 
-use crate::resources::ResourceDef;
+/// The resource an error is about, as apiserver names it in messages and
+/// `details`: its API group ("" for core) and plural.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceId<'a> {
+    /// API group, "" for core.
+    pub group: &'a str,
+    /// Resource plural, as in the URL.
+    pub plural: &'a str,
+}
+
+impl ResourceId<'_> {
+    /// `plural.group` (`leases.coordination.k8s.io`), or the plural for core.
+    pub fn qualified(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.to_string()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+}
 
 /// The optimistic-lock message of apiserver's `genericregistry.OptimisticLockErrorMsg`.
 pub const OPTIMISTIC_LOCK_MSG: &str =
@@ -41,7 +65,7 @@ fn status(code: u16, message: &str, reason: Option<&str>, details: Option<Value>
 
 /// `details` of a resource error: name, group (omitted for the core group) and
 /// the resource plural as `kind` (apiserver puts the resource there, not the Kind).
-fn details(res: &ResourceDef, name: &str) -> Value {
+fn details(res: ResourceId<'_>, name: &str) -> Value {
     let mut d = Map::new();
     d.insert("name".into(), json!(name));
     if !res.group.is_empty() {
@@ -53,7 +77,8 @@ fn details(res: &ResourceDef, name: &str) -> Value {
 
 impl ApiError {
     /// 404 `NotFound` for a named object.
-    pub fn not_found(res: &ResourceDef, name: &str) -> Self {
+    pub fn not_found<'a>(res: impl Into<ResourceId<'a>>, name: &str) -> Self {
+        let res = res.into();
         let msg = format!("{} \"{name}\" not found", res.qualified());
         status(404, &msg, Some("NotFound"), Some(details(res, name)))
     }
@@ -79,13 +104,15 @@ impl ApiError {
     }
 
     /// 409 `AlreadyExists` on create.
-    pub fn already_exists(res: &ResourceDef, name: &str) -> Self {
+    pub fn already_exists<'a>(res: impl Into<ResourceId<'a>>, name: &str) -> Self {
+        let res = res.into();
         let msg = format!("{} \"{name}\" already exists", res.qualified());
         status(409, &msg, Some("AlreadyExists"), Some(details(res, name)))
     }
 
     /// 409 `Conflict`; `why` is the optimistic-lock message or a precondition failure.
-    pub fn conflict(res: &ResourceDef, name: &str, why: &str) -> Self {
+    pub fn conflict<'a>(res: impl Into<ResourceId<'a>>, name: &str, why: &str) -> Self {
+        let res = res.into();
         let msg = format!(
             "Operation cannot be fulfilled on {} \"{name}\": {why}",
             res.qualified()

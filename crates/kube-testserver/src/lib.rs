@@ -47,11 +47,11 @@
 
 mod api;
 mod control;
+mod error;
 mod faults;
 mod microtime;
 mod resources;
 mod server;
-mod status;
 mod store;
 mod tls;
 
@@ -60,9 +60,9 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
+pub use error::ApiError;
 pub use faults::{FaultRule, RequestCount, Stats};
 pub use server::TestServer;
-pub use status::ApiError;
 pub use tls::Certs;
 
 /// The banner used in `--help`, logs and the kubeconfig.

@@ -4,8 +4,8 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::error::{ApiError, ResourceId};
 use crate::microtime;
-use crate::status::ApiError;
 
 /// One served resource (a `GroupVersionResource` and its strategy flags).
 #[derive(Debug, PartialEq, Eq)]
@@ -44,11 +44,7 @@ impl ResourceDef {
 
     /// `plural.group` (`leases.coordination.k8s.io`), or the plural for core.
     pub fn qualified(&self) -> String {
-        if self.group.is_empty() {
-            self.plural.to_string()
-        } else {
-            format!("{}.{}", self.plural, self.group)
-        }
+        ResourceId::from(self).qualified()
     }
 
     /// `Kind.group` as Go's `GroupKind.String()` prints it.
@@ -57,6 +53,15 @@ impl ResourceDef {
             self.kind.to_string()
         } else {
             format!("{}.{}", self.kind, self.group)
+        }
+    }
+}
+
+impl<'a> From<&'a ResourceDef> for ResourceId<'a> {
+    fn from(res: &'a ResourceDef) -> Self {
+        ResourceId {
+            group: res.group,
+            plural: res.plural,
         }
     }
 }

@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use crate::error::{ApiError, OPTIMISTIC_LOCK_MSG};
 use crate::microtime;
 use crate::resources::{self, Allocator, ResourceDef};
-use crate::status::{ApiError, OPTIMISTIC_LOCK_MSG};
 
 /// Watch event type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
