@@ -1,5 +1,5 @@
-//! The lab's network and processes: the product version of the test
-//! suite's `Cluster` (crates/vipd/tests/common/mod.rs).
+//! The lab's network and processes, built on [`crate::cluster`] (the same
+//! topology and daemon slots the test suites' clusters use).
 //!
 //! ```text
 //!                 [PFX-sw: br0]  ◄── tcpdump (wire monitor), ip monitor (AddrWatcher)
@@ -18,24 +18,19 @@ use crate::LabError;
 use netlab::etcd::EtcdServer;
 use netlab::probe::{Prober, Responder, Sample};
 use netlab::watch::AddrWatcher;
-use netlab::{HoldingLog, LabClock, Topology, TopologyBuilder};
+use netlab::{HoldingLog, LabClock, Topology};
 use std::collections::HashMap;
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::time::Duration;
+
+use crate::cluster::{self, Daemon};
+pub use crate::cluster::{API_IP, API_IP6};
 
 use crate::wire::{Claim, WireMonitor};
 
 /// TCP port of the responders the client probes.
 pub const PORT: u16 = 8080;
-/// The API host's IPv4 address (etcd listens there).
-pub const API_IP: &str = "192.0.2.2";
-/// The API host's IPv6 address.
-pub const API_IP6: &str = "2001:db8::2";
 
 /// Lease timings passed to every vipd.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -114,16 +109,9 @@ pub struct LabConfig {
     pub prefix: String,
 }
 
-#[derive(Debug)]
-struct Daemon {
-    node: String,
-    child: Option<Child>,
-    log: PathBuf,
-    starts: u32,
-}
-
-/// The running lab. Fields drop in declaration order after [`Drop::drop`]
-/// killed the daemons: monitors, prober, responders, etcd, then namespaces.
+/// The running lab. Fields drop in declaration order: the daemons (each
+/// slot SIGKILLs its process group), monitors, prober, responders, etcd,
+/// then namespaces.
 #[derive(Debug)]
 pub struct Lab {
     daemons: Vec<Daemon>,
@@ -144,35 +132,9 @@ impl Lab {
     /// Builds the namespaces, starts etcd, the responders and all monitors.
     /// No vipd runs yet ([`Lab::start`]).
     pub fn build(cfg: LabConfig) -> Result<Lab, LabError> {
-        let v4 = |a: String| -> Result<(IpAddr, u8), LabError> {
-            a.parse()
-                .map(|ip| (ip, 24))
-                .map_err(|_| LabError::Setup(format!("bad address {a}")))
-        };
-        let v6 = |a: String| -> Result<(IpAddr, u8), LabError> {
-            a.parse()
-                .map(|ip| (ip, 64))
-                .map_err(|_| LabError::Setup(format!("bad address {a}")))
-        };
-        let nodes: Vec<String> = (1..=cfg.nodes).map(|i| format!("n{i}")).collect();
-        let mut b = TopologyBuilder::new(&cfg.prefix)
-            .host("api", &[v4(API_IP.into())?, v6(API_IP6.into())?]);
-        for (i, n) in nodes.iter().enumerate() {
-            let last = 11 + i;
-            b = b.host(
-                n,
-                &[
-                    v4(format!("192.0.2.{last}"))?,
-                    v6(format!("2001:db8::{last}"))?,
-                ],
-            );
-        }
-        let topo = b
-            .host(
-                "client",
-                &[v4("192.0.2.50".into())?, v6("2001:db8::50".into())?],
-            )
-            .build()?;
+        let nodes = cluster::node_names(cfg.nodes);
+        let names: Vec<&str> = nodes.iter().map(String::as_str).collect();
+        let topo = cluster::topology(&cfg.prefix, &names)?;
         let vip: IpAddr = if cfg.ipv6 {
             "2001:db8::100"
         } else {
@@ -194,18 +156,12 @@ impl Lab {
             .map(|n| Responder::start(&topo.host(n).ns, n, PORT))
             .collect::<Result<Vec<_>, _>>()?;
         let clock = LabClock::new();
-        let names: Vec<&str> = nodes.iter().map(String::as_str).collect();
         let watcher = AddrWatcher::start(&topo, &names, vip, clock)?;
         let wire = WireMonitor::start(&topo.switch, vip, clock)?;
         let prober = Prober::start(&topo.host("client").ns, SocketAddr::new(vip, PORT), clock)?;
         let daemons = nodes
             .iter()
-            .map(|n| Daemon {
-                node: n.clone(),
-                child: None,
-                log: cfg.run_dir.join(format!("{n}.log")),
-                starts: 0,
-            })
+            .map(|n| Daemon::new(n.clone(), cfg.run_dir.join(format!("{n}.log"))))
             .collect();
         Ok(Lab {
             daemons,
@@ -234,7 +190,7 @@ impl Lab {
 
     /// Node names, n1..nN.
     pub fn nodes(&self) -> Vec<String> {
-        self.daemons.iter().map(|d| d.node.clone()).collect()
+        self.daemons.iter().map(|d| d.node().to_string()).collect()
     }
 
     /// What runs on the nodes.
@@ -256,14 +212,14 @@ impl Lab {
     pub fn node_of_mac(&self) -> HashMap<String, String> {
         self.daemons
             .iter()
-            .map(|d| (self.topo.host(&d.node).mac.clone(), d.node.clone()))
+            .map(|d| (self.topo.host(d.node()).mac.clone(), d.node().to_string()))
             .collect()
     }
 
     fn daemon(&mut self, node: &str) -> Result<&mut Daemon, LabError> {
         self.daemons
             .iter_mut()
-            .find(|d| d.node == node)
+            .find(|d| d.node() == node)
             .ok_or_else(|| LabError::Setup(format!("no vipd node {node}")))
     }
 
@@ -316,7 +272,7 @@ impl Lab {
             return Ok(());
         }
         let imp = self.cfg.implementation;
-        let starts = self.daemon(node)?.starts + 1;
+        let starts = self.daemon(node)?.starts() + 1;
         let (program, args) = match imp {
             Implementation::Vipd => (self.cfg.exe.clone(), self.args(node)),
             Implementation::Keepalived => {
@@ -337,64 +293,18 @@ impl Lab {
             }
         };
         let t = self.clock.now();
-        let mut cmd = self
-            .topo
-            .host(node)
-            .ns
-            .command(&program.display().to_string());
-        let d = self.daemon(node)?;
-        d.starts = starts;
-        let io = |source| LabError::Io {
-            what: format!("open {}", d.log.display()),
-            source,
-        };
-        let mut log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&d.log)
-            .map_err(io)?;
-        let _ = writeln!(
-            log,
-            "===== start #{} at t={:.3}s: {} {}",
-            d.starts,
-            t.as_secs_f64(),
-            program.display(),
-            args.join(" ")
-        );
-        let err = log.try_clone().map_err(|source| LabError::Io {
-            what: "dup log".into(),
-            source,
-        })?;
-        // `ip netns exec` execs the daemon after setns, so the pid is the
-        // daemon's. Its own process group keeps a terminal Ctrl-C away from
-        // it (the lab decides when and how its daemons end) and holds
-        // keepalived's VRRP child too, so one group kill ends both.
-        let child = cmd
-            .args(&args)
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err)
-            .spawn()
-            .map_err(|source| LabError::Io {
-                what: format!("spawn {} on {node}", imp.name()),
-                source,
-            })?;
-        d.child = Some(child);
-        Ok(())
+        let topo = &self.topo;
+        let d = self
+            .daemons
+            .iter_mut()
+            .find(|d| d.node() == node)
+            .ok_or_else(|| LabError::Setup(format!("no vipd node {node}")))?;
+        d.spawn(&topo.host(node).ns, &program, &args, t)
     }
 
     /// True while the daemon on `node` runs.
     pub fn running(&mut self, node: &str) -> bool {
-        match self
-            .daemons
-            .iter_mut()
-            .find(|d| d.node == node)
-            .and_then(|d| d.child.as_mut())
-        {
-            Some(c) => matches!(c.try_wait(), Ok(None)),
-            None => false,
-        }
+        self.daemon(node).is_ok_and(|d| d.running())
     }
 
     /// SIGTERM to the daemon on `node` (keepalived's parent forwards it to
@@ -404,30 +314,17 @@ impl Lab {
     pub fn sigterm(&mut self, node: &str) -> Result<bool, LabError> {
         let clock = self.clock;
         let d = self.daemon(node)?;
-        let Some(c) = d.child.as_mut() else {
+        if !d.running() {
             return Ok(true);
-        };
-        // Our own child, by pid.
-        let _ = netlab::run_ok("kill", &["-s", "TERM", &c.id().to_string()]);
-        let end = clock.now() + Duration::from_secs(10);
-        while clock.now() < end {
-            if let Ok(Some(_)) = c.try_wait() {
-                d.child = None;
-                return Ok(true);
-            }
-            std::thread::sleep(Duration::from_millis(10));
         }
-        self.sigkill(node)?;
-        Ok(false)
+        Ok(d.stop(clock, Duration::from_secs(10))?.is_some())
     }
 
     /// SIGKILLs the daemon on `node` — its whole process group, so
     /// keepalived's VRRP child dies with its parent as in a container kill
     /// — and reaps it (a held VIP stays configured).
     pub fn sigkill(&mut self, node: &str) -> Result<(), LabError> {
-        if let Some(c) = self.daemon(node)?.child.take() {
-            kill_group(c);
-        }
+        self.daemon(node)?.sigkill();
         Ok(())
     }
 
@@ -441,10 +338,7 @@ impl Lab {
 
     /// Drops all traffic between `node` and the API host, in `node`'s namespace.
     pub fn cut_from_api(&self, node: &str) -> Result<(), LabError> {
-        // One rule per line (NETLAB-TIPS: nft rejects `rule }` on one line).
-        let rules = format!(
-            "table inet vipdlabcut\ndelete table inet vipdlabcut\ntable inet vipdlabcut {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  ip saddr {API_IP} drop\n  ip6 saddr {API_IP6} drop\n }}\n chain output {{\n  type filter hook output priority 0; policy accept;\n  ip daddr {API_IP} drop\n  ip6 daddr {API_IP6} drop\n }}\n}}\n"
-        );
+        let rules = cluster::cut_from_api_rules("vipdlabcut");
         Ok(self.topo.host(node).ns.nft(&rules)?)
     }
 
@@ -554,24 +448,4 @@ impl Lab {
     pub fn claims(&self) -> Vec<Claim> {
         self.wire.claims()
     }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        // Our own children, by pid, before their namespaces go.
-        for d in &mut self.daemons {
-            if let Some(c) = d.child.take() {
-                kill_group(c);
-            }
-        }
-    }
-}
-
-/// SIGKILLs the process group led by our child `c` (spawned with
-/// `process_group(0)`, so the group id is its pid: only processes the lab
-/// started), then reaps `c`.
-fn kill_group(mut c: Child) {
-    let _ = netlab::run_ok("kill", &["-s", "KILL", "--", &format!("-{}", c.id())]);
-    let _ = c.kill();
-    let _ = c.wait();
 }

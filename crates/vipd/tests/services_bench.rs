@@ -24,17 +24,16 @@
 mod common; // the harness (`#![allow(dead_code)]` inside): only its test server is used
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
 use std::net::IpAddr;
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::kube::KubeApi;
 use k8s_openapi::api::core::v1::{Node, Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use netlab::{LabClock, MultiAddrWatcher, Topology, TopologyBuilder};
+use netlab::{LabClock, MultiAddrWatcher, Topology};
 use serde_json::Value;
+use vipd_lab::cluster::{self, Daemon};
 
 /// The five vipd nodes.
 const NODES: [&str; 5] = ["n1", "n2", "n3", "n4", "n5"];
@@ -54,14 +53,6 @@ const MOVE_BOUND: Duration = Duration::from_secs(120);
 const SETTLE: Duration = Duration::from_secs(5);
 /// Length of the steady-state window (writes, CPU).
 const WINDOW: Duration = Duration::from_secs(20);
-
-fn v4(a: &str) -> (IpAddr, u8) {
-    (a.parse().unwrap(), 24)
-}
-
-fn v6(a: &str) -> (IpAddr, u8) {
-    (a.parse().unwrap(), 64)
-}
 
 /// The 1,000 Service addresses: IPv4 from the two IPv4 documentation
 /// ranges other than the nodes' (no .0 / .255), IPv6 from 2001:db8:100::/64.
@@ -145,7 +136,7 @@ fn vipd_bin() -> String {
 /// vipd processes are killed first, then the watcher and the test server
 /// stop, and the namespaces go last.
 struct Bench {
-    daemons: BTreeMap<String, Child>,
+    daemons: BTreeMap<String, Daemon>,
     watcher: Option<MultiAddrWatcher>,
     api: KubeApi,
     topo: Topology,
@@ -156,15 +147,7 @@ struct Bench {
 impl Bench {
     fn new() -> Bench {
         let prefix = netlab::unique_prefix("svcbench");
-        let topo = TopologyBuilder::new(&prefix)
-            .host("api", &[v4(common::API_IP), v6("2001:db8::2")])
-            .host("n1", &[v4("192.0.2.11"), v6("2001:db8::11")])
-            .host("n2", &[v4("192.0.2.12"), v6("2001:db8::12")])
-            .host("n3", &[v4("192.0.2.13"), v6("2001:db8::13")])
-            .host("n4", &[v4("192.0.2.14"), v6("2001:db8::14")])
-            .host("n5", &[v4("192.0.2.15"), v6("2001:db8::15")])
-            .host("client", &[v4("192.0.2.50"), v6("2001:db8::50")])
-            .build()
+        let topo = cluster::topology(&prefix, &NODES)
             .unwrap_or_else(|e| panic!("building topology {prefix}: {e}"));
         let dir = std::env::temp_dir().join(format!("vipd-bench-{prefix}"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -219,34 +202,30 @@ impl Bench {
 
     fn start(&mut self, node: &str) {
         let args = self.args(node);
-        let log = File::create(self.dir.join(format!("{node}.log"))).unwrap();
-        let err = log.try_clone().unwrap();
-        // `ip netns exec` execs vipd after setns: the child pid is vipd's.
-        let child = self
-            .topo
-            .host(node)
-            .ns
-            .command(&vipd_bin())
-            // As the manifests set it (crates/vipd/src/manifest.rs).
-            .env("MALLOC_ARENA_MAX", "1")
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning vipd on {node}: {e}"));
-        self.daemons.insert(node.to_string(), child);
+        let log = self.dir.join(format!("{node}.log"));
+        // As the manifests set it (crates/vipd/src/manifest.rs).
+        let mut d = Daemon::new(node, log).with_env("MALLOC_ARENA_MAX", "1");
+        d.spawn(
+            &self.topo.host(node).ns,
+            Path::new(&vipd_bin()),
+            &args,
+            self.clock.now(),
+        )
+        .unwrap_or_else(|e| panic!("spawning vipd on {node}: {e}"));
+        self.daemons.insert(node.to_string(), d);
     }
 
-    fn pid(&self, node: &str) -> u32 {
-        self.daemons[node].id()
+    fn pid(&mut self, node: &str) -> u32 {
+        match self.daemons.get_mut(node).and_then(Daemon::pid) {
+            Some(pid) => pid,
+            None => panic!("vipd on {node} is not running"),
+        }
     }
 
     /// Node crash: SIGKILL vipd and set `eth0` down (as `Cluster::crash`).
     fn crash(&mut self, node: &str) {
-        if let Some(mut c) = self.daemons.remove(node) {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(mut d) = self.daemons.remove(node) {
+            d.sigkill();
         }
         self.topo.host(node).link_down().unwrap();
     }
@@ -347,9 +326,8 @@ impl Bench {
 
 impl Drop for Bench {
     fn drop(&mut self) {
-        for c in self.daemons.values_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
+        for d in self.daemons.values_mut() {
+            d.sigkill();
         }
         if std::thread::panicking() {
             eprintln!("benchmark failed; vipd logs kept in {}", self.dir.display());

@@ -1,4 +1,6 @@
-//! A three-node vipd cluster in network namespaces, for the scenario tests.
+//! A three-node vipd cluster in network namespaces, for the scenario tests,
+//! built on `vipd_lab::cluster` (the lab's own topology and daemon slots:
+//! one way to drive real vipd processes, here and in `vipd lab`).
 //!
 //! ```text
 //!              [PFX-sw: br0]
@@ -21,13 +23,14 @@ pub mod kube;
 use netlab::etcd::EtcdServer;
 use netlab::probe::{Prober, Responder, Sample};
 use netlab::watch::AddrWatcher;
-use netlab::{LabClock, Topology, TopologyBuilder};
-use std::fs::{File, OpenOptions};
+use netlab::{LabClock, Topology};
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
-use std::process::{Child, ExitStatus, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 use std::time::Duration;
+use vipd_lab::cluster::{self, Daemon};
 
 /// Lease timings every scenario runs with (a tight 3/2/0.5 s; SPEC R1 holds:
 /// 3 >= 2 + 1 and 2 > 1.2 * 0.5).
@@ -43,7 +46,7 @@ pub const PORT: u16 = 8080;
 /// The three vipd nodes.
 pub const NODES: [&str; 3] = ["n1", "n2", "n3"];
 /// The API host's address (etcd or the Kubernetes API test server).
-pub const API_IP: &str = "192.0.2.2";
+pub const API_IP: &str = cluster::API_IP;
 
 /// Which lease backend the daemons use; chosen when the cluster is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,23 +92,6 @@ impl Family {
     }
 }
 
-fn v4(a: &str) -> (IpAddr, u8) {
-    (a.parse().unwrap(), 24)
-}
-
-fn v6(a: &str) -> (IpAddr, u8) {
-    (a.parse().unwrap(), 64)
-}
-
-/// One vipd process slot.
-#[derive(Debug)]
-struct Daemon {
-    node: String,
-    child: Option<Child>,
-    log: PathBuf,
-    starts: u32,
-}
-
 /// The cluster. Fields drop in declaration order: daemons are killed in
 /// `Drop` first, then the watcher and prober stop, responders and etcd end,
 /// and the namespaces go last.
@@ -146,13 +132,7 @@ impl Cluster {
     /// apply to it as to a real API server).
     pub fn with_backend(scenario: &str, family: Family, backend: Backend) -> Cluster {
         let prefix = netlab::unique_prefix(scenario);
-        let topo = TopologyBuilder::new(&prefix)
-            .host("api", &[v4(API_IP), v6("2001:db8::2")])
-            .host("n1", &[v4("192.0.2.11"), v6("2001:db8::11")])
-            .host("n2", &[v4("192.0.2.12"), v6("2001:db8::12")])
-            .host("n3", &[v4("192.0.2.13"), v6("2001:db8::13")])
-            .host("client", &[v4("192.0.2.50"), v6("2001:db8::50")])
-            .build()
+        let topo = cluster::topology(&prefix, &NODES)
             .unwrap_or_else(|e| panic!("building topology {prefix}: {e}"));
         let logdir = std::env::temp_dir().join(format!("vipd-scenario-{prefix}"));
         std::fs::create_dir_all(&logdir).unwrap();
@@ -181,12 +161,7 @@ impl Cluster {
         let watcher = AddrWatcher::start(&topo, &NODES, family.vip(), clock).unwrap();
         let daemons = NODES
             .iter()
-            .map(|n| Daemon {
-                node: n.to_string(),
-                child: None,
-                log: logdir.join(format!("{n}.log")),
-                starts: 0,
-            })
+            .map(|n| Daemon::new(*n, logdir.join(format!("{n}.log"))))
             .collect();
         Cluster {
             daemons,
@@ -207,7 +182,7 @@ impl Cluster {
     }
 
     fn daemon(&mut self, node: &str) -> &mut Daemon {
-        match self.daemons.iter_mut().find(|d| d.node == node) {
+        match self.daemons.iter_mut().find(|d| d.node() == node) {
             Some(d) => d,
             None => panic!("no vipd node {node}"),
         }
@@ -283,34 +258,19 @@ impl Cluster {
     pub fn start(&mut self, node: &str) {
         let args = self.args(node);
         let t = self.clock.now();
-        let cmd = self.topo.host(node).ns.command(env!("CARGO_BIN_EXE_vipd"));
-        let d = self.daemon(node);
-        assert!(d.child.is_none(), "vipd on {node} already running");
-        d.starts += 1;
-        let mut log: File = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&d.log)
-            .unwrap();
-        writeln!(
-            log,
-            "===== start #{} at t={:.3}s: vipd {}",
-            d.starts,
-            t.as_secs_f64(),
-            args.join(" ")
+        let topo = &self.topo;
+        let d = match self.daemons.iter_mut().find(|d| d.node() == node) {
+            Some(d) => d,
+            None => panic!("no vipd node {node}"),
+        };
+        assert!(!d.running(), "vipd on {node} already running");
+        d.spawn(
+            &topo.host(node).ns,
+            Path::new(env!("CARGO_BIN_EXE_vipd")),
+            &args,
+            t,
         )
-        .unwrap();
-        let err = log.try_clone().unwrap();
-        let mut cmd = cmd;
-        // `ip netns exec` execs vipd after setns: the child pid is vipd's.
-        let child = cmd
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning vipd on {node}: {e}"));
-        d.child = Some(child);
+        .unwrap_or_else(|e| panic!("spawning vipd on {node}: {e}"));
     }
 
     /// Starts vipd on every node.
@@ -322,53 +282,25 @@ impl Cluster {
 
     /// Pid of vipd on `node` while it runs.
     pub fn pid(&mut self, node: &str) -> Option<u32> {
-        let d = self.daemon(node);
-        let exited = match d.child.as_mut() {
-            Some(c) => c.try_wait().ok().flatten().is_some(),
-            None => return None,
-        };
-        if exited {
-            None
-        } else {
-            d.child.as_ref().map(Child::id)
-        }
+        self.daemon(node).pid()
     }
 
     /// Sends `signal` (a `kill -s` name: TERM, KILL, INT) to vipd on `node`.
     pub fn kill(&mut self, node: &str, signal: &str) {
-        let pid = self
-            .pid(node)
-            .unwrap_or_else(|| panic!("vipd on {node} is not running"));
-        // Our own child, by pid.
-        netlab::run_ok("kill", &["-s", signal, &pid.to_string()]).unwrap();
+        let sent = self.daemon(node).signal(signal).unwrap();
+        assert!(sent, "vipd on {node} is not running");
     }
 
     /// Waits up to `timeout` for vipd on `node` to exit; returns its status
     /// and forgets the process.
     pub fn wait_exit(&mut self, node: &str, timeout: Duration) -> Option<ExitStatus> {
         let clock = self.clock;
-        let end = clock.now() + timeout;
-        let d = self.daemon(node);
-        let c = d.child.as_mut()?;
-        loop {
-            if let Ok(Some(st)) = c.try_wait() {
-                d.child = None;
-                return Some(st);
-            }
-            if clock.now() >= end {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.daemon(node).wait_exit(clock, timeout)
     }
 
     /// SIGKILLs vipd on `node` and reaps it (the VIP, if held, stays).
     pub fn sigkill(&mut self, node: &str) {
-        let d = self.daemon(node);
-        if let Some(mut c) = d.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.daemon(node).sigkill();
     }
 
     /// Graceful stop: SIGTERM, wait (SIGKILL after 10 s, which fails the
@@ -389,7 +321,9 @@ impl Cluster {
         if self.pid(node).is_some() {
             self.stop(node);
         }
-        self.daemon(node).child = None;
+        // A child that exited on its own is reaped and forgotten.
+        let clock = self.clock;
+        self.daemon(node).wait_exit(clock, Duration::ZERO);
         self.start(node);
     }
 
@@ -403,10 +337,7 @@ impl Cluster {
     /// Drops all traffic between `node` and the etcd host, in `node`'s
     /// namespace (peers and client stay reachable).
     pub fn cut_from_etcd(&self, node: &str) {
-        // One rule per line (NETLAB-TIPS: nft rejects `rule }` on one line).
-        let rules = format!(
-            "table inet vipdcut\ndelete table inet vipdcut\ntable inet vipdcut {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  ip saddr {API_IP} drop\n  ip6 saddr 2001:db8::2 drop\n }}\n chain output {{\n  type filter hook output priority 0; policy accept;\n  ip daddr {API_IP} drop\n  ip6 daddr 2001:db8::2 drop\n }}\n}}\n"
-        );
+        let rules = cluster::cut_from_api_rules("vipdcut");
         self.topo.host(node).ns.nft(&rules).unwrap();
     }
 
@@ -636,12 +567,12 @@ impl Cluster {
             self.logdir.display()
         );
         for d in &self.daemons {
-            let text = std::fs::read_to_string(&d.log).unwrap_or_default();
+            let text = std::fs::read_to_string(d.log()).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
             let tail = &lines[lines.len().saturating_sub(300)..];
             out.push_str(&format!(
                 "----- vipd {} ({} lines, last 300) -----\n",
-                d.node,
+                d.node(),
                 lines.len()
             ));
             for l in tail {
@@ -682,11 +613,9 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // Killed before the report reads their logs.
         for d in &mut self.daemons {
-            if let Some(mut c) = d.child.take() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
+            d.sigkill();
         }
         if std::thread::panicking() {
             eprintln!("{}", self.failure_report());
