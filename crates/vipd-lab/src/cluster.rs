@@ -85,7 +85,6 @@ pub struct Daemon {
     child: Option<Child>,
     log: PathBuf,
     starts: u32,
-    env: Vec<(String, String)>,
 }
 
 impl Daemon {
@@ -96,14 +95,7 @@ impl Daemon {
             child: None,
             log,
             starts: 0,
-            env: Vec::new(),
         }
-    }
-
-    /// Sets `key=value` in the environment of every process the slot starts.
-    pub fn with_env(mut self, key: &str, value: &str) -> Daemon {
-        self.env.push((key.into(), value.into()));
-        self
     }
 
     /// The node's name.
@@ -158,7 +150,6 @@ impl Daemon {
         let err = log.try_clone().map_err(io("dup log".into()))?;
         let child = ns
             .command(&program.display().to_string())
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .args(args)
             .process_group(0)
             .stdin(Stdio::null())

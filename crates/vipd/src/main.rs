@@ -2,7 +2,8 @@
 //! network outages. This file only parses the command line and hands over;
 //! the daemon's wiring is in `daemon.rs`.
 
-#![forbid(unsafe_code)]
+// `unsafe` only in `sys` (one libc call, with its SAFETY comment).
+#![deny(unsafe_code)]
 
 mod context;
 mod daemon;
@@ -10,12 +11,15 @@ mod elect;
 #[cfg(feature = "kubernetes")]
 mod services;
 mod supervise;
+#[allow(unsafe_code)]
+mod sys;
 
 use std::process::ExitCode;
 
 use vipd::config::{self, Command};
 
 fn main() -> ExitCode {
+    sys::limit_malloc_arenas();
     let args: Vec<String> = std::env::args().collect();
     let env: std::collections::HashMap<String, String> = std::env::vars().collect();
     let command = match config::parse_command(&args, &env) {
@@ -30,6 +34,9 @@ fn main() -> ExitCode {
         Command::CheckConfig(cfg) => {
             for w in &cfg.warnings {
                 eprintln!("warning: {w}");
+            }
+            for e in &cfg.errors {
+                eprintln!("error: {e}");
             }
             print!("{}", cfg.describe());
             ExitCode::SUCCESS

@@ -409,11 +409,6 @@ pub fn env_block(config: &Config, kubeconfig_in_pod: Option<&str>) -> Vec<EnvVar
             value_from: None,
         })
     };
-    // glibc gives every thread its own malloc arena and keeps their freed
-    // pages: with one arena vipd's anonymous memory with 1,000 Services
-    // drops from ~10.7 to ~8.2 MB (docs/BENCHMARKS.md); two worker threads
-    // do not contend on it.
-    set("MALLOC_ARENA_MAX", "1".into());
     set("vip_arp", config.arp.to_string());
     if config.arp {
         let rate = config.arp_refresh.map_or(0, |d| d.as_millis());

@@ -203,8 +203,9 @@ impl Bench {
     fn start(&mut self, node: &str) {
         let args = self.args(node);
         let log = self.dir.join(format!("{node}.log"));
-        // As the manifests set it (crates/vipd/src/manifest.rs).
-        let mut d = Daemon::new(node, log).with_env("MALLOC_ARENA_MAX", "1");
+        // No environment tricks: vipd as shipped (it limits malloc arenas
+        // itself, crates/vipd/src/sys.rs).
+        let mut d = Daemon::new(node, log);
         d.spawn(
             &self.topo.host(node).ns,
             Path::new(&vipd_bin()),
