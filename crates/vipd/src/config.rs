@@ -178,6 +178,10 @@ pub struct Config {
     pub config_file: Option<PathBuf>,
     /// One line per ignored, unknown or deprecated setting; log each once.
     pub warnings: Vec<String>,
+    /// Settings that are valid but will very likely keep the VIP down
+    /// (e.g. a health gate that cannot verify its target): the daemon logs
+    /// each at ERROR when it starts, `check-config` prints them.
+    pub errors: Vec<String>,
     /// Effective values and their sources, in option order.
     pub settings: Vec<Setting>,
 }
@@ -281,6 +285,7 @@ impl Config {
         let host = HostFacts {
             hostname,
             service_account_namespace_file: None,
+            kubeadm_ca_file: None,
         };
         Config::from_sources_with(args, env, &host)
     }

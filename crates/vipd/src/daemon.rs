@@ -51,6 +51,9 @@ pub fn main(cfg: Config) -> ExitCode {
     for w in &cfg.warnings {
         warn!("{w}");
     }
+    for e in &cfg.errors {
+        error!("{e}");
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -923,6 +923,7 @@ fn service_account_namespace_is_the_lease_namespace_unless_configured() {
     let host = HostFacts {
         hostname: Some("host-a".into()),
         service_account_namespace_file: Some(file.clone()),
+        ..HostFacts::default()
     };
     let base = env(BASE);
     let c = Config::from_sources_with(&argv("run"), &base, &host).expect("valid");
@@ -1056,4 +1057,93 @@ fn status_asks_the_configured_endpoint_flag_first_and_wildcards_on_loopback() {
     assert!(e.contains("--timeout"), "{e}");
     let e = ask("status", &[("VIPD_PROMETHEUS_SERVER", "")]).expect_err("disabled endpoint");
     assert!(e.contains("disabled"), "{e}");
+}
+
+#[test]
+fn health_gate_has_an_off_switch_and_refuses_none_with_a_check_address() {
+    let cp = [("cp_enable", "true")];
+    let c = resolve("run", &cp).expect("valid");
+    assert_eq!(c.health_checks, vec![default_health_check(6443)]);
+    for (line, pairs) in [
+        (
+            "run",
+            &[("cp_enable", "true"), ("VIPD_HEALTH_CHECKS", "none")][..],
+        ),
+        ("run --health-check none", &cp[..]),
+        ("run --health-check NONE", &cp[..]),
+    ] {
+        let c = resolve(line, pairs).unwrap_or_else(|e| panic!("{line} {pairs:?}: {e}"));
+        assert!(c.health_checks.is_empty(), "{line} {pairs:?}");
+        assert!(c.errors.is_empty(), "{:?}", c.errors);
+        assert!(
+            c.describe().contains("none (health gate off)"),
+            "{}",
+            c.describe()
+        );
+    }
+    let e = resolve(
+        "run --health-check none",
+        &[
+            ("cp_enable", "true"),
+            (
+                "control_plane_health_check_address",
+                "https://192.0.2.1:6443/livez",
+            ),
+        ],
+    )
+    .expect_err("none and an address");
+    assert!(e.to_string().contains("not both"), "{e}");
+}
+
+#[test]
+fn etcd_backend_trusts_kubeadms_ca_for_the_default_check_or_says_what_to_set() {
+    let dir = std::env::temp_dir().join(format!("vipd-config-kubeadm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let ca = dir.join("ca.crt");
+    std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").expect("write");
+    let mut e = env(BASE);
+    e.insert("cp_enable".into(), "true".into());
+    let line = "run --backend etcd --etcd-endpoints http://192.0.2.2:2379";
+    let with = |file: Option<std::path::PathBuf>, line: &str, e: &HashMap<String, String>| {
+        let host = HostFacts {
+            hostname: Some("host-a".into()),
+            kubeadm_ca_file: file,
+            ..HostFacts::default()
+        };
+        Config::from_sources_with(&argv(line), e, &host).expect("valid")
+    };
+    // kubeadm's CA exists: trusted, and shown with where it came from.
+    let c = with(Some(ca.clone()), line, &e);
+    assert_eq!(c.health.ca_path.as_deref(), Some(ca.as_path()));
+    assert_eq!(
+        source_of(&c, "health-check-ca-path"),
+        Some(&Source::HostFile(ca.clone()))
+    );
+    assert!(c.errors.is_empty(), "{:?}", c.errors);
+    // Absent: one error line naming both ways out.
+    let c = with(Some(dir.join("absent.crt")), line, &e);
+    assert_eq!(c.health.ca_path, None);
+    assert_eq!(c.errors.len(), 1, "{:?}", c.errors);
+    assert!(
+        c.errors[0].contains("VIPD_HEALTH_CHECKS=none")
+            && c.errors[0].contains("--health-check-ca-path"),
+        "{}",
+        c.errors[0]
+    );
+    // An explicit CA path wins; the gate off needs no CA; the Kubernetes
+    // backend takes the CA from its kubeconfig at run time.
+    let c = with(
+        Some(ca.clone()),
+        &format!("{line} --health-check-ca-path /etc/ssl/own.pem"),
+        &e,
+    );
+    assert_eq!(
+        c.health.ca_path.as_deref(),
+        Some(std::path::Path::new("/etc/ssl/own.pem"))
+    );
+    let c = with(None, &format!("{line} --health-check none"), &e);
+    assert!(c.errors.is_empty() && c.health.ca_path.is_none());
+    let c = with(Some(ca.clone()), "run", &e);
+    assert!(c.errors.is_empty() && c.health.ca_path.is_none());
+    let _ = std::fs::remove_dir_all(&dir);
 }

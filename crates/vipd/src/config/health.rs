@@ -151,7 +151,14 @@ fn split_host_port(authority: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// The value that turns health gating off, the default `/livez` check
+/// included (`--health-check none`, `VIPD_HEALTH_CHECKS=none`).
+pub const HEALTH_CHECKS_OFF: &str = "none";
+
 fn health_list(s: &str) -> Result<Vec<String>, &'static str> {
+    if s.trim().eq_ignore_ascii_case(HEALTH_CHECKS_OFF) {
+        return Ok(Vec::new());
+    }
     let list: Vec<String> = s
         .split(',')
         .map(str::trim)
@@ -216,6 +223,8 @@ pub(super) fn resolve_health(
     api_port: u16,
 ) -> Result<(Vec<String>, HealthSettings), ConfigError> {
     let explicit = r.get(&HEALTH_CHECKS, health_list)?;
+    // `none` alone is the off switch; with kube-vip's check address it
+    // would say two opposite things.
     let address = r.get(&HEALTH_ADDRESS, |s| {
         let s = s.trim();
         let scheme = s.split_once("://").map(|(sch, _)| sch.to_ascii_lowercase());
@@ -254,6 +263,18 @@ pub(super) fn resolve_health(
         r.record(&HEALTH_CA_PATH, p.display().to_string(), s.clone());
     }
 
+    let off = explicit.as_ref().is_some_and(|(l, _)| l.is_empty());
+    if let (true, Some((a, s))) = (off, &address) {
+        return Err(ConfigError::Invalid {
+            option: HEALTH_CHECKS.describe(),
+            value: HEALTH_CHECKS_OFF.into(),
+            from: s.clone(),
+            expected: format!(
+                "either `none` (no health gate) or a check address ({a} is set by {}), not both",
+                HEALTH_ADDRESS.describe()
+            ),
+        });
+    }
     let (mut checks, mut source) = match &explicit {
         Some((list, s)) => (list.clone(), s.clone()),
         None => (Vec::new(), Source::Default),
@@ -266,10 +287,12 @@ pub(super) fn resolve_health(
             checks.push(a.clone());
         }
     }
-    if checks.is_empty() && control_plane {
+    if checks.is_empty() && control_plane && !off {
         checks.push(default_health_check(api_port));
     }
-    let shown = if checks.is_empty() {
+    let shown = if off {
+        "none (health gate off)".to_string()
+    } else if checks.is_empty() {
         "none".to_string()
     } else {
         checks.join(",")
@@ -285,6 +308,46 @@ pub(super) fn resolve_health(
             ca_path: ca_path.map(|(p, _)| p),
         },
     ))
+}
+
+/// With the etcd backend there is no kubeconfig whose cluster CA could
+/// verify the local apiserver, so the default `/livez` check would trust
+/// only the system roots and fail on every kubeadm control plane (whose
+/// serving certificate the cluster CA signs): no node would ever become
+/// eligible. Trust kubeadm's CA file when it exists (recorded as the CA
+/// path, so `check-config` shows it); otherwise return the one line the
+/// daemon logs at ERROR saying what to set.
+pub(super) fn etcd_mode_trust(
+    r: &mut Resolver<'_>,
+    health: &mut HealthSettings,
+    checks: &[String],
+    etcd: bool,
+    api_port: u16,
+    kubeadm_ca: Option<&std::path::Path>,
+) -> Option<String> {
+    let local = default_health_check(api_port);
+    if !etcd || health.ca_path.is_some() || !checks.contains(&local) {
+        return None;
+    }
+    match kubeadm_ca.filter(|p| p.is_file()) {
+        Some(p) => {
+            health.ca_path = Some(p.to_path_buf());
+            r.record(
+                &HEALTH_CA_PATH,
+                p.display().to_string(),
+                Source::HostFile(p.to_path_buf()),
+            );
+            None
+        }
+        None => Some(format!(
+            "health check {local} can verify the apiserver only against the system roots (etcd \
+             backend: no kubeconfig CA{}); a cluster-CA-signed certificate fails it and the VIP \
+             never comes up: set {} to the cluster CA, or {}={HEALTH_CHECKS_OFF} to turn the gate off",
+            kubeadm_ca.map_or(String::new(), |p| format!(", no {}", p.display())),
+            HEALTH_CA_PATH.describe(),
+            HEALTH_CHECKS.env,
+        )),
+    }
 }
 
 /// The namespace in the pod's service-account namespace file, when it

@@ -38,7 +38,14 @@ pub struct HostFacts {
     /// The service-account namespace file; its namespace is the lease
     /// namespace when none is configured. `None` skips the lookup.
     pub service_account_namespace_file: Option<PathBuf>,
+    /// kubeadm's cluster CA ([`KUBEADM_CA_FILE`]); with the etcd backend
+    /// (no kubeconfig to take a CA from) the default `/livez` check trusts
+    /// it when it exists. `None` skips the lookup.
+    pub kubeadm_ca_file: Option<PathBuf>,
 }
+
+/// Where kubeadm writes the cluster CA certificate.
+pub const KUBEADM_CA_FILE: &str = "/etc/kubernetes/pki/ca.crt";
 
 impl HostFacts {
     /// This machine: the kernel hostname and
@@ -47,6 +54,7 @@ impl HostFacts {
         HostFacts {
             hostname: system_hostname(),
             service_account_namespace_file: Some(PathBuf::from(SERVICE_ACCOUNT_NAMESPACE_FILE)),
+            kubeadm_ca_file: Some(PathBuf::from(KUBEADM_CA_FILE)),
         }
     }
 }

@@ -24,6 +24,8 @@ pub enum Source {
     File,
     /// The pod's service-account namespace file (its path).
     ServiceAccount(PathBuf),
+    /// A file found on the host (kubeadm's cluster CA).
+    HostFile(PathBuf),
     /// The built-in default.
     Default,
 }
@@ -36,6 +38,7 @@ impl fmt::Display for Source {
             Source::KubeVipEnv(name) => write!(f, "kube-vip env {name}"),
             Source::File => f.write_str("file"),
             Source::ServiceAccount(path) => write!(f, "service account {}", path.display()),
+            Source::HostFile(path) => write!(f, "found {}", path.display()),
             Source::Default => f.write_str("default"),
         }
     }

@@ -327,7 +327,18 @@ pub(super) fn resolve(
         r.record(&KUBECONFIG, p.display().to_string(), s.clone());
     }
     let kube_api = health::resolve_kube_api(&mut r)?;
-    let (health_checks, health) = health::resolve_health(&mut r, control_plane, api_port)?;
+    let (health_checks, mut health) = health::resolve_health(&mut r, control_plane, api_port)?;
+    let mut errors = Vec::new();
+    if let Some(e) = health::etcd_mode_trust(
+        &mut r,
+        &mut health,
+        &health_checks,
+        matches!(backend, Backend::Etcd(_)),
+        api_port,
+        host.kubeadm_ca_file.as_deref(),
+    ) {
+        errors.push(e);
+    }
 
     // Observability.
     let (http_addr, _) = r.get_or(
@@ -406,6 +417,7 @@ pub(super) fn resolve(
         kubeconfig: kubeconfig.map(|(p, _)| p),
         config_file: config_path,
         warnings,
+        errors,
         settings,
     })
 }
