@@ -87,52 +87,22 @@ fn random_schedule(seed: u64) -> Sim {
     Sim::new(cfg, faults)
 }
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[test]
 fn random_schedules_never_have_two_holders_and_always_converge() {
-    let count = env_u64("VIPD_SIM_SCHEDULES", 10_000);
-    let base = env_u64("VIPD_SIM_SEED", BASE_SEED);
-    let workers = 2;
-    // Each worker runs every `workers`-th schedule; seeds are base + index,
-    // so a failing schedule replays alone with VIPD_SIM_SEED=<its seed>.
-    let results: Vec<(Stats, Option<(u64, String)>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers)
-            .map(|w| {
-                s.spawn(move || {
-                    let mut total = Stats::default();
-                    for i in (w..count).step_by(workers as usize) {
-                        let mut sim = random_schedule(base.wrapping_add(i));
-                        sim.run();
-                        total.add(&sim.oracle.stats);
-                        if !sim.oracle.violations.is_empty() {
-                            return (total, Some((i, sim.report())));
-                        }
-                    }
-                    (total, None)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("worker panicked"))
-            .collect()
-    });
-    let mut total = Stats::default();
-    let mut failure: Option<(u64, String)> = None;
-    for (st, f) in results {
-        total.add(&st);
-        if let Some(f) = f {
-            if failure.as_ref().is_none_or(|g| f.0 < g.0) {
-                failure = Some(f);
-            }
-        }
-    }
+    let count = vipd_sim::env_u64("VIPD_SIM_SCHEDULES", 10_000);
+    let base = vipd_sim::env_u64("VIPD_SIM_SEED", BASE_SEED);
+    let (total, failure) = vipd_sim::run_schedules(
+        count,
+        base,
+        |seed| {
+            let mut sim = random_schedule(seed);
+            sim.run();
+            let failed = !sim.oracle.violations.is_empty();
+            let report = failed.then(|| sim.report());
+            (sim.oracle.stats, report)
+        },
+        Stats::add,
+    );
     let by_kind: Vec<String> = KINDS
         .iter()
         .zip(total.faults)
@@ -158,8 +128,8 @@ fn random_schedules_never_have_two_holders_and_always_converge() {
     );
     println!("{line}");
     eprintln!("{line}");
-    if let Some((_, report)) = failure {
-        panic!("simulation violated an invariant:\n{report}");
+    if let Some((seed, report)) = failure {
+        panic!("simulation violated an invariant (replay: VIPD_SIM_SEED={seed} VIPD_SIM_SCHEDULES=1):\n{report}");
     }
     assert!(
         total.leads > 0,

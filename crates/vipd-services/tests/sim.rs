@@ -76,50 +76,23 @@ fn random_schedule(seed: u64) -> Sim {
     sim
 }
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[test]
 fn random_schedules_never_have_two_announcers_and_converge_at_o_nodes_cost() {
-    let count = env_u64("VIPD_SIM_SCHEDULES", 2_000);
-    let base = env_u64("VIPD_SIM_SEED", BASE_SEED);
-    let workers = 2u64;
-    let results: Vec<(Stats, Option<(u64, String)>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers)
-            .map(|w| {
-                s.spawn(move || {
-                    let mut total = Stats::default();
-                    for i in (w..count).step_by(workers as usize) {
-                        let seed = base.wrapping_add(i);
-                        let mut sim = random_schedule(seed);
-                        sim.run();
-                        total.add(&sim.stats);
-                        if !sim.violations.is_empty() {
-                            total.violations += 1;
-                            return (total, Some((seed, sim.report())));
-                        }
-                    }
-                    (total, None)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("worker panicked"))
-            .collect()
-    });
-    let mut total = Stats::default();
-    let mut failure = None;
-    for (st, f) in results {
-        total.add(&st);
-        if f.is_some() && failure.is_none() {
-            failure = f;
-        }
-    }
+    let count = vipd_sim::env_u64("VIPD_SIM_SCHEDULES", 2_000);
+    let base = vipd_sim::env_u64("VIPD_SIM_SEED", BASE_SEED);
+    let (total, failure) = vipd_sim::run_schedules(
+        count,
+        base,
+        |seed| {
+            let mut sim = random_schedule(seed);
+            sim.run();
+            let report = (!sim.violations.is_empty()).then(|| sim.report());
+            let mut stats = std::mem::take(&mut sim.stats);
+            stats.violations += u64::from(report.is_some());
+            (stats, report)
+        },
+        Stats::add,
+    );
     let by_kind: Vec<String> = KINDS
         .iter()
         .zip(total.faults)

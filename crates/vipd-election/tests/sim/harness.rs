@@ -25,9 +25,10 @@ use vipd_election::{
     Action, Elector, Input, Op, RequestId, StoreError, Timings, Versioned, WallTime, WatchEvent,
 };
 
-/// Microseconds of simulated time.
-pub const MS: u64 = 1_000;
-pub const SEC: u64 = 1_000_000;
+// Simulated microseconds, the PRNG and drifting clocks: shared with the
+// Services simulation (crates/vipd-sim).
+use vipd_sim::DriftClock as Clock;
+pub use vipd_sim::{us, Rng, MS, SEC};
 /// Largest one-way delay on a healthy link.
 pub const MAX_DELAY: u64 = 50 * MS;
 /// Largest one-way delay on a link under a `Slow` fault.
@@ -42,10 +43,6 @@ pub const GRACE: u64 = 10 * SEC;
 /// `Fault::node` meaning "whoever holds the VIP (else the record) then".
 pub const HOLDER: usize = usize::MAX;
 
-pub fn us(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
-}
-
 /// Invariant (2): one holder within `lease + 2 * retry` of the last heal,
 /// plus what the network may still hold then: a message sent on a slow link
 /// just before the heal (SLOW_DELAY), a read and an acquire round trip
@@ -54,29 +51,6 @@ pub fn convergence_bound(t: &Timings) -> u64 {
     let lease = us(t.lease_duration());
     let drift = lease * 2 * MAX_DRIFT_PPM.unsigned_abs() / 1_000_000;
     lease + 2 * us(t.retry_period()) + SLOW_DELAY + 4 * MAX_DELAY + MAX_REMOVAL + drift
-}
-
-/// A small deterministic PRNG (splitmix64).
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `lo..=hi`.
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-    pub fn chance(&mut self, p: f64) -> bool {
-        p > 0.0 && ((self.next() >> 11) as f64) < p * (1u64 << 53) as f64
-    }
 }
 
 /// What a fault does to `Fault::node`; it lasts `Fault::dur`.
@@ -144,30 +118,6 @@ pub struct Config {
     /// Clock-rate drift bound for this run (MAX_DRIFT_PPM but in the test
     /// that shows the oracle catches a broken margin).
     pub drift_ppm: i64,
-}
-
-#[derive(Clone, Copy, Default)]
-struct Clock {
-    offset_ns: u64,
-    ppm: i64,
-}
-
-impl Clock {
-    fn local_ns(self, g: u64) -> u64 {
-        let g = i128::from(g) * 1000;
-        let ns = i128::from(self.offset_ns) + g + g * i128::from(self.ppm) / 1_000_000;
-        u64::try_from(ns).unwrap_or(0)
-    }
-    /// The first global microsecond at which the local clock reads `>= ns`.
-    fn global_for(self, ns: u64) -> u64 {
-        let rel = i128::from(ns) - i128::from(self.offset_ns);
-        let g = rel * 1_000 / (1_000_000 + i128::from(self.ppm));
-        let mut g = u64::try_from(g).unwrap_or(0).saturating_sub(1);
-        while self.local_ns(g) < ns {
-            g += 1;
-        }
-        g
-    }
 }
 
 #[derive(Default)]

@@ -25,17 +25,15 @@ use tokio::time::Instant;
 use vipd_election::{Timings, Version};
 use vipd_services::{Action, Assignment, Input, Listed, Node, NodeState, Policy, Renewal, ZonePin};
 
-pub const MS: u64 = 1_000;
-pub const SEC: u64 = 1_000_000;
+// Simulated microseconds, the PRNG and drifting clocks: shared with the
+// election simulation (crates/vipd-sim).
+use vipd_sim::DriftClock as Clock;
+pub use vipd_sim::{us, Rng, MS, SEC};
 pub const MAX_DELAY: u64 = 50 * MS;
 pub const SLOW_DELAY: u64 = 2 * SEC;
 pub const MAX_DRIFT_PPM: i64 = 5_000;
 /// Addresses the schedules draw from (198.51.100.0/24, documentation).
 pub const POOL: u16 = 24;
-
-pub fn us(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
-}
 
 /// After the last heal every address with an eligible node is announced by
 /// exactly one node within `lease + 3 * retry`, plus what the network may
@@ -45,29 +43,6 @@ pub fn convergence_bound(t: &Timings) -> u64 {
     let lease = us(t.lease_duration());
     let drift = lease * 2 * MAX_DRIFT_PPM.unsigned_abs() / 1_000_000;
     lease + 3 * us(t.retry_period()) + 2 * SLOW_DELAY + 8 * MAX_DELAY + drift
-}
-
-/// splitmix64.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `lo..=hi`.
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-    pub fn chance(&mut self, p: f64) -> bool {
-        ((self.next() >> 11) as f64) < p * (1u64 << 53) as f64
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,29 +93,6 @@ pub struct Config {
     /// A broken driver that never removes an address (to show the oracle
     /// catches two announcers).
     pub never_remove: bool,
-}
-
-#[derive(Clone, Copy, Default)]
-struct Clock {
-    offset_ns: u64,
-    ppm: i64,
-}
-
-impl Clock {
-    fn local_ns(self, g: u64) -> u64 {
-        let g = i128::from(g) * 1000;
-        let ns = i128::from(self.offset_ns) + g + g * i128::from(self.ppm) / 1_000_000;
-        u64::try_from(ns).unwrap_or(0)
-    }
-    fn global_for(self, ns: u64) -> u64 {
-        let rel = i128::from(ns) - i128::from(self.offset_ns);
-        let g = rel * 1_000 / (1_000_000 + i128::from(self.ppm));
-        let mut g = u64::try_from(g).unwrap_or(0).saturating_sub(1);
-        while self.local_ns(g) < ns {
-            g += 1;
-        }
-        g
-    }
 }
 
 #[derive(Default)]
