@@ -80,7 +80,8 @@ pub(super) fn read_host(host: &Host) -> Result<HostDump, Error> {
 pub(super) const PIPE_SIZE: i32 = 1 << 20;
 
 /// The monitor process, its reader thread and the state they feed; shared
-/// by [`AddrWatcher`] and [`MultiAddrWatcher`]. Killed and joined on drop.
+/// by [`super::AddrWatcher`] and [`super::MultiAddrWatcher`]. Killed and joined
+/// on drop.
 #[derive(Debug)]
 pub(super) struct Monitor {
     pub(super) core: Arc<Mutex<Core>>,
