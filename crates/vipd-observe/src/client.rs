@@ -82,6 +82,17 @@ pub fn verdict(s: &StatusSnapshot) -> Vec<String> {
             ));
         }
     }
+    let e = &s.eligibility;
+    if e.gated && !e.eligible {
+        problems.push(if e.ever_eligible {
+            "not eligible: a health check is down, so this node holds no address".to_string()
+        } else {
+            format!(
+                "never eligible since it started {:.0}s ago: a health check has not passed once (wrong URL or CA?), so this node will hold no address",
+                s.uptime_ms as f64 / 1000.0
+            )
+        });
+    }
     if !s.vips.is_empty() && s.lease.holder.is_none() {
         problems.push(format!(
             "no node holds lease {} (as last read): the VIP is not served",
@@ -184,7 +195,13 @@ pub fn render(s: &StatusSnapshot) -> String {
                 c.last_error.clone().unwrap_or_else(|| "-".into()),
             ]);
         }
-        out.push('\n');
+        let e = &s.eligibility;
+        let verdict = match (e.eligible, e.ever_eligible) {
+            (true, _) => "eligible",
+            (false, true) => "NOT eligible (a check is down)",
+            (false, false) => "NEVER eligible since start",
+        };
+        let _ = writeln!(out, "\nhealth gate: {verdict}");
         table(&mut out, &rows);
     }
     out
@@ -224,7 +241,7 @@ fn table<const N: usize>(out: &mut String, rows: &[[String; N]]) {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::status::{LeaseEntry, ServicesEntry, VipEntry};
+    use crate::status::{EligibilityEntry, LeaseEntry, ServicesEntry, StatusHandle, VipEntry};
 
     fn snapshot() -> StatusSnapshot {
         StatusSnapshot {
@@ -247,9 +264,38 @@ mod tests {
             },
             api_reachable: true,
             health: Vec::new(),
+            eligibility: EligibilityEntry::default(),
             ready: true,
             services: None,
         }
+    }
+
+    #[test]
+    fn a_gate_that_never_passed_says_never_and_one_that_did_says_down() {
+        let status = StatusHandle::new("n1", "0.1.0", "cp", "etcd");
+        let now = tokio::time::Instant::now();
+        assert!(!status.set_eligible(false), "gated, not yet eligible");
+        let mut s = snapshot();
+        s.eligibility = status.snapshot(now).eligibility;
+        s.vips[0] = VipEntry {
+            role: Role::Follower,
+            bound: false,
+            ..s.vips[0].clone()
+        };
+        let p = verdict(&s);
+        assert!(p.len() == 1 && p[0].starts_with("never eligible"), "{p:?}");
+        // Eligible once, then down again: "not eligible", not "never".
+        assert!(status.set_eligible(true));
+        assert!(status.set_eligible(false));
+        s.eligibility = status.snapshot(now).eligibility;
+        let p = verdict(&s);
+        assert!(p.len() == 1 && p[0].starts_with("not eligible"), "{p:?}");
+        // Without a gate nothing is said; an old /status without the field
+        // reads as "no gate".
+        let mut json = serde_json::to_value(snapshot()).unwrap();
+        json.as_object_mut().unwrap().remove("eligibility");
+        let old: StatusSnapshot = serde_json::from_value(json).unwrap();
+        assert!(verdict(&old).is_empty());
     }
 
     #[test]

@@ -150,6 +150,8 @@ pub struct Metrics {
     api_duration: Family<VerbOnly, Histogram, fn() -> Histogram>,
     api_reachable: Gauge,
     health_check_up: Family<CheckOnly, Gauge>,
+    eligible: Gauge,
+    ever_eligible: Gauge,
     /// Services-mode metrics.
     pub services: ServiceMetrics,
 }
@@ -178,6 +180,12 @@ impl Metrics {
         );
         let api_reachable = Gauge::default();
         let health_check_up = Family::<CheckOnly, Gauge>::default();
+        // Without a health gate a node is always eligible; the gate's
+        // watcher overwrites both from its first state on.
+        let eligible = Gauge::default();
+        eligible.set(1);
+        let ever_eligible = Gauge::default();
+        ever_eligible.set(1);
         let build_info = Family::<VersionOnly, Gauge>::default();
 
         // Counter names are registered without `_total`: prometheus-client
@@ -238,6 +246,16 @@ impl Metrics {
             health_check_up.clone(),
         );
         registry.register(
+            "vipd_eligible",
+            "1 while the health gate lets this node hold addresses (R8); 1 without a gate",
+            eligible.clone(),
+        );
+        registry.register(
+            "vipd_ever_eligible",
+            "0 while this node has not been eligible once since it started: a gate that never passes (wrong CA, wrong URL) keeps the VIP off it",
+            ever_eligible.clone(),
+        );
+        registry.register(
             "vipd_build_info",
             "Build information; always 1",
             build_info.clone(),
@@ -265,6 +283,8 @@ impl Metrics {
             api_duration,
             api_reachable,
             health_check_up,
+            eligible,
+            ever_eligible,
             services,
         }
     }
@@ -371,6 +391,12 @@ impl Metrics {
             .set(i64::from(up));
     }
 
+    /// Sets `vipd_eligible` and `vipd_ever_eligible`.
+    pub fn set_eligible(&self, eligible: bool, ever: bool) {
+        self.eligible.set(i64::from(eligible));
+        self.ever_eligible.set(i64::from(ever));
+    }
+
     /// Everything in OpenMetrics text format (see [`CONTENT_TYPE`]).
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -402,6 +428,9 @@ mod tests {
         m.observe_api_request("update", "409", Duration::from_millis(3));
         m.set_api_reachable(true);
         m.set_health_check("apiserver", false);
+        let fresh = m.encode();
+        assert!(fresh.contains("vipd_eligible 1") && fresh.contains("vipd_ever_eligible 1"));
+        m.set_eligible(false, false);
         let text = m.encode();
         for needle in [
             r#"vipd_is_leader{vip="192.0.2.10",lease="plndr-cp-lock"} 1"#,
@@ -416,6 +445,8 @@ mod tests {
             r#"vipd_api_request_duration_seconds_count{verb="update"} 1"#,
             "vipd_api_reachable 1",
             r#"vipd_health_check_up{check="apiserver"} 0"#,
+            "vipd_eligible 0",
+            "vipd_ever_eligible 0",
             r#"vipd_build_info{version="1.2.3"} 1"#,
             "# EOF",
         ] {

@@ -28,6 +28,29 @@ pub enum Role {
     Follower,
 }
 
+/// The health gate (R8) as `/status` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EligibilityEntry {
+    /// A health gate is configured (without one a node is always eligible).
+    pub gated: bool,
+    /// The gate lets this node hold addresses now.
+    pub eligible: bool,
+    /// The gate has let it at least once since start. `false` long after
+    /// start means a check that never passes (wrong CA, wrong URL): the
+    /// node will never hold an address.
+    pub ever_eligible: bool,
+}
+
+impl Default for EligibilityEntry {
+    fn default() -> Self {
+        EligibilityEntry {
+            gated: false,
+            eligible: true,
+            ever_eligible: true,
+        }
+    }
+}
+
 /// One VIP as `/status` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VipEntry {
@@ -91,6 +114,9 @@ pub struct StatusSnapshot {
     pub api_reachable: bool,
     /// Health checks gating the election (R8); empty when none are set.
     pub health: Vec<vipd_health::CheckStatus>,
+    /// The gate's verdict over those checks.
+    #[serde(default)]
+    pub eligibility: EligibilityEntry,
     /// Whether the first election sync has completed (`/readyz`).
     pub ready: bool,
     /// Services mode, when on.
@@ -112,6 +138,7 @@ struct Inner {
     transitions: u64,
     api_reachable: bool,
     health: Vec<vipd_health::CheckStatus>,
+    eligibility: EligibilityEntry,
     services: Option<ServicesEntry>,
 }
 
@@ -142,6 +169,7 @@ impl StatusHandle {
                 transitions: 0,
                 api_reachable: false,
                 health: Vec::new(),
+                eligibility: EligibilityEntry::default(),
                 services: None,
             })),
             ready: Arc::new(AtomicBool::new(false)),
@@ -197,6 +225,20 @@ impl StatusHandle {
         self.write(|s| s.health = checks);
     }
 
+    /// Records the health gate's verdict; returns whether the node has
+    /// been eligible at least once since start (this call included).
+    pub fn set_eligible(&self, eligible: bool) -> bool {
+        let mut ever = false;
+        self.write(|s| {
+            let first = !s.eligibility.gated;
+            s.eligibility.gated = true;
+            s.eligibility.eligible = eligible;
+            s.eligibility.ever_eligible = eligible || (!first && s.eligibility.ever_eligible);
+            ever = s.eligibility.ever_eligible;
+        });
+        ever
+    }
+
     /// Records whether the coordination API answers.
     pub fn set_api_reachable(&self, reachable: bool) {
         self.write(|s| s.api_reachable = reachable);
@@ -233,6 +275,7 @@ impl StatusHandle {
             },
             api_reachable: s.api_reachable,
             health: s.health.clone(),
+            eligibility: s.eligibility,
             ready: self.is_ready(),
             services: s.services.clone(),
         }

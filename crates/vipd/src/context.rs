@@ -89,6 +89,47 @@ pub(crate) async fn load_kube(
     Ok(api)
 }
 
+/// How long a gate may take to pass once before its node says, in one
+/// ERROR line, that it has never been eligible: four check rounds.
+pub(crate) fn eligibility_patience(cfg: &Config) -> Duration {
+    (cfg.health.period + cfg.health.timeout) * 4
+}
+
+/// Mirrors the health gate's verdict into `/status` and the
+/// `vipd_eligible` / `vipd_ever_eligible` gauges, from its current value
+/// on, until `cancel`. A node whose gate never passes says so in both
+/// (and in `vipd status`) instead of staying silently dark; one ERROR
+/// line marks the first time it is still ineligible after `patience`.
+pub(crate) fn watch_eligibility(
+    status: &StatusHandle,
+    metrics: &Arc<Metrics>,
+    mut eligible: tokio::sync::watch::Receiver<bool>,
+    patience: Duration,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let (status, metrics) = (status.clone(), metrics.clone());
+    tokio::spawn(async move {
+        let deadline = tokio::time::sleep(patience);
+        tokio::pin!(deadline);
+        let mut warned = false;
+        loop {
+            let e = *eligible.borrow_and_update();
+            let ever = status.set_eligible(e);
+            metrics.set_eligible(e, ever);
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = &mut deadline, if !warned => {
+                    warned = true;
+                    if !status.set_eligible(*eligible.borrow()) {
+                        error!(after = ?patience, "this node has never been eligible: a health check has not passed once since start (see /status or `vipd status`); it will hold no address until one does");
+                    }
+                }
+                r = eligible.changed() => if r.is_err() { return },
+            }
+        }
+    });
+}
+
 /// The health checks to run: explicit `--health-check` specs as written,
 /// kube-vip's `control_plane_health_check_address` with kube-vip's period,
 /// timeout and threshold, and the local apiserver's `/livez` (verified as

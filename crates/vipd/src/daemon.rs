@@ -42,7 +42,9 @@ use health::health_loop;
 
 #[cfg(feature = "kubernetes")]
 use crate::context::load_kube;
-use crate::context::{health_specs, wait_for_signal, Obs, EXIT_CONFIG};
+use crate::context::{
+    eligibility_patience, health_specs, wait_for_signal, watch_eligibility, Obs, EXIT_CONFIG,
+};
 use vipd_backoff::{random_u64, Backoff};
 
 /// Entry point of `vipd run`.
@@ -441,6 +443,13 @@ async fn run_with_store<S: LeaseStore>(
 
     let mut health_monitor = health_monitor;
     if let Some(monitor) = health_monitor.as_mut() {
+        watch_eligibility(
+            &status,
+            &metrics,
+            monitor.eligible(),
+            eligibility_patience(&cfg),
+            cancel.child_token(),
+        );
         tokio::spawn(health_loop(
             monitor.eligible(),
             monitor.take_events(),

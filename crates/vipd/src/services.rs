@@ -34,7 +34,10 @@ use vipd_services_kube::world::WorldConfig;
 use vipd_services_kube::{core, kubeworld, own, wire};
 use vipd_vip::{VipManager, VipManagerConfig, VIPD_SVC_ADDR_PROTO};
 
-use crate::context::{health_specs, load_kube, wait_for_signal, Obs, EXIT_CONFIG};
+use crate::context::{
+    eligibility_patience, health_specs, load_kube, wait_for_signal, watch_eligibility, Obs,
+    EXIT_CONFIG,
+};
 use crate::elect::{self, Control, Holder, Observation};
 
 /// Name of the ConfigMap that carries the assignment.
@@ -149,6 +152,13 @@ pub(crate) async fn run(cfg: Config, svc: ServicesSettings, obs: Obs) -> ExitCod
     } else {
         match vipd_health::HealthMonitor::spawn(specs, cancel.child_token()) {
             Ok(monitor) => {
+                watch_eligibility(
+                    &obs.status,
+                    &obs.metrics,
+                    monitor.eligible(),
+                    eligibility_patience(&cfg),
+                    cancel.child_token(),
+                );
                 let mut rx = monitor.eligible();
                 let initial = *rx.borrow_and_update();
                 // The first input the core sees (nothing else is queued

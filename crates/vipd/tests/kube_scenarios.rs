@@ -544,6 +544,14 @@ fn kube_unhealthy_holder_hands_over_and_does_not_campaign_until_healthy() {
     c.wait_served(&new, HOLD, secs(10))
         .unwrap_or_else(|| panic!("client not served by {new}"));
     let up_while_sick = c.metric(&old, "vipd_health_check_up", &[]);
+    // The gate's verdict is visible: not eligible now, eligible once since
+    // start (so not the "never eligible" case), and `vipd status` exits 3.
+    assert_eq!(c.metric(&old, "vipd_eligible", &[]), Some(0.0));
+    assert_eq!(c.metric(&old, "vipd_ever_eligible", &[]), Some(1.0));
+    let (code, out, err) = c.status_cli(&old, &[]);
+    assert_eq!(code, Some(3), "vipd status on unhealthy {old}: {out}{err}");
+    assert!(err.contains("not eligible"), "{err}");
+    assert!(out.contains("health gate: NOT eligible"), "{out}");
     // Unhealthy: it does not campaign. Stop the new holder gracefully; the
     // third node must win, never the unhealthy one.
     let other = third(&old, &new);
