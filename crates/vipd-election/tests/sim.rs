@@ -29,29 +29,25 @@ const TIMINGS: [(f64, f64, f64); 5] = [
 
 fn timings(i: usize) -> Timings {
     let (l, r, p) = TIMINGS[i];
-    Timings::new(
-        Duration::from_secs_f64(l),
-        Duration::from_secs_f64(r),
-        Duration::from_secs_f64(p),
-    )
-    .expect("documented timings are valid")
+    let [l, r, p] = [l, r, p].map(Duration::from_secs_f64);
+    Timings::new(l, r, p).expect("documented timings are valid")
 }
 
 /// One random schedule: 2–8 faults starting in the first 60 s, each lasting
 /// up to 2.5 leases; the run then goes on to convergence plus a tail.
 fn random_schedule(seed: u64) -> Sim {
     let mut r = Rng::new(seed ^ 0xa5a5_5a5a_0f0f_f0f0);
-    let t = timings(r.range(0, 4) as usize);
+    let t = timings(r.index(TIMINGS.len()));
     let nodes = r.range(3, 5) as usize;
     let lease = harness::us(t.lease_duration());
     let faults = (0..r.range(2, 8))
         .map(|_| {
-            let kind = KINDS[r.range(0, KINDS.len() as u64 - 1) as usize];
+            let kind = r.pick(&KINDS);
             // Half of the faults hit whoever holds the VIP when they start.
             let node = if r.chance(0.5) {
                 harness::HOLDER
             } else {
-                r.range(0, nodes as u64 - 1) as usize
+                r.index(nodes)
             };
             let other = r.range(1, nodes as u64 - 1) as usize;
             let other = if node == harness::HOLDER {
@@ -80,7 +76,7 @@ fn random_schedule(seed: u64) -> Sim {
         timings: t,
         seed,
         noise: r.chance(0.7),
-        watch_p: [0.0, 0.3, 0.9][r.range(0, 2) as usize],
+        watch_p: r.pick(&[0.0, 0.3, 0.9]),
         staggered: false,
         drift_ppm: harness::MAX_DRIFT_PPM,
     };
@@ -89,8 +85,8 @@ fn random_schedule(seed: u64) -> Sim {
 
 #[test]
 fn random_schedules_never_have_two_holders_and_always_converge() {
-    let count = vipd_sim::env_u64("VIPD_SIM_SCHEDULES", 10_000);
-    let base = vipd_sim::env_u64("VIPD_SIM_SEED", BASE_SEED);
+    let count = vipd_sim::env_u64(vipd_sim::SCHEDULES_VAR, 10_000);
+    let base = vipd_sim::env_u64(vipd_sim::SEED_VAR, BASE_SEED);
     let (total, failure) = vipd_sim::run_schedules(
         count,
         base,
@@ -103,17 +99,13 @@ fn random_schedules_never_have_two_holders_and_always_converge() {
         },
         Stats::add,
     );
-    let by_kind: Vec<String> = KINDS
-        .iter()
-        .zip(total.faults)
-        .map(|(k, c)| format!("{k:?}={c}"))
-        .collect();
+    let by_kind = vipd_sim::fault_counts(&KINDS, &total.faults);
     let line = format!(
         "sim: {count} schedules, {} faults injected ({}; plus {} noise drops, {} error answers, \
          {} applied writes whose answer was lost), {} violations, max failover after heal {} ms \
          ({}.{}% of lease + 2 x retry), two-holder time {} ms; {} leads, {} events, {} s simulated on average",
         total.faults.iter().sum::<u64>(),
-        by_kind.join(" "),
+        by_kind,
         total.noise_drops,
         total.noise_errors,
         total.lost_applied_answers,
@@ -129,7 +121,7 @@ fn random_schedules_never_have_two_holders_and_always_converge() {
     println!("{line}");
     eprintln!("{line}");
     if let Some((seed, report)) = failure {
-        panic!("simulation violated an invariant (replay: VIPD_SIM_SEED={seed} VIPD_SIM_SCHEDULES=1):\n{report}");
+        panic!("{}", vipd_sim::failure_message(seed, &report));
     }
     assert!(
         total.leads > 0,

@@ -22,12 +22,8 @@ const TIMINGS: [(f64, f64, f64); 3] = [(5.0, 3.0, 1.0), (3.0, 2.0, 0.5), (15.0, 
 
 fn timings(i: usize) -> Timings {
     let (l, r, p) = TIMINGS[i];
-    Timings::new(
-        Duration::from_secs_f64(l),
-        Duration::from_secs_f64(r),
-        Duration::from_secs_f64(p),
-    )
-    .expect("documented timings are valid")
+    let [l, r, p] = [l, r, p].map(Duration::from_secs_f64);
+    Timings::new(l, r, p).expect("documented timings are valid")
 }
 
 fn random_schedule(seed: u64) -> Sim {
@@ -42,7 +38,7 @@ fn random_schedule(seed: u64) -> Sim {
     let lease = harness::us(t.lease_duration());
     let faults = (0..r.range(2, 8))
         .map(|_| {
-            let kind = KINDS[r.range(0, KINDS.len() as u64 - 1) as usize];
+            let kind = r.pick(&KINDS);
             let dur = match kind {
                 Kind::Crash if r.chance(0.5) => r.range(50 * MS, 1_500 * MS),
                 Kind::AssignerMove => r.range(0, 3 * SEC),
@@ -51,7 +47,7 @@ fn random_schedule(seed: u64) -> Sim {
             Fault {
                 at: r.range(0, 40 * SEC),
                 kind,
-                node: r.range(0, nodes as u64 - 1) as usize,
+                node: r.index(nodes),
                 dur,
             }
         })
@@ -78,8 +74,8 @@ fn random_schedule(seed: u64) -> Sim {
 
 #[test]
 fn random_schedules_never_have_two_announcers_and_converge_at_o_nodes_cost() {
-    let count = vipd_sim::env_u64("VIPD_SIM_SCHEDULES", 2_000);
-    let base = vipd_sim::env_u64("VIPD_SIM_SEED", BASE_SEED);
+    let count = vipd_sim::env_u64(vipd_sim::SCHEDULES_VAR, 2_000);
+    let base = vipd_sim::env_u64(vipd_sim::SEED_VAR, BASE_SEED);
     let (total, failure) = vipd_sim::run_schedules(
         count,
         base,
@@ -93,18 +89,14 @@ fn random_schedules_never_have_two_announcers_and_converge_at_o_nodes_cost() {
         },
         Stats::add,
     );
-    let by_kind: Vec<String> = KINDS
-        .iter()
-        .zip(total.faults)
-        .map(|(k, c)| format!("{k:?}={c}"))
-        .collect();
+    let by_kind = vipd_sim::fault_counts(&KINDS, &total.faults);
     let line = format!(
         "services sim: {count} schedules, {} faults ({}), {} violations, two-owner time {} ms, \
          max convergence after heal {} ms, writes: {} renewals + {} assignment + {} tombstones, \
          steady state max {:.1} writes/retry period with {} non-renewal writes; {} takeovers, \
          {} events, {} s simulated on average",
         total.faults.iter().sum::<u64>(),
-        by_kind.join(" "),
+        by_kind,
         total.violations,
         total.two_owner_us / MS,
         total.max_convergence / MS,
@@ -120,7 +112,7 @@ fn random_schedules_never_have_two_announcers_and_converge_at_o_nodes_cost() {
     println!("{line}");
     eprintln!("{line}");
     if let Some((seed, report)) = failure {
-        panic!("simulation violated an invariant (replay: VIPD_SIM_SEED={seed} VIPD_SIM_SCHEDULES=1):\n{report}");
+        panic!("{}", vipd_sim::failure_message(seed, &report));
     }
     assert!(total.moves_seen > 0, "nothing was ever announced");
     assert!(total.tombstones > 0, "no dead node was ever tombstoned");
@@ -176,7 +168,7 @@ fn thousand_addresses_on_five_nodes_cost_five_writes_per_retry_period() {
     assert_eq!(sim.announcers().len(), 1000, "every address is announced");
     assert!(sim.announcers().values().all(|v| v.len() == 1));
     // 20 retry periods of 1 s, well after convergence.
-    let end = sim.now;
+    let end = sim.now();
     let (renewals, other) = sim.writes_in(end - 20 * SEC, end);
     // One renewal per node per period; ±1 per node at the window's edges
     // (0.5% drift over 20 periods).

@@ -1,7 +1,8 @@
-//! The pieces every seeded, deterministic simulation of a vipd core shares
-//! (the election simulation, the Services ownership simulation, and the
-//! ones quorum mode will add): simulated microseconds, a seeded PRNG, a
-//! drifting per-node clock, and the runner that spreads N schedules over
+//! A deterministic simulation harness, used only by tests: the pieces every
+//! seeded simulation of a vipd core shares (the election simulation, the
+//! Services ownership simulation, and the ones quorum mode will add):
+//! simulated microseconds, a seeded PRNG, a drifting per-node clock, the
+//! simulated-time event queue, and the runner that spreads N schedules over
 //! worker threads and reports the seed that replays a failure alone.
 //!
 //! Test-only (`publish = false`, a dev-dependency of the core crates). No
@@ -10,6 +11,9 @@
 
 #![forbid(unsafe_code)]
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fmt::Debug;
 use std::time::Duration;
 
 /// One millisecond of simulated time, in microseconds (the unit of every
@@ -21,6 +25,17 @@ pub const SEC: u64 = 1_000_000;
 /// A duration in simulated microseconds (saturating).
 pub fn us(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The clock-rate drift bound both simulations give their nodes, in parts
+/// per million (±0.5%).
+pub const MAX_DRIFT_PPM: i64 = 5_000;
+
+/// How far apart two clocks whose rates are within `±ppm` can drift over
+/// `span` simulated microseconds (saturating): the slack a convergence bound
+/// adds for drift.
+pub fn drift_margin(span: u64, ppm: i64) -> u64 {
+    span.saturating_mul(2).saturating_mul(ppm.unsigned_abs()) / 1_000_000
 }
 
 /// A small deterministic PRNG (splitmix64): the same seed gives the same
@@ -55,6 +70,19 @@ impl Rng {
     pub fn chance(&mut self, p: f64) -> bool {
         p > 0.0 && ((self.next() >> 11) as f64) < p * (1u64 << 53) as f64
     }
+
+    /// Uniform in `0..n`, one draw (the same draw as `range(0, n - 1)`);
+    /// `n == 0` gives 0.
+    pub fn index(&mut self, n: usize) -> usize {
+        let hi = u64::try_from(n).unwrap_or(u64::MAX).saturating_sub(1);
+        usize::try_from(self.range(0, hi)).unwrap_or(0)
+    }
+
+    /// One element of a non-empty array, uniformly, with one draw.
+    pub fn pick<T: Copy, const N: usize>(&mut self, xs: &[T; N]) -> T {
+        const { assert!(N > 0, "pick from an empty array") };
+        xs[self.index(N)]
+    }
 }
 
 /// A node's monotonic clock: an offset and a constant rate error against
@@ -69,6 +97,31 @@ pub struct DriftClock {
 }
 
 impl DriftClock {
+    /// A clock whose rate error is uniform in `±max_ppm` and whose offset is
+    /// a whole millisecond in `0..=1000 s`. Draws the rate, then the offset.
+    pub fn random(rng: &mut Rng, max_ppm: i64) -> DriftClock {
+        let span = max_ppm.unsigned_abs().saturating_mul(2);
+        let ppm = i64::try_from(rng.range(0, span))
+            .unwrap_or(0)
+            .saturating_sub(max_ppm);
+        DriftClock {
+            offset_ns: rng.range(0, 1_000_000) * 1_000_000,
+            ppm,
+        }
+    }
+
+    /// The local reading at global microsecond `g`, as time since the
+    /// clock's zero (add it to a common base `Instant`).
+    pub fn reading(self, g: u64) -> Duration {
+        Duration::from_nanos(self.local_ns(g))
+    }
+
+    /// The first global microsecond at which [`DriftClock::reading`] is
+    /// `>= reading` (saturating for readings past `u64::MAX` nanoseconds).
+    pub fn global_for_reading(self, reading: Duration) -> u64 {
+        self.global_for(u64::try_from(reading.as_nanos()).unwrap_or(u64::MAX))
+    }
+
     /// The local reading, in nanoseconds, at global microsecond `g`.
     pub fn local_ns(self, g: u64) -> u64 {
         let g = i128::from(g) * 1000;
@@ -88,8 +141,103 @@ impl DriftClock {
     }
 }
 
-/// `name` parsed as a number, else `default` (`VIPD_SIM_SCHEDULES`,
-/// `VIPD_SIM_SEED`).
+/// Simulated time and its event queue: events come out in time order, and
+/// in push order among equal times, so a run is a pure function of its seed;
+/// the clock ([`EventQueue::now`]) moves only when an event is popped.
+pub struct EventQueue<E> {
+    now: u64,
+    /// Min-heap of `(time, seq)` into `slots`.
+    heap: BinaryHeap<Reverse<(u64, usize)>>,
+    slots: Vec<Option<E>>,
+}
+
+impl<E> Default for EventQueue<E> {
+    fn default() -> Self {
+        EventQueue {
+            now: 0,
+            heap: BinaryHeap::new(),
+            slots: Vec::new(),
+        }
+    }
+}
+
+/// An event taken from an [`EventQueue`], with the simulated time it is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due<E> {
+    /// Its time: the queue's [`EventQueue::now`] from now on.
+    pub at: u64,
+    /// Simulated microseconds since the event before it (or since 0).
+    pub elapsed: u64,
+    /// The event.
+    pub event: E,
+}
+
+impl<E> EventQueue<E> {
+    /// An empty queue at simulated time 0.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The current simulated time: when the last popped event was due.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// Schedules `ev` at simulated microsecond `at`.
+    pub fn push(&mut self, at: u64, ev: E) {
+        self.heap.push(Reverse((at, self.slots.len())));
+        self.slots.push(Some(ev));
+    }
+
+    /// Advances the clock to the earliest event and returns it, or `None`
+    /// when the queue is empty. Time never runs backwards: an event pushed
+    /// for a time already past comes out at [`EventQueue::now`].
+    pub fn pop(&mut self) -> Option<Due<E>> {
+        loop {
+            let Reverse((at, seq)) = self.heap.pop()?;
+            if let Some(event) = self.slots.get_mut(seq).and_then(Option::take) {
+                let at = at.max(self.now);
+                let elapsed = at - self.now;
+                self.now = at;
+                return Some(Due { at, elapsed, event });
+            }
+        }
+    }
+}
+
+/// The variable that sets how many schedules a randomized suite runs.
+pub const SCHEDULES_VAR: &str = "VIPD_SIM_SCHEDULES";
+/// The variable that sets the first seed (the others follow it).
+pub const SEED_VAR: &str = "VIPD_SIM_SEED";
+
+/// The environment that replays schedule `seed` alone:
+/// `VIPD_SIM_SEED=<seed> VIPD_SIM_SCHEDULES=1`.
+pub fn replay_env(seed: u64) -> String {
+    format!("{SEED_VAR}={seed} {SCHEDULES_VAR}=1")
+}
+
+/// The panic message for a failing schedule: the replay environment, then
+/// the suite's report.
+pub fn failure_message(seed: u64, report: &str) -> String {
+    format!(
+        "simulation violated an invariant (replay: {}):\n{report}",
+        replay_env(seed)
+    )
+}
+
+/// Per-kind fault counts for a summary line: `Kind=count` pairs, in the
+/// order of `kinds`, separated by spaces.
+pub fn fault_counts<K: Debug>(kinds: &[K], counts: &[u64]) -> String {
+    let parts: Vec<String> = kinds
+        .iter()
+        .zip(counts)
+        .map(|(k, c)| format!("{k:?}={c}"))
+        .collect();
+    parts.join(" ")
+}
+
+/// `name` parsed as a number, else `default` ([`SCHEDULES_VAR`],
+/// [`SEED_VAR`]).
 pub fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -182,6 +330,68 @@ mod tests {
                 assert!(back <= g && c.local_ns(back) >= ns, "{ppm} {g} {back}");
             }
         }
+    }
+
+    #[test]
+    fn index_and_pick_draw_once_like_range() {
+        let (mut a, mut b) = (Rng::new(9), Rng::new(9));
+        for _ in 0..50 {
+            assert_eq!(a.index(5) as u64, b.range(0, 4));
+            assert_eq!(a.pick(&[10, 20, 30]), [10, 20, 30][b.range(0, 2) as usize]);
+        }
+        assert_eq!(a.next(), b.next());
+    }
+
+    #[test]
+    fn random_clock_draws_rate_then_offset_within_bounds() {
+        let (mut a, mut b) = (Rng::new(3), Rng::new(3));
+        for _ in 0..50 {
+            let c = DriftClock::random(&mut a, 5_000);
+            let ppm = b.range(0, 10_000) as i64 - 5_000;
+            assert_eq!(c.ppm, ppm);
+            assert_eq!(c.offset_ns, b.range(0, 1_000_000) * 1_000_000);
+            let g = c.global_for_reading(c.reading(1_234_567));
+            assert!(g <= 1_234_567 && c.reading(g) >= c.reading(1_234_567));
+        }
+        assert_eq!(drift_margin(5 * SEC, MAX_DRIFT_PPM), 50 * MS);
+    }
+
+    #[test]
+    fn queue_pops_in_time_order_fifo_among_equal_times_and_keeps_the_clock() {
+        let mut q = EventQueue::new();
+        for (at, ev) in [(5, 'a'), (1, 'b'), (5, 'c'), (0, 'd'), (5, 'e')] {
+            q.push(at, ev);
+        }
+        let order: Vec<(u64, u64, char)> = std::iter::from_fn(|| q.pop())
+            .map(|d| (d.at, d.elapsed, d.event))
+            .collect();
+        let want = [
+            (0, 0, 'd'),
+            (1, 1, 'b'),
+            (5, 4, 'a'),
+            (5, 0, 'c'),
+            (5, 0, 'e'),
+        ];
+        assert_eq!(order, want);
+        assert_eq!(q.now(), 5);
+        // An event for a time already past comes out now: time never runs back.
+        q.push(2, 'f');
+        assert_eq!(q.pop().map(|d| (d.at, d.elapsed)), Some((5, 0)));
+        assert!(q.pop().is_none());
+    }
+
+    #[test]
+    fn reports_name_the_replay_environment_and_the_fault_counts() {
+        assert_eq!(
+            failure_message(42, "boom"),
+            "simulation violated an invariant (replay: VIPD_SIM_SEED=42 VIPD_SIM_SCHEDULES=1):\nboom"
+        );
+        #[derive(Debug)]
+        enum K {
+            Cut,
+            Crash,
+        }
+        assert_eq!(fault_counts(&[K::Cut, K::Crash], &[3, 0]), "Cut=3 Crash=0");
     }
 
     #[test]

@@ -16,26 +16,22 @@
 //!   down); its messages already on the wire still reach the store.
 
 use crate::oracle::{Oracle, Tr};
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-use std::time::Duration;
 use tokio::time::Instant;
 use vipd_election::mem::MemStore;
 use vipd_election::{
     Action, Elector, Input, Op, RequestId, StoreError, Timings, Versioned, WallTime, WatchEvent,
 };
 
-// Simulated microseconds, the PRNG and drifting clocks: shared with the
-// Services simulation (crates/vipd-sim).
-use vipd_sim::DriftClock as Clock;
-pub use vipd_sim::{us, Rng, MS, SEC};
+// Simulated microseconds, the PRNG, drifting clocks and the event queue:
+// shared with the Services simulation (crates/vipd-sim). R1's margin of
+// max(1 s, 20%) tolerates far more drift than MAX_DRIFT_PPM (0.5%): 3/2 s
+// timings break near 19%.
+pub use vipd_sim::{us, Rng, MAX_DRIFT_PPM, MS, SEC};
+use vipd_sim::{DriftClock as Clock, Due, EventQueue};
 /// Largest one-way delay on a healthy link.
 pub const MAX_DELAY: u64 = 50 * MS;
 /// Largest one-way delay on a link under a `Slow` fault.
 pub const SLOW_DELAY: u64 = SEC;
-/// Clock-rate drift bound, parts per million (0.5%). R1's margin of
-/// max(1 s, 20%) tolerates far more: 3/2 s timings break near 19%.
-pub const MAX_DRIFT_PPM: i64 = 5_000;
 /// Longest address removal after `Action::Fence`.
 pub const MAX_REMOVAL: u64 = 50 * MS;
 /// A shutdown not finished by then is SIGKILLed (kubelet's grace period).
@@ -49,7 +45,7 @@ pub const HOLDER: usize = usize::MAX;
 /// (4 * MAX_DELAY), an address removal, and 2 x 0.5% drift over the lease.
 pub fn convergence_bound(t: &Timings) -> u64 {
     let lease = us(t.lease_duration());
-    let drift = lease * 2 * MAX_DRIFT_PPM.unsigned_abs() / 1_000_000;
+    let drift = vipd_sim::drift_margin(lease, MAX_DRIFT_PPM);
     lease + 2 * us(t.retry_period()) + SLOW_DELAY + 4 * MAX_DELAY + MAX_REMOVAL + drift
 }
 
@@ -144,13 +140,9 @@ struct Node {
 
 impl Node {
     fn new(i: usize, rng: &mut Rng, drift: i64) -> Node {
-        let ppm = i64::try_from(rng.range(0, 2 * drift.unsigned_abs())).unwrap_or(0);
         Node {
             name: format!("n{i}"),
-            clock: Clock {
-                offset_ns: rng.range(0, 1_000_000) * 1_000_000,
-                ppm: ppm - drift,
-            },
+            clock: Clock::random(rng, drift),
             wall_offset: i64::try_from(rng.range(0, 600 * SEC)).unwrap_or(0) - 300_000_000,
             wake_at: u64::MAX,
             eligible: true,
@@ -201,10 +193,8 @@ pub struct Sim {
     cfg: Config,
     rng: Rng,
     base: Instant,
-    pub now: u64,
-    /// Min-heap of (time, seq) into `events`: FIFO among equal times.
-    queue: BinaryHeap<Reverse<(u64, usize)>>,
-    events: Vec<Option<Ev>>,
+    /// Simulated time and the events still to come.
+    queue: EventQueue<Ev>,
     nodes: Vec<Node>,
     net: Network,
     store: MemStore,
@@ -228,9 +218,7 @@ impl Sim {
                 .collect(),
             rng,
             base: Instant::now(),
-            now: 0,
-            queue: BinaryHeap::new(),
-            events: Vec::new(),
+            queue: EventQueue::new(),
             net: Network {
                 links: vec![Link::default(); n],
                 outage: 0,
@@ -257,21 +245,25 @@ impl Sim {
         sim
     }
 
+    /// Global simulated microseconds (the time of the current event).
+    pub fn now(&self) -> u64 {
+        self.queue.now()
+    }
+
     fn push(&mut self, t: u64, ev: Ev) {
-        self.queue.push(Reverse((t, self.events.len())));
-        self.events.push(Some(ev));
+        self.queue.push(t, ev);
     }
 
     fn note(&mut self, n: usize, what: Tr) {
-        self.oracle.note(self.now, n, what);
+        self.oracle.note(self.now(), n, what);
     }
 
     fn violation(&mut self, n: usize, msg: String) {
-        self.oracle.violation(self.now, n, msg);
+        self.oracle.violation(self.now(), n, msg);
     }
 
     fn local(&self, n: usize) -> Instant {
-        self.base + Duration::from_nanos(self.nodes[n].clock.local_ns(self.now))
+        self.base + self.nodes[n].clock.reading(self.now())
     }
 
     fn running(&self, n: usize) -> bool {
@@ -290,29 +282,25 @@ impl Sim {
     /// Runs to the end of the schedule: last heal + bound + a tail of
     /// `lease + 2 * retry` during which the holder must not change.
     pub fn run(&mut self) {
-        while let Some(Reverse((t, seq))) = self.queue.pop() {
-            let Some(ev) = self.events[seq].take() else {
-                continue;
-            };
-            self.oracle.advance(self.now, t);
-            self.now = t;
+        while let Some(Due { at, elapsed, event }) = self.queue.pop() {
+            self.oracle.advance(at - elapsed, at);
             self.oracle.stats.events += 1;
-            self.oracle.stats.sim_us = t;
-            let end = matches!(ev, Ev::End);
-            self.dispatch(ev);
+            self.oracle.stats.sim_us = at;
+            let end = matches!(event, Ev::End);
+            self.dispatch(event);
             let holders =
                 (0..self.nodes.len()).fold(0, |m, i| m | u64::from(self.nodes[i].vip) << i);
-            self.oracle.check(t, holders);
+            self.oracle.check(at, holders);
             if self.oracle.healed_at.is_none() && self.all_healed() {
-                self.oracle.healed(t);
+                self.oracle.healed(at);
                 let b = self.oracle.bound;
-                self.push(t + b, Ev::Check);
-                self.push(t + b + self.oracle.target, Ev::End);
+                self.push(at + b, Ev::Check);
+                self.push(at + b + self.oracle.target, Ev::End);
             }
             if end {
                 return;
             }
-            if t > 3_000 * SEC {
+            if at > 3_000 * SEC {
                 return self.violation(0, "faults never healed (simulator bug)".into());
             }
         }
@@ -362,7 +350,7 @@ impl Sim {
                 let node = &self.nodes[n];
                 if node.inc == inc && node.shutting_down && !node.stopped {
                     self.crash(n);
-                    self.push(self.now + self.nodes[n].restart_delay, Ev::Restart(n));
+                    self.push(self.now() + self.nodes[n].restart_delay, Ev::Restart(n));
                 }
             }
             _ => {}
@@ -395,8 +383,10 @@ impl Sim {
         if node.spins > 100 {
             return self.violation(n, format!("busy loop: poll_timeout() {t:?} <= now {now:?}"));
         }
-        let ns = u64::try_from(t.duration_since(self.base).as_nanos()).unwrap_or(u64::MAX);
-        let g = node.clock.global_for(ns).max(self.now + 1);
+        let g = node
+            .clock
+            .global_for_reading(t.duration_since(self.base))
+            .max(self.queue.now() + 1);
         if node.wake_at != g {
             node.wake_gen += 1;
             node.wake_at = g;
@@ -409,7 +399,7 @@ impl Sim {
         match a {
             Action::Request { id, op, deadline } => {
                 self.note(n, Tr::Send(id.0, op_name(&op)));
-                let t = self.now.max(self.nodes[n].send_after);
+                let t = self.now().max(self.nodes[n].send_after);
                 if self.net.links[n].cut_req > 0 {
                     return self.note(n, Tr::Drop("request: link cut"));
                 }
@@ -446,7 +436,7 @@ impl Sim {
             }
             Action::Fence(r) => {
                 self.note(n, Tr::Fence(r));
-                let gone = self.now + self.rng.range(0, MAX_REMOVAL);
+                let gone = self.now() + self.rng.range(0, MAX_REMOVAL);
                 let node = &mut self.nodes[n];
                 node.vip_gen += 1;
                 node.send_after = gone;
@@ -459,7 +449,7 @@ impl Sim {
                     self.violation(n, "Stopped without Shutdown".into());
                 }
                 self.nodes[n].stopped = true;
-                self.push(self.now + self.nodes[n].restart_delay, Ev::Restart(n));
+                self.push(self.now() + self.nodes[n].restart_delay, Ev::Restart(n));
             }
         }
     }
@@ -507,7 +497,7 @@ impl Sim {
             self.oracle.stats.lost_applied_answers += u64::from(landed);
             return self.note(n, Tr::AnswerLost);
         }
-        let at = self.now + self.delay(n);
+        let at = self.now() + self.delay(n);
         self.push(at, Ev::AtNode(m, result));
     }
 
@@ -530,7 +520,7 @@ impl Sim {
             for j in 0..self.nodes.len() {
                 let up = self.running(j) && self.net.links[j].cut_resp == 0;
                 if up && self.rng.chance(self.cfg.watch_p) {
-                    let (inc, at) = (self.nodes[j].inc, self.now + self.delay(j));
+                    let (inc, at) = (self.nodes[j].inc, self.now() + self.delay(j));
                     self.push(
                         at,
                         Ev::Watch {
@@ -598,13 +588,13 @@ impl Sim {
             Kind::Crash => {
                 self.crash(n);
                 self.nodes[n].down_fault = true;
-                self.push(self.now + f.dur, Ev::Restart(n));
+                self.push(self.now() + f.dur, Ev::Restart(n));
             }
             Kind::Shutdown => {
                 let node = &mut self.nodes[n];
                 (node.down_fault, node.shutting_down, node.restart_delay) = (true, true, f.dur);
                 let inc = node.inc;
-                self.push(self.now + GRACE, Ev::GraceKill { n, inc });
+                self.push(self.now() + GRACE, Ev::GraceKill { n, inc });
                 self.feed(n, Input::Shutdown);
             }
             Kind::Unhealthy => {
@@ -617,7 +607,7 @@ impl Sim {
         self.note(n, Tr::FaultStart(i));
         self.open += u32::from(f.kind != Kind::Reread);
         if !matches!(f.kind, Kind::Reread | Kind::Crash | Kind::Shutdown) {
-            self.push(self.now + f.dur, Ev::FaultEnd(i));
+            self.push(self.now() + f.dur, Ev::FaultEnd(i));
         }
     }
 
@@ -660,13 +650,13 @@ impl Sim {
     pub fn report(&self) -> String {
         let c = &self.cfg;
         format!(
-            "seed {} ({} nodes, {:?}, watch_p {}, noise {}); replay: VIPD_SIM_SEED={} VIPD_SIM_SCHEDULES=1\n{}",
+            "seed {} ({} nodes, {:?}, watch_p {}, noise {}); replay: {}\n{}",
             c.seed,
             c.nodes,
             c.timings,
             c.watch_p,
             c.noise,
-            c.seed,
+            vipd_sim::replay_env(c.seed),
             self.oracle.report(&self.faults)
         )
     }

@@ -17,21 +17,19 @@
 //! - a crash drops the core and its addresses at once; a restart reads the
 //!   node's own record before writing it.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Duration;
 use tokio::time::Instant;
 use vipd_election::{Timings, Version};
 use vipd_services::{Action, Assignment, Input, Listed, Node, NodeState, Policy, Renewal, ZonePin};
 
-// Simulated microseconds, the PRNG and drifting clocks: shared with the
-// election simulation (crates/vipd-sim).
-use vipd_sim::DriftClock as Clock;
-pub use vipd_sim::{us, Rng, MS, SEC};
+// Simulated microseconds, the PRNG, drifting clocks and the event queue:
+// shared with the election simulation (crates/vipd-sim).
+pub use vipd_sim::{us, Rng, MAX_DRIFT_PPM, MS, SEC};
+use vipd_sim::{DriftClock as Clock, Due, EventQueue};
 pub const MAX_DELAY: u64 = 50 * MS;
 pub const SLOW_DELAY: u64 = 2 * SEC;
-pub const MAX_DRIFT_PPM: i64 = 5_000;
 /// Addresses the schedules draw from (198.51.100.0/24, documentation).
 pub const POOL: u16 = 24;
 
@@ -41,7 +39,7 @@ pub const POOL: u16 = 24;
 /// drift over a lease.
 pub fn convergence_bound(t: &Timings) -> u64 {
     let lease = us(t.lease_duration());
-    let drift = lease * 2 * MAX_DRIFT_PPM.unsigned_abs() / 1_000_000;
+    let drift = vipd_sim::drift_margin(lease, MAX_DRIFT_PPM);
     lease + 3 * us(t.retry_period()) + 2 * SLOW_DELAY + 8 * MAX_DELAY + drift
 }
 
@@ -223,9 +221,8 @@ pub struct Sim {
     cfg: Config,
     rng: Rng,
     base: Instant,
-    pub now: u64,
-    queue: BinaryHeap<Reverse<(u64, usize)>>,
-    events: Vec<Option<Ev>>,
+    /// Simulated time and the events still to come.
+    queue: EventQueue<Ev>,
     nodes: Vec<SimNode>,
     records: BTreeMap<String, (u64, NodeState)>,
     assignment: Option<(u64, Assignment)>,
@@ -261,18 +258,11 @@ impl Sim {
         let mut rng = Rng::new(cfg.seed);
         faults.sort_by_key(|f| f.at);
         let nodes = (0..cfg.nodes)
-            .map(|i| {
-                let d = MAX_DRIFT_PPM.unsigned_abs();
-                let ppm = i64::try_from(rng.range(0, 2 * d)).unwrap_or(0) - MAX_DRIFT_PPM;
-                SimNode {
-                    name: format!("n{i}"),
-                    clock: Clock {
-                        offset_ns: rng.range(0, 1_000_000) * 1_000_000,
-                        ppm,
-                    },
-                    assigner: i == 0,
-                    ..SimNode::default()
-                }
+            .map(|i| SimNode {
+                name: format!("n{i}"),
+                clock: Clock::random(&mut rng, MAX_DRIFT_PPM),
+                assigner: i == 0,
+                ..SimNode::default()
             })
             .collect();
         let addresses = (0..cfg.addresses)
@@ -282,9 +272,7 @@ impl Sim {
             nodes,
             rng,
             base: Instant::now(),
-            now: 0,
-            queue: BinaryHeap::new(),
-            events: Vec::new(),
+            queue: EventQueue::new(),
             records: BTreeMap::new(),
             assignment: None,
             rv: 0,
@@ -353,19 +341,23 @@ impl Sim {
         self.policies.insert(a, p);
     }
 
+    /// Global simulated microseconds (the time of the current event).
+    pub fn now(&self) -> u64 {
+        self.queue.now()
+    }
+
     fn push(&mut self, t: u64, ev: Ev) {
-        self.queue.push(Reverse((t, self.events.len())));
-        self.events.push(Some(ev));
+        self.queue.push(t, ev);
     }
 
     fn local(&self, n: usize) -> Instant {
-        self.base + Duration::from_nanos(self.nodes[n].clock.local_ns(self.now))
+        self.base + self.nodes[n].clock.reading(self.now())
     }
 
     /// Global time when node `n`'s clock has advanced by `d` from now.
     fn after_local(&self, n: usize, d: Duration) -> u64 {
         let c = self.nodes[n].clock;
-        c.global_for(c.local_ns(self.now) + u64::try_from(d.as_nanos()).unwrap_or(0))
+        c.global_for_reading(c.reading(self.now()).saturating_add(d))
     }
 
     fn delay(&mut self) -> u64 {
@@ -377,19 +369,14 @@ impl Sim {
     }
 
     pub fn run(&mut self) {
-        while let Some(Reverse((t, seq))) = self.queue.pop() {
-            let Some(ev) = self.events[seq].take() else {
-                continue;
-            };
-            let dt = t - self.now;
+        while let Some(Due { at, elapsed, event }) = self.queue.pop() {
             if self.owners.values().any(|c| *c > 1) {
-                self.stats.two_owner_us += dt;
+                self.stats.two_owner_us += elapsed;
             }
-            self.now = t;
             self.stats.events += 1;
-            self.stats.sim_us = t;
-            let end = matches!(ev, Ev::End);
-            self.dispatch(ev);
+            self.stats.sim_us = at;
+            let end = matches!(event, Ev::End);
+            self.dispatch(event);
             self.check();
             if self.healed_at.is_none() && self.all_healed() {
                 self.heal();
@@ -398,7 +385,7 @@ impl Sim {
                 self.finish();
                 return;
             }
-            if t > 3_000 * SEC {
+            if at > 3_000 * SEC {
                 self.violations.push("never healed (simulator bug)".into());
                 return;
             }
@@ -410,7 +397,7 @@ impl Sim {
     }
 
     fn heal(&mut self) {
-        self.healed_at = Some(self.now);
+        self.healed_at = Some(self.now());
         self.dirty = true;
         // One assigner from now on: the lowest-numbered current one, else n0.
         let keep = (0..self.nodes.len())
@@ -421,7 +408,7 @@ impl Sim {
         }
         let t = &self.cfg.timings;
         let end =
-            self.now + convergence_bound(t) + us(t.lease_duration()) + 12 * us(t.retry_period());
+            self.now() + convergence_bound(t) + us(t.lease_duration()) + 12 * us(t.retry_period());
         self.push(end, Ev::End);
     }
 
@@ -455,7 +442,7 @@ impl Sim {
                     .map(|n| n.name.as_str())
                     .collect();
                 self.violations
-                    .push(format!("{} us: TWO OWNERS of {a}: {who:?}", self.now));
+                    .push(format!("{} us: TWO OWNERS of {a}: {who:?}", self.now()));
             }
         }
         self.owners = owners;
@@ -491,13 +478,13 @@ impl Sim {
         });
         match (good, self.bad_since) {
             (false, None) => {
-                self.bad_since = Some(self.now);
+                self.bad_since = Some(self.now());
                 self.converged_at = None;
             }
             (true, Some(_)) | (true, None) if self.converged_at.is_none() => {
                 self.bad_since = None;
-                self.converged_at = Some(self.now);
-                let took = self.now.saturating_sub(healed);
+                self.converged_at = Some(self.now());
+                let took = self.now().saturating_sub(healed);
                 self.stats.max_convergence = self.stats.max_convergence.max(took);
             }
             _ => {}
@@ -512,7 +499,7 @@ impl Sim {
         let t = &self.cfg.timings;
         let (Some(healed), Some(conv)) = (self.healed_at, self.converged_at) else {
             self.violations
-                .push(format!("not converged at the end ({} us)", self.now));
+                .push(format!("not converged at the end ({} us)", self.now()));
             return;
         };
         if conv - healed > convergence_bound(t) {
@@ -524,7 +511,7 @@ impl Sim {
         }
         // Steady state: the last 10 retry periods.
         let period = us(t.retry_period());
-        let from = self.now - 10 * period;
+        let from = self.now() - 10 * period;
         let (mut renew, mut extra) = (0u64, 0u64);
         for (at, r) in &self.writes {
             if *at >= from {
@@ -603,7 +590,7 @@ impl Sim {
                 if self.nodes[n].read_inflight.is_none() {
                     let id = self.send(n, Req::ReadAll);
                     self.nodes[n].read_inflight = Some(id);
-                    self.push(self.now + 3 * SLOW_DELAY, Ev::ReadTimeout { n, inc, id });
+                    self.push(self.now() + 3 * SLOW_DELAY, Ev::ReadTimeout { n, inc, id });
                 }
             }
             Ev::RenewTimeout { n, inc, id } if self.nodes[n].inc == inc && self.up(n) => {
@@ -635,7 +622,7 @@ impl Sim {
                 if matches!(ans, Ans::All(..)) && self.nodes[n].stale > 0 {
                     d = self.rng.range(MS, SLOW_DELAY);
                 }
-                self.push(self.now + d, Ev::AtNode { n, inc, id, ans });
+                self.push(self.now() + d, Ev::AtNode { n, inc, id, ans });
             }
             Ev::AtNode { n, inc, id, ans }
                 if self.nodes[n].inc == inc && self.up(n) && self.nodes[n].cut == 0 =>
@@ -654,7 +641,7 @@ impl Sim {
         if self.nodes[n].cut == 0 {
             let d = self.delay();
             let inc = self.nodes[n].inc;
-            self.push(self.now + d, Ev::AtStore { n, inc, id, req });
+            self.push(self.now() + d, Ev::AtStore { n, inc, id, req });
         }
         id
     }
@@ -671,7 +658,7 @@ impl Sim {
                 if cur == expected {
                     self.rv += 1;
                     self.records.insert(name, (self.rv, state));
-                    self.writes.push((self.now, true));
+                    self.writes.push((self.now(), true));
                     self.stats.renewals += 1;
                     Ans::Renewed {
                         sent,
@@ -693,7 +680,7 @@ impl Sim {
                 if self.assignment.as_ref().map(|x| x.0) == expected {
                     self.rv += 1;
                     self.assignment = Some((self.rv, a.clone()));
-                    self.writes.push((self.now, false));
+                    self.writes.push((self.now(), false));
                     self.stats.assignment_writes += 1;
                     Ans::Written(Some((self.rv, a)))
                 } else {
@@ -713,7 +700,7 @@ impl Sim {
                         expired: true,
                     };
                     self.records.insert(node, (self.rv, st));
-                    self.writes.push((self.now, false));
+                    self.writes.push((self.now(), false));
                     self.stats.tombstones += 1;
                 }
                 Ans::Written(None)
@@ -846,9 +833,10 @@ impl Sim {
             }
         }
         if let Some(w) = wake {
-            let c = self.nodes[n].clock;
-            let ns = u64::try_from((w - self.base).as_nanos()).unwrap_or(u64::MAX);
-            let at = c.global_for(ns).max(self.now);
+            let at = self.nodes[n]
+                .clock
+                .global_for_reading(w - self.base)
+                .max(self.now());
             self.nodes[n].wake_gen += 1;
             let gen = self.nodes[n].wake_gen;
             self.push(at, Ev::Wake { n, gen });
@@ -878,10 +866,10 @@ impl Sim {
         }
         self.send(n, Req::ReadOwn);
         // Renew right after the own read comes back, then every period.
-        let first = self.now + 2 * MAX_DELAY + MS;
+        let first = self.now() + 2 * MAX_DELAY + MS;
         self.push(first, Ev::RenewTimer { n, inc });
         let phase = self.rng.range(0, us(self.cfg.timings.retry_period()));
-        self.push(self.now + phase, Ev::ReadTimer { n, inc });
+        self.push(self.now() + phase, Ev::ReadTimer { n, inc });
     }
 
     fn crash(&mut self, n: usize) {
