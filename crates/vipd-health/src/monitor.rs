@@ -232,7 +232,11 @@ async fn gate_task(
                 GateInput::ProbeResult { check: CheckId(i), outcome: ProbeOutcome::Failure(why) }
             }
         };
-        for event in gate.handle(Instant::now(), input) {
+        let events = gate.handle(Instant::now(), input);
+        // Status first: whoever reacts to an event (or to the eligibility
+        // watch) and then reads the status sees the state that caused it.
+        out.status.send_replace(gate.status());
+        for event in events {
             log_event(&event);
             if let HealthEvent::Eligible(e) = event {
                 out.eligible.send_replace(e);
@@ -241,7 +245,6 @@ async fn gate_task(
                 tracing::debug!("health event channel full or closed; event dropped");
             }
         }
-        out.status.send_replace(gate.status());
     }
     tasks.shutdown().await;
 }
