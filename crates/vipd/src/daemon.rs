@@ -30,7 +30,7 @@ use vipd_election::{Elector, FenceReason, LeaseStore};
 use vipd_health::{HealthCheckSpec, HealthMonitor};
 use vipd_vip::{preflight, PreflightError, Vip, VipManager, VipManagerConfig};
 
-use crate::elect::{self, Control, Holder, Observation};
+use vipd_elector::{self as elect, Control, Holder, Observation};
 
 mod events;
 mod glue;

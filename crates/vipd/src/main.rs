@@ -7,7 +7,6 @@
 
 mod context;
 mod daemon;
-mod elect;
 #[cfg(feature = "kubernetes")]
 mod services;
 mod supervise;

@@ -38,7 +38,7 @@ use crate::context::{
     eligibility_patience, health_specs, load_kube, wait_for_signal, watch_eligibility, Obs,
     EXIT_CONFIG,
 };
-use crate::elect::{self, Control, Holder, Observation};
+use vipd_elector::{self as elect, Control, Holder, Observation};
 
 /// Name of the ConfigMap that carries the assignment.
 pub(crate) const ASSIGNMENT_CONFIGMAP: &str = "vipd-services-assignment";

@@ -20,8 +20,8 @@ use vipd_observe::status::{Heartbeat, Liveness, Role as StatusRole, StatusHandle
 use vipd_vip::{Vip, VipEvent};
 
 use super::events::{EventReason, Events};
-use crate::elect::{self, Control, Observation};
 use std::sync::Arc;
+use vipd_elector::{self as elect, Control, Observation};
 
 #[derive(Clone)]
 pub(super) struct GlueCtx {

@@ -10,7 +10,7 @@ use vipd_health::HealthEvent;
 use vipd_observe::metrics::Metrics;
 
 use super::events::{EventReason, Events};
-use crate::elect::Control;
+use vipd_elector::Control;
 
 /// Forwards eligibility to the election and check changes to metrics.
 pub(super) async fn health_loop(

@@ -10,6 +10,8 @@
 //!   timer (poll_timeout) ──Tick───▶ └─────────┘ ──Lead/Fence──▶ Holder (VIP manager)
 //! ```
 
+#![forbid(unsafe_code)]
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
