@@ -120,9 +120,10 @@ pub(crate) fn watch_eligibility(
                 () = cancel.cancelled() => return,
                 () = &mut deadline, if !warned => {
                     warned = true;
-                    if !status.set_eligible(*eligible.borrow()) {
+                    if !ever {
                         error!(after = ?patience, "this node has never been eligible: a health check has not passed once since start (see /status or `vipd status`); it will hold no address until one does");
                     }
+                    // Nothing changed: the next pass sets the same values.
                 }
                 r = eligible.changed() => if r.is_err() { return },
             }

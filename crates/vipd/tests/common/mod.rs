@@ -321,9 +321,7 @@ impl Cluster {
         if self.pid(node).is_some() {
             self.stop(node);
         }
-        // A child that exited on its own is reaped and forgotten.
-        let clock = self.clock;
-        self.daemon(node).wait_exit(clock, Duration::ZERO);
+        // A child that exited on its own is replaced by `start`.
         self.start(node);
     }
 
