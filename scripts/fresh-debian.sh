@@ -61,13 +61,20 @@ t0=$(date +%s)
 mmdebstrap --quiet --variant=minbase --include=ca-certificates bookworm "$work/root.tar"
 echo "fresh-debian: Debian 12 minbase root file system in $(( $(date +%s) - t0 )) s ($(du -h "$work/root.tar" | cut -f1))"
 
-# A root file system with this machine's apt sources (its Debian mirror
-# settings) and DNS, as TIPS describes; nothing else of the host.
+# A root file system with this machine's network settings and nothing else
+# of the host: its apt sources (Debian mirror), DNS, and the local CA
+# certificates its egress proxy needs (/usr/local/share/ca-certificates,
+# where an administrator puts them; a machine without a proxy has none).
 unpack() {
   mkdir -p "$1"
   tar -C "$1" -xf "$work/root.tar"
+  rm -f "$1/etc/apt/sources.list"
   cp -a /etc/apt/. "$1/etc/apt/"
   cp -L /etc/resolv.conf "$1/etc/resolv.conf"
+  if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+    cp /usr/local/share/ca-certificates/*.crt "$1/usr/local/share/ca-certificates/"
+    chroot "$1" update-ca-certificates >/dev/null
+  fi
 }
 
 # Runs "$2..." (a bash script string) chrooted into "$1", as root, in a
