@@ -26,6 +26,7 @@ mod error;
 mod file;
 mod health;
 mod kubevip;
+mod kubevip_flags;
 mod options;
 mod request;
 mod services;
@@ -226,7 +227,28 @@ pub fn parse_command_with(
         CliCommand::CheckConfig(raw) => Command::CheckConfig(Box::new(resolve(raw, env, host)?)),
         CliCommand::Run(raw) => Command::Run(Box::new(resolve(raw, env, host)?)),
         CliCommand::Manifest(ManifestCommand::Pod(a)) => {
-            let config = resolve(a.options, env, &manifest_host)?;
+            let mut config = resolve(a.options, env, &manifest_host)?;
+            // kube-vip's --inCluster on a pod: serviceAccountName instead of
+            // the admin.conf hostPath and the `kubernetes` host alias
+            // (kube-vip's generatePodSpec). Only a pod applied through the
+            // API server gets a ServiceAccount token; the kubelet runs
+            // static pods without one, hence the warning.
+            let in_cluster = manifest_bool(a.in_cluster, IN_CLUSTER, false)?;
+            if in_cluster {
+                if a.kubeconfig_host_path.is_some() || config.kubeconfig.is_some() {
+                    return Err(ConfigError::Unsupported {
+                        option: IN_CLUSTER.into(),
+                        value: "true".into(),
+                        reason: format!(
+                            "an in-cluster pod uses the vipd ServiceAccount and mounts no kubeconfig; drop --kubeconfig-host-path and {}",
+                            KUBECONFIG.describe()
+                        ),
+                    });
+                }
+                config.warnings.push(
+                    "--inCluster: the pod authenticates with the vipd ServiceAccount (vipd manifest rbac) and mounts no kubeconfig; apply it through the API server, because a static pod (/etc/kubernetes/manifests) gets no ServiceAccount token".into(),
+                );
+            }
             let kubeconfig_host_path = a
                 .kubeconfig_host_path
                 .map(|p| opt_path(&p))
@@ -242,12 +264,23 @@ pub fn parse_command_with(
                 config: Box::new(config),
                 image: image_or_default(a.image)?,
                 kubeconfig_host_path,
+                in_cluster,
             })
         }
         CliCommand::Manifest(ManifestCommand::Daemonset(a)) => {
+            let mut config = resolve(a.options, env, &manifest_host)?;
+            // kube-vip's DaemonSet without --inCluster mounts the host's
+            // admin.conf; vipd's always uses its ServiceAccount, which is
+            // what every documented kube-vip DaemonSet command asks for.
+            if !manifest_bool(a.in_cluster, IN_CLUSTER, true)? {
+                config.warnings.push(
+                    "kube-vip flag --inCluster=false is ignored: vipd's DaemonSet always authenticates with the vipd ServiceAccount (vipd manifest rbac)".into(),
+                );
+            }
             Command::Manifest(ManifestRequest::DaemonSet {
-                config: Box::new(resolve(a.options, env, &manifest_host)?),
+                config: Box::new(config),
                 image: image_or_default(a.image)?,
+                control_plane_only: manifest_bool(a.taint, "--taint", true)?,
             })
         }
         CliCommand::Manifest(ManifestCommand::Rbac(a)) => {
@@ -261,6 +294,23 @@ pub fn parse_command_with(
             })
         }
     })
+}
+
+/// `--in-cluster` and its kube-vip spelling, as error messages name it.
+const IN_CLUSTER: &str = "--in-cluster/--inCluster";
+
+/// A `manifest` boolean flag (`--flag`, `--flag=false`), `default` when
+/// absent.
+fn manifest_bool(value: Option<String>, option: &str, default: bool) -> Result<bool, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => values::boolean(&v).map_err(|expected| ConfigError::Invalid {
+            option: option.into(),
+            value: v,
+            from: Source::Flag,
+            expected: expected.into(),
+        }),
+    }
 }
 
 impl Config {

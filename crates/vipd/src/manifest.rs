@@ -68,10 +68,23 @@ pub fn render(request: &ManifestRequest) -> Result<String, ManifestError> {
             config,
             image,
             kubeconfig_host_path,
-        } => yaml::to_yaml(&json("Pod", &pod(config, image, kubeconfig_host_path))?),
-        ManifestRequest::DaemonSet { config, image } => {
-            yaml::to_yaml(&json("DaemonSet", &daemonset(config, image))?)
+            in_cluster,
+        } => {
+            let credentials = if *in_cluster {
+                PodCredentials::ServiceAccount
+            } else {
+                PodCredentials::HostKubeconfig(kubeconfig_host_path)
+            };
+            yaml::to_yaml(&json("Pod", &pod(config, image, credentials))?)
         }
+        ManifestRequest::DaemonSet {
+            config,
+            image,
+            control_plane_only,
+        } => yaml::to_yaml(&json(
+            "DaemonSet",
+            &daemonset(config, image, *control_plane_only),
+        )?),
         ManifestRequest::Rbac {
             lease_namespace,
             services,
@@ -92,9 +105,13 @@ pub fn render(request: &ManifestRequest) -> Result<String, ManifestError> {
     })
 }
 
-/// Prints [`render`]'s YAML on stdout; on error a message on stderr and
-/// status 1. What `main` calls for [`crate::config::Command::Manifest`].
+/// Prints [`render`]'s YAML on stdout and the configuration's warnings
+/// (ignored kube-vip flags, say) on stderr; on error a message on stderr
+/// and status 1. What `main` calls for [`crate::config::Command::Manifest`].
 pub fn print(request: &ManifestRequest) -> ExitCode {
+    for w in request.warnings() {
+        eprintln!("warning: {w}");
+    }
     match render(request) {
         Ok(text) => {
             print!("{text}");
@@ -114,28 +131,50 @@ fn json<T: serde::Serialize>(
     serde_json::to_value(v).map_err(|source| ManifestError::Serialise { kind, source })
 }
 
-/// The static pod for kubeadm control-plane nodes: host network, the
-/// kubeconfig from the host at `kubeconfig_host_path`, and kube-vip's
-/// `kubernetes` → 127.0.0.1 host alias (kubeadm's kubeconfig may name the
-/// control-plane endpoint `kubernetes`). vipd never dials a server equal to
-/// its own VIP in control-plane mode (SPEC R6), so `admin.conf` pointing at
-/// the VIP is fine.
-pub fn pod(config: &Config, image: &str, kubeconfig_host_path: &Path) -> Pod {
-    let mount_path = config.kubeconfig.as_ref().map_or_else(
-        || KUBECONFIG_MOUNT_PATH.to_string(),
-        |p| p.display().to_string(),
-    );
-    let mut spec = pod_spec(config, image, Some(&mount_path));
-    add_host_file(
-        &mut spec,
-        "kubeconfig",
-        &kubeconfig_host_path.display().to_string(),
-        &mount_path,
-    );
-    spec.host_aliases = Some(vec![HostAlias {
-        ip: "127.0.0.1".into(),
-        hostnames: Some(vec!["kubernetes".into()]),
-    }]);
+/// How the pod of [`pod`] authenticates to the API server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodCredentials<'a> {
+    /// The kubeconfig file on the host at this path, mounted read-only
+    /// (kube-vip's default: kubeadm's `admin.conf`).
+    HostKubeconfig(&'a Path),
+    /// The `vipd` ServiceAccount's token (kube-vip's `--inCluster`); only a
+    /// pod created through the API server gets one, never a static pod.
+    ServiceAccount,
+}
+
+/// The pod for kubeadm control-plane nodes: host network and, with
+/// [`PodCredentials::HostKubeconfig`] (a static pod), the kubeconfig from
+/// the host and kube-vip's `kubernetes` → 127.0.0.1 host alias (kubeadm's
+/// kubeconfig may name the control-plane endpoint `kubernetes`). vipd never
+/// dials a server equal to its own VIP in control-plane mode (SPEC R6), so
+/// `admin.conf` pointing at the VIP is fine. With
+/// [`PodCredentials::ServiceAccount`], as kube-vip's `--inCluster`: the
+/// `vipd` ServiceAccount instead of both.
+pub fn pod(config: &Config, image: &str, credentials: PodCredentials<'_>) -> Pod {
+    let spec = match credentials {
+        PodCredentials::HostKubeconfig(host_path) => {
+            let mount_path = config.kubeconfig.as_ref().map_or_else(
+                || KUBECONFIG_MOUNT_PATH.to_string(),
+                |p| p.display().to_string(),
+            );
+            let mut spec = pod_spec(config, image, Some(&mount_path));
+            add_host_file(
+                &mut spec,
+                "kubeconfig",
+                &host_path.display().to_string(),
+                &mount_path,
+            );
+            spec.host_aliases = Some(vec![HostAlias {
+                ip: "127.0.0.1".into(),
+                hostnames: Some(vec!["kubernetes".into()]),
+            }]);
+            spec
+        }
+        PodCredentials::ServiceAccount => PodSpec {
+            service_account_name: Some(NAME.into()),
+            ..pod_spec(config, image, None)
+        },
+    };
     Pod {
         metadata: ObjectMeta {
             name: Some(NAME.into()),
@@ -148,12 +187,55 @@ pub fn pod(config: &Config, image: &str, kubeconfig_host_path: &Path) -> Pod {
     }
 }
 
-/// The DaemonSet: control-plane nodes only (node affinity on
+/// The DaemonSet, authenticated by the `vipd` ServiceAccount ([`rbac`]).
+/// With `control_plane_only`: control-plane nodes only (node affinity on
 /// [`CONTROL_PLANE_LABEL`]), tolerating their `NoSchedule` / `NoExecute`
-/// taints, authenticated by the `vipd` ServiceAccount ([`rbac`]).
-pub fn daemonset(config: &Config, image: &str) -> DaemonSet {
+/// taints; otherwise every node the scheduler allows.
+///
+/// This is what kube-vip's `--taint` adds (tolerations for both effects and
+/// the control-plane affinity; kube-vip also matches the pre-1.24
+/// `node-role.kubernetes.io/master` label, which no Kubernetes vipd supports
+/// still sets). Without `--taint` kube-vip adds neither, but vipd keeps
+/// control-plane placement as its default: it is what every documented
+/// kube-vip DaemonSet command asks for, what vipd's manifests have always
+/// produced, and control-plane mode on a worker has no local API server to
+/// gate on (SPEC R6). `--taint=false` gives kube-vip's placement without
+/// `--taint` (e.g. Services mode on every node).
+pub fn daemonset(config: &Config, image: &str, control_plane_only: bool) -> DaemonSet {
     let mut spec = pod_spec(config, image, None);
     spec.service_account_name = Some(NAME.into());
+    if control_plane_only {
+        control_plane_placement(&mut spec);
+    }
+    let selector: BTreeMap<String, String> =
+        [("app.kubernetes.io/name".to_string(), NAME.to_string())].into();
+    DaemonSet {
+        metadata: ObjectMeta {
+            name: Some(NAME.into()),
+            namespace: Some(WORKLOAD_NAMESPACE.into()),
+            labels: Some(labels()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(DaemonSetSpec {
+            selector: LabelSelector {
+                match_labels: Some(selector),
+                match_expressions: None,
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels()),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(spec),
+            },
+            ..DaemonSetSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// Control-plane nodes only, tolerating their taints (kube-vip's `--taint`).
+fn control_plane_placement(spec: &mut PodSpec) {
     spec.tolerations = Some(
         ["NoSchedule", "NoExecute"]
             .into_iter()
@@ -180,31 +262,6 @@ pub fn daemonset(config: &Config, image: &str) -> DaemonSet {
         }),
         ..Affinity::default()
     });
-    let selector: BTreeMap<String, String> =
-        [("app.kubernetes.io/name".to_string(), NAME.to_string())].into();
-    DaemonSet {
-        metadata: ObjectMeta {
-            name: Some(NAME.into()),
-            namespace: Some(WORKLOAD_NAMESPACE.into()),
-            labels: Some(labels()),
-            ..ObjectMeta::default()
-        },
-        spec: Some(DaemonSetSpec {
-            selector: LabelSelector {
-                match_labels: Some(selector),
-                match_expressions: None,
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels()),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(spec),
-            },
-            ..DaemonSetSpec::default()
-        }),
-        status: None,
-    }
 }
 
 /// Least-privilege RBAC: the `vipd` ServiceAccount in

@@ -959,7 +959,9 @@ fn manifest_subcommands_resolve_their_options() {
             config,
             image,
             kubeconfig_host_path,
+            in_cluster,
         })) => {
+            assert!(!in_cluster);
             assert!(config.control_plane);
             assert_eq!(image, vipd::config::default_image());
             assert_eq!(

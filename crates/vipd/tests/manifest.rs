@@ -411,3 +411,200 @@ fn rbac_for_services_mode_adds_a_cluster_role_for_services_slices_nodes_and_conf
     let plain = yaml("manifest rbac", &[]);
     assert!(!plain.contains("ClusterRole"), "{plain}");
 }
+
+/// The built binary with `args` and an empty environment: (exit code,
+/// stdout, stderr).
+fn vipd_bin(args: &str) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vipd"))
+        .args(args.split_whitespace())
+        .env_clear()
+        .output()
+        .expect("run vipd");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `(key, operator)` of every required node-affinity expression, and
+/// `(effect, operator)` of every toleration, sorted.
+type Placement = (Vec<(String, String)>, Vec<(String, String)>);
+
+fn placement(spec: &PodSpec) -> Placement {
+    let affinity = spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|n| {
+            n.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .map(|s| s.node_selector_terms.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|t| t.match_expressions.unwrap_or_default())
+        .map(|r| (r.key, r.operator))
+        .collect();
+    let mut tolerations: Vec<(String, String)> = spec
+        .tolerations
+        .iter()
+        .flatten()
+        .map(|t| {
+            (
+                t.effect.clone().unwrap_or_default(),
+                t.operator.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    tolerations.sort();
+    (affinity, tolerations)
+}
+
+/// kube-vip's documented DaemonSet command, unchanged
+/// (kube-vip.io/docs/installation/daemonset, ARP mode).
+const KUBE_VIP_DAEMONSET: &str = "manifest daemonset --interface eth0 --address 192.0.2.10 \
+     --inCluster --taint --controlplane --services --arp --leaderElection";
+/// kube-vip's documented static pod command, unchanged
+/// (kube-vip.io/docs/installation/static, ARP mode).
+const KUBE_VIP_POD: &str = "manifest pod --interface eth0 --address 192.0.2.10 \
+     --controlplane --services --arp --leaderElection";
+
+/// The env values kube-vip's generator writes for the documented commands,
+/// which vipd's block must carry with kube-vip's names.
+fn assert_kube_vip_env(c: &Container, text: &str) {
+    for (name, v) in [
+        ("vip_arp", "true"),
+        ("vip_interface", "eth0"),
+        ("address", "192.0.2.10"),
+        ("port", "6443"),
+        ("cp_enable", "true"),
+        ("cp_namespace", "kube-system"),
+        ("svc_enable", "true"),
+        ("vip_leaderelection", "true"),
+        ("vip_leasename", "plndr-cp-lock"),
+    ] {
+        assert_eq!(value(c, name), Some(v), "{name}\n{text}");
+    }
+}
+
+#[test]
+fn kube_vips_documented_daemonset_command_runs_unchanged() {
+    let (code, text, stderr) = vipd_bin(KUBE_VIP_DAEMONSET);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.is_empty(),
+        "no warning for a documented command: {stderr}"
+    );
+    let ds: DaemonSet = serde_yaml::from_str(&text).expect("a DaemonSet");
+    let spec = ds.spec.and_then(|s| s.template.spec).expect("pod spec");
+    assert_common(&spec);
+    let c = container(&spec);
+    assert_eq!(
+        c.image.as_deref(),
+        Some(vipd::config::default_image().as_str())
+    );
+    assert_kube_vip_env(c, &text);
+    // --inCluster: the ServiceAccount, no kubeconfig from the host.
+    assert_eq!(spec.service_account_name.as_deref(), Some("vipd"));
+    assert!(spec.volumes.is_none(), "{text}");
+    assert!(env_value(c, "k8s_config_file").is_none(), "{text}");
+    // --taint: control-plane nodes only, tolerating both taint effects.
+    let exists = |a: &str| (a.to_string(), "Exists".to_string());
+    assert_eq!(
+        placement(&spec),
+        (
+            vec![exists("node-role.kubernetes.io/control-plane")],
+            vec![exists("NoExecute"), exists("NoSchedule")]
+        ),
+        "{text}"
+    );
+    // vipd's default placement is the same: without --taint the output is
+    // what it always was (see `manifest::daemonset`).
+    let (_, plain, _) = vipd_bin(
+        "manifest daemonset --interface eth0 --address 192.0.2.10 --controlplane --services --arp",
+    );
+    assert_eq!(plain, text);
+}
+
+#[test]
+fn daemonset_with_taint_false_runs_on_every_node_as_kube_vip_without_taint() {
+    let text = yaml(&format!("manifest daemonset {CP} --taint=false"), &[]);
+    let ds: DaemonSet = serde_yaml::from_str(&text).expect("a DaemonSet");
+    let spec = ds.spec.and_then(|s| s.template.spec).expect("pod spec");
+    assert_eq!(placement(&spec), (vec![], vec![]), "{text}");
+    assert!(
+        spec.affinity.is_none() && spec.tolerations.is_none(),
+        "{text}"
+    );
+    assert_eq!(spec.service_account_name.as_deref(), Some("vipd"));
+}
+
+#[test]
+fn kube_vips_documented_static_pod_command_runs_unchanged() {
+    let (code, text, stderr) = vipd_bin(KUBE_VIP_POD);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.is_empty(),
+        "no warning for a documented command: {stderr}"
+    );
+    let pod: Pod = serde_yaml::from_str(&text).expect("a Pod");
+    let spec = pod.spec.expect("spec");
+    assert_common(&spec);
+    let c = container(&spec);
+    assert_eq!(
+        c.image.as_deref(),
+        Some(vipd::config::default_image().as_str())
+    );
+    assert_kube_vip_env(c, &text);
+    // kube-vip's static pod: admin.conf from the host, `kubernetes` on
+    // loopback, no ServiceAccount, no placement rules (it is per node).
+    assert_eq!(
+        value(c, "k8s_config_file"),
+        Some("/etc/kubernetes/admin.conf")
+    );
+    let host_paths: Vec<String> = spec
+        .volumes
+        .iter()
+        .flatten()
+        .filter_map(|v| Some(v.host_path.as_ref()?.path.clone()))
+        .collect();
+    assert_eq!(host_paths, ["/etc/kubernetes/admin.conf"], "{text}");
+    let aliases: Vec<(String, Vec<String>)> = spec
+        .host_aliases
+        .iter()
+        .flatten()
+        .map(|a| (a.ip.clone(), a.hostnames.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        aliases,
+        [("127.0.0.1".to_string(), vec!["kubernetes".to_string()])]
+    );
+    assert!(spec.service_account_name.is_none(), "{text}");
+    assert_eq!(placement(&spec), (vec![], vec![]), "{text}");
+}
+
+#[test]
+fn pod_in_cluster_uses_the_service_account_instead_of_the_host_kubeconfig() {
+    let (code, text, stderr) = vipd_bin(&format!("{KUBE_VIP_POD} --inCluster"));
+    assert_eq!(code, Some(0), "{stderr}");
+    let pod: Pod = serde_yaml::from_str(&text).expect("a Pod");
+    let spec = pod.spec.expect("spec");
+    assert_eq!(spec.service_account_name.as_deref(), Some("vipd"));
+    assert!(spec.volumes.is_none(), "{text}");
+    assert!(spec.host_aliases.is_none(), "{text}");
+    assert!(env_value(container(&spec), "k8s_config_file").is_none());
+    // A static pod gets no token: said once, on stderr, not in the YAML.
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("static pod"), "{stderr}");
+    // A kubeconfig to mount contradicts --inCluster.
+    let (code, out, stderr) = vipd_bin(&format!(
+        "{KUBE_VIP_POD} --inCluster --kubeconfig-host-path /etc/kubernetes/super-admin.conf"
+    ));
+    assert_eq!((code, out.as_str()), (Some(2), ""), "{stderr}");
+    assert!(stderr.contains("--inCluster"), "{stderr}");
+    // --inCluster=false is kube-vip's default: the host's kubeconfig.
+    let text = yaml(&format!("manifest pod {CP} --inCluster=false"), &[]);
+    let pod: Pod = serde_yaml::from_str(&text).expect("a Pod");
+    assert!(pod.spec.and_then(|s| s.service_account_name).is_none());
+}

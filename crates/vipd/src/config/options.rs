@@ -6,6 +6,8 @@ use std::collections::HashMap;
 
 use clap::{Args, Parser, Subcommand};
 
+use super::kubevip_flags::KubeVipFlags;
+
 /// One option's spellings: long flag, kube-vip's flag (a clap alias),
 /// `VIPD_*` variable, kube-vip variables in precedence order.
 pub(super) struct Opt {
@@ -60,9 +62,9 @@ opts! {
     CONTROL_PLANE = "control-plane", Some("controlplane"), "VIPD_CONTROL_PLANE", ["cp_enable"];
     SERVICES = "services", None, "VIPD_SERVICES", ["svc_enable"];
     SERVICES_NAMESPACE = "services-namespace", None, "VIPD_SERVICES_NAMESPACE", ["svc_namespace"];
-    SERVICES_INTERFACE = "services-interface", None, "VIPD_SERVICES_INTERFACE", ["vip_servicesinterface"];
-    LB_CLASS_ONLY = "lb-class-only", None, "VIPD_LB_CLASS_ONLY", ["lb_class_only"];
-    LB_CLASS_NAME = "lb-class-name", None, "VIPD_LB_CLASS_NAME", ["lb_class_name"];
+    SERVICES_INTERFACE = "services-interface", Some("serviceInterface"), "VIPD_SERVICES_INTERFACE", ["vip_servicesinterface"];
+    LB_CLASS_ONLY = "lb-class-only", Some("lbClassOnly"), "VIPD_LB_CLASS_ONLY", ["lb_class_only"];
+    LB_CLASS_NAME = "lb-class-name", Some("lbClassName"), "VIPD_LB_CLASS_NAME", ["lb_class_name"];
     SERVICES_NODE_SELECTOR = "services-node-selector", None, "VIPD_SERVICES_NODE_SELECTOR", [];
     ZONE_FALLBACK = "zone-fallback", None, "VIPD_ZONE_FALLBACK", [];
     PREEMPT = "preempt", None, "VIPD_PREEMPT", [];
@@ -142,16 +144,30 @@ pub(super) struct PodManifestArgs {
     /// first control-plane node of a kubeadm >= 1.29 cluster during `kubeadm init`)
     #[arg(long, value_name = "FILE")]
     pub(super) kubeconfig_host_path: Option<String>,
+    /// Authenticate with the vipd ServiceAccount (`vipd manifest rbac`)
+    /// instead of the host's kubeconfig, as kube-vip's --inCluster does; for
+    /// a pod applied through the API: a static pod cannot use a ServiceAccount
+    #[arg(long, alias = "inCluster", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub(super) in_cluster: Option<String>,
     #[command(flatten)]
     pub(super) options: RawOptions,
 }
 
-/// Options of `manifest daemonset`: the daemon's options plus the image.
+/// Options of `manifest daemonset`: the daemon's options plus the image and
+/// kube-vip's placement and credential switches.
 #[derive(Args, Debug)]
 pub(super) struct DaemonSetManifestArgs {
     /// Container image; default ghcr.io/vipd/vipd:v<version> (a placeholder name)
     #[arg(long, value_name = "IMAGE")]
     pub(super) image: Option<String>,
+    /// kube-vip's --inCluster: the DaemonSet always authenticates with the
+    /// vipd ServiceAccount, so this is accepted for compatibility
+    #[arg(long, alias = "inCluster", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub(super) in_cluster: Option<String>,
+    /// Run only on control-plane nodes, tolerating their taints (kube-vip's
+    /// --taint); default true; --taint=false: every schedulable node
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub(super) taint: Option<String>,
     #[command(flatten)]
     pub(super) options: RawOptions,
 }
@@ -161,7 +177,7 @@ pub(super) struct DaemonSetManifestArgs {
 pub(super) struct RbacManifestArgs {
     /// Namespace of the lease (where the Role and RoleBinding go); default
     /// kube-system [env: VIPD_LEASE_NAMESPACE, cp_namespace]
-    #[arg(long, alias = "namespace", value_name = "NS")]
+    #[arg(long, alias = "namespace", short_alias = 'n', value_name = "NS")]
     pub(super) lease_namespace: Option<String>,
     /// Add the cluster-wide permissions of Services mode (ClusterRole and
     /// ClusterRoleBinding) [env: VIPD_SERVICES, svc_enable]
@@ -197,7 +213,8 @@ pub(super) struct RawOptions {
     #[arg(long, value_name = "NAME")]
     interface: Option<String>,
     /// Prefix length of the VIP; default 32 (IPv4) or 128 (IPv6) [env: VIPD_SUBNET, vip_subnet, vip_cidr (deprecated)]
-    #[arg(long, alias = "vipSubnet", value_name = "LEN")]
+    // `--cidr`: kube-vip's older spelling, still in its flag documentation.
+    #[arg(long, aliases = ["vipSubnet", "cidr"], value_name = "LEN")]
     subnet: Option<String>,
     /// Wait for a missing interface instead of failing [env: VIPD_WAIT_FOR_INTERFACE]
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
@@ -215,7 +232,7 @@ pub(super) struct RawOptions {
     #[arg(long, alias = "leaseName", value_name = "NAME")]
     lease_name: Option<String>,
     /// Lease namespace; default kube-system [env: VIPD_LEASE_NAMESPACE, cp_namespace]
-    #[arg(long, alias = "namespace", value_name = "NS")]
+    #[arg(long, alias = "namespace", short_alias = 'n', value_name = "NS")]
     lease_namespace: Option<String>,
     /// Lease duration in seconds (fractions allowed); default 15 [env: VIPD_LEASE_DURATION, vip_leaseduration]
     #[arg(long, alias = "leaseDuration", value_name = "SECS")]
@@ -251,13 +268,13 @@ pub(super) struct RawOptions {
     #[arg(long, value_name = "NS")]
     services_namespace: Option<String>,
     /// Interface for Service addresses; default --interface [env: VIPD_SERVICES_INTERFACE, vip_servicesinterface]
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, alias = "serviceInterface", value_name = "NAME")]
     services_interface: Option<String>,
     /// Serve only Services whose loadBalancerClass is --lb-class-name [env: VIPD_LB_CLASS_ONLY, lb_class_only]
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    #[arg(long, alias = "lbClassOnly", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     lb_class_only: Option<String>,
     /// loadBalancerClass served; default kube-vip.io/kube-vip-class [env: VIPD_LB_CLASS_NAME, lb_class_name]
-    #[arg(long, value_name = "CLASS")]
+    #[arg(long, alias = "lbClassName", value_name = "CLASS")]
     lb_class_name: Option<String>,
     /// Node labels a node needs to announce Service addresses, k=v[,k=v] [env: VIPD_SERVICES_NODE_SELECTOR]
     #[arg(long, value_name = "LABELS")]
@@ -334,6 +351,10 @@ pub(super) struct RawOptions {
     /// PEM CA bundle that verifies HTTPS health checks [env: VIPD_HEALTH_CHECK_CA_PATH, control_plane_health_check_ca_path]
     #[arg(long, alias = "controlPlaneHealthCheckCAPath", value_name = "FILE")]
     health_check_ca_path: Option<String>,
+    /// kube-vip's flags without a vipd option (`kubevip_flags.rs`): taken
+    /// out before [`RawOptions::into_map`] and checked on their own.
+    #[command(flatten)]
+    pub(super) kube_vip: KubeVipFlags,
 }
 
 impl RawOptions {

@@ -69,8 +69,12 @@ pub enum ManifestRequest {
         /// Container image.
         image: String,
         /// Kubeconfig file on the host, mounted at the configured
-        /// `--kubeconfig` path (default [`DEFAULT_KUBECONFIG_HOST_PATH`]).
+        /// `--kubeconfig` path (default [`DEFAULT_KUBECONFIG_HOST_PATH`]);
+        /// not used when `in_cluster`.
         kubeconfig_host_path: PathBuf,
+        /// kube-vip's `--inCluster`: the pod uses the vipd ServiceAccount
+        /// and mounts no kubeconfig.
+        in_cluster: bool,
     },
     /// `manifest daemonset`: control-plane nodes, in-cluster credentials.
     DaemonSet {
@@ -78,6 +82,9 @@ pub enum ManifestRequest {
         config: Box<Config>,
         /// Container image.
         image: String,
+        /// Control-plane nodes only, tolerating their taints (kube-vip's
+        /// `--taint`; vipd's default); `false`: every schedulable node.
+        control_plane_only: bool,
     },
     /// `manifest rbac`: ServiceAccount, Role and RoleBinding.
     Rbac {
@@ -86,6 +93,19 @@ pub enum ManifestRequest {
         /// Also the cluster-wide rules of Services mode.
         services: bool,
     },
+}
+
+impl ManifestRequest {
+    /// The configuration's warnings (ignored kube-vip flags and variables,
+    /// manifest caveats), for stderr next to the YAML.
+    pub fn warnings(&self) -> &[String] {
+        match self {
+            ManifestRequest::Pod { config, .. } | ManifestRequest::DaemonSet { config, .. } => {
+                &config.warnings
+            }
+            ManifestRequest::Rbac { .. } => &[],
+        }
+    }
 }
 
 /// What `vipd status` asks (see `vipd_observe::client`).

@@ -12,7 +12,7 @@ use super::*;
 
 /// Layers → typed, validated [`Config`].
 pub(super) fn resolve(
-    raw: RawOptions,
+    mut raw: RawOptions,
     env: &HashMap<String, String>,
     host: &HostFacts,
 ) -> Result<Config, ConfigError> {
@@ -33,6 +33,7 @@ pub(super) fn resolve(
             file::parse(path, &text, &known)?
         }
     };
+    let kube_vip_flags = std::mem::take(&mut raw.kube_vip);
     let mut warnings = Vec::new();
     let mut r = Resolver {
         flags: raw.into_map(),
@@ -65,12 +66,16 @@ pub(super) fn resolve(
             }
         }
     }
+    // The same for kube-vip's flags (`--bgp`, `--table`, ...), which also
+    // carry the switches vipd ignores with a warning.
+    warnings.extend(kube_vip_flags.check()?);
     if let Some(v) = env
         .get("vip_leaderelection")
         .filter(|v| values::boolean(v) == Ok(false))
     {
         warnings.push(format!(
-            "kube-vip variable vip_leaderelection={v} is ignored: vipd always elects a leader before binding a VIP (SPEC R1)"
+            "kube-vip variable vip_leaderelection={v} is ignored: {}",
+            kubevip_flags::ALWAYS_ELECTS
         ));
     }
 
