@@ -84,6 +84,9 @@ in_root() {
   mkdir -p "$root$rustup_home" "$root/opt/host-cargo-bin" "$root/root/.cargo"
   unshare --mount --propagation private bash -euo pipefail -c '
     root="$1"; rustup_home="$2"; cargo_bin="$3"; script="$4"
+    # The root must be a mount point: `ip netns` / `ip -n` remount "/" as a
+    # slave (MS_SLAVE|MS_REC), which fails with EINVAL on a plain directory.
+    mount --bind "$root" "$root"
     mount -t proc proc "$root/proc"
     mount --rbind /sys "$root/sys"
     mount --rbind /dev "$root/dev"
