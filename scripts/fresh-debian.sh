@@ -12,9 +12,11 @@
 #
 #   scripts/fresh-debian.sh              both README commands (lab demo, whole suite)
 #   scripts/fresh-debian.sh --unit       README set-up, then the unit tests only (CI)
-#   scripts/fresh-debian.sh --deb FILE   also: install FILE (vipd's .deb) into a second,
-#                                        untouched root file system and run
+#   scripts/fresh-debian.sh --no-tests   no README command (with --deb: the package alone)
+#   scripts/fresh-debian.sh --deb FILE   also: install FILE (vipd's .deb) into the same
+#                                        root file system (after the tests), run
 #                                        `vipd check-config` with the packaged example
+#                                        and systemd-analyze on the unit
 #
 # Everything runs in a private mount namespace (`unshare --mount`): the bind
 # mounts, /proc and any network namespace the tests create vanish with it,
@@ -34,9 +36,10 @@ keep=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --unit) mode=unit ;;
+    --no-tests) mode=none ;;
     --deb) deb="$(realpath "$2")"; shift ;;
     --keep) keep=1 ;;
-    *) echo "usage: $0 [--unit] [--deb FILE] [--keep]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--unit | --no-tests] [--deb FILE] [--keep]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -126,7 +129,7 @@ if [ "$mode" = unit ]; then
   # README command 2's own set-up and build, then the unit tests (every
   # library's tests; the namespace suites are CI's host run).
   step readme-test-unit "scripts/test.sh --lib"
-else
+elif [ "$mode" = full ]; then
   step readme-command-2 "scripts/test.sh"
   step readme-command-1 "scripts/lab-demo.sh"
 fi
@@ -134,22 +137,24 @@ grep -h '^summary:' "$work"/readme-*.log 2>/dev/null | sed 's/^/fresh-debian: te
 grep -h ' runs, .* failed$' "$work"/readme-*.log 2>/dev/null | sed 's/^/fresh-debian: lab: /' || true
 
 if [ -n "$deb" ]; then
-  # The package on a second, untouched Debian 12: installed with apt (which
-  # pulls its dependencies), then the example configuration checked.
-  droot="$work/deb-root"
-  unpack "$droot"
-  cp "$deb" "$droot/root/"
+  # The package in the same root file system: installed with apt (which
+  # pulls its dependencies), the example configuration checked, and the
+  # unit checked by that Debian's own systemd (verify: syntax, paths;
+  # security: the exposure score).
+  cp "$deb" "$root/root/"
   s=$(date +%s)
   echo "fresh-debian: >>> deb-install $(basename "$deb")"
-  if in_root "$droot" "
+  if in_root "$root" "
       export DEBIAN_FRONTEND=noninteractive
       apt-get update -qq
-      apt-get install -y -qq --no-install-recommends /root/$(basename "$deb") >/dev/null
+      apt-get install -y -qq --no-install-recommends /root/$(basename "$deb") systemd >/dev/null
       dpkg -L vipd
       vipd version
       echo '--- vipd check-config with /etc/vipd/vipd.env (its example values):'
-      set -a; . /etc/vipd/vipd.env; set +a
-      vipd check-config" 2>&1 | tee "$work/deb-install.log"; then
+      ( set -a; . /etc/vipd/vipd.env; set +a; vipd check-config )
+      echo '--- systemd-analyze verify vipd.service:'
+      systemd-analyze verify --man=no vipd.service && echo 'verify: OK'
+      systemd-analyze security --offline=yes vipd.service | tail -n 1" 2>&1 | tee "$work/deb-install.log"; then
     echo "fresh-debian: <<< deb-install: OK in $(( $(date +%s) - s )) s"
   else
     echo "fresh-debian: <<< deb-install: FAILED (log: $work/deb-install.log)"
