@@ -48,10 +48,22 @@ use crate::context::{
 use vipd_backoff::{random_u64, Backoff};
 
 /// Entry point of `vipd run`.
-pub fn main(cfg: Config) -> ExitCode {
+pub fn main(cfg: Config, caps: std::io::Result<crate::sys::NetCapabilities>) -> ExitCode {
     init_logging(&cfg);
     for w in &cfg.warnings {
         warn!("{w}");
+    }
+    // Without these nothing can be bound or announced; say so once, at
+    // start, rather than only in every failed bind (R2: vipd keeps
+    // running; a pod fixed by the operator needs no other restart).
+    match caps {
+        Ok(c) if c.net_admin && c.net_raw => {}
+        Ok(c) => error!(
+            cap_net_admin = c.net_admin,
+            cap_net_raw = c.net_raw,
+            "vipd lacks CAP_NET_ADMIN and/or CAP_NET_RAW: it cannot bind or announce addresses; grant them (pod: securityContext.capabilities.add [NET_ADMIN, NET_RAW], and do not set allowPrivilegeEscalation: false with the non-root image; systemd: see vipd.service)"
+        ),
+        Err(e) => warn!(error = %e, "cannot read this process's capabilities (capget)"),
     }
     for e in &cfg.errors {
         error!("{e}");

@@ -2,7 +2,7 @@
 //! network outages. This file only parses the command line and hands over;
 //! the daemon's wiring is in `daemon.rs`.
 
-// `unsafe` only in `sys` (one libc call, with its SAFETY comment).
+// `unsafe` only in `sys` (libc calls, each with its SAFETY comment).
 #![deny(unsafe_code)]
 
 mod context;
@@ -19,6 +19,8 @@ use vipd::config::{self, Command};
 
 fn main() -> ExitCode {
     sys::limit_malloc_arenas();
+    // Before any thread exists: capabilities are per thread.
+    let caps = sys::raise_permitted_capabilities();
     let args: Vec<String> = std::env::args().collect();
     let env: std::collections::HashMap<String, String> = std::env::vars().collect();
     let command = match config::parse_command(&args, &env) {
@@ -40,7 +42,7 @@ fn main() -> ExitCode {
             print!("{}", cfg.describe());
             ExitCode::SUCCESS
         }
-        Command::Run(cfg) => daemon::main(*cfg),
+        Command::Run(cfg) => daemon::main(*cfg, caps),
         Command::Manifest(m) => vipd::manifest::print(&m),
         Command::Lab(lab) => vipd_lab::run(lab),
         Command::Status(req) => status(&req),
