@@ -270,12 +270,17 @@ mod tests {
             leadership_changes: 1,
             end_holder: Some("n2".into()),
             end_ok: ok,
+            address: None,
+            services: None,
+            addresses: Vec::new(),
         }
     }
 
     fn settings(i: &str) -> Settings {
         Settings {
             implementation: i.into(),
+            backend: "etcd".into(),
+            services: None,
             nodes: 3,
             lease_duration_s: 3.0,
             renew_deadline_s: 2.0,

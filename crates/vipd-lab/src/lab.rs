@@ -24,8 +24,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::api::{ApiServer, Backend, KubeTestServer};
 use crate::cluster::{self, Daemon};
 pub use crate::cluster::{API_IP, API_IP6};
+use crate::services::ServicesView;
 
 use crate::wire::{Claim, WireMonitor};
 
@@ -48,7 +50,7 @@ pub struct Timing {
 /// same for both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Implementation {
-    /// vipd itself (this executable, `vipd run`, etcd backend).
+    /// vipd itself (this executable, `vipd run`, etcd or Kubernetes backend).
     Vipd,
     /// keepalived (VRRPv3, settings of equal intent: [`crate::keepalived`]).
     Keepalived,
@@ -107,19 +109,27 @@ pub struct LabConfig {
     pub run_dir: PathBuf,
     /// Namespace name prefix.
     pub prefix: String,
+    /// What the API host runs and the nodes' vipd use.
+    pub backend: Backend,
+    /// The `vipd-kube-testserver` executable (with [`Backend::Kubernetes`]).
+    pub kube_testserver: PathBuf,
+    /// LoadBalancer Services to create and announce (0: Services mode off;
+    /// needs [`Backend::Kubernetes`]).
+    pub services: usize,
 }
 
 /// The running lab. Fields drop in declaration order: the daemons (each
-/// slot SIGKILLs its process group), monitors, prober, responders, etcd,
-/// then namespaces.
+/// slot SIGKILLs its process group), monitors, probers, responders, the
+/// API server (etcd or the test server), then namespaces.
 #[derive(Debug)]
 pub struct Lab {
     daemons: Vec<Daemon>,
     wire: WireMonitor,
     watcher: AddrWatcher,
+    services: Option<ServicesView>,
     prober: Prober,
     _responders: Vec<Responder>,
-    etcd: EtcdServer,
+    api: ApiServer,
     /// The namespaces.
     pub topo: Topology,
     /// The clock every record is stamped with.
@@ -129,8 +139,10 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Builds the namespaces, starts etcd, the responders and all monitors.
-    /// No vipd runs yet ([`Lab::start`]).
+    /// Builds the namespaces, starts the API server (etcd or the
+    /// Kubernetes API test server, with the Services and Nodes of a
+    /// Services run), the responders and all monitors. No vipd runs yet
+    /// ([`Lab::start`]).
     pub fn build(cfg: LabConfig) -> Result<Lab, LabError> {
         let nodes = cluster::node_names(cfg.nodes);
         let names: Vec<&str> = nodes.iter().map(String::as_str).collect();
@@ -150,14 +162,58 @@ impl Lab {
         let api_ip: IpAddr = API_IP
             .parse()
             .map_err(|_| LabError::Setup("bad API address".into()))?;
-        let etcd = EtcdServer::start_in_ns(topo.host("api").ns.name(), api_ip, 2379)?;
+        if cfg.services > 0 && cfg.backend != Backend::Kubernetes {
+            return Err(LabError::Setup(
+                "Services mode needs --backend kubernetes".into(),
+            ));
+        }
+        let api_ns = &topo.host("api").ns;
+        let api = match cfg.backend {
+            Backend::Etcd => ApiServer::Etcd(EtcdServer::start_in_ns(api_ns.name(), api_ip, 2379)?),
+            Backend::Kubernetes => {
+                let k = KubeTestServer::start(
+                    api_ns,
+                    &cfg.kube_testserver,
+                    &cfg.run_dir.join("kube"),
+                    &cfg.run_dir.join("kube-testserver.log"),
+                )?;
+                if cfg.services > 0 {
+                    k.put_objects(api_ns, crate::services::objects(&nodes, cfg.services))?;
+                }
+                ApiServer::Kube(k)
+            }
+        };
+        let svc_addrs = crate::services::addresses(cfg.services);
+        if !svc_addrs.is_empty() {
+            // The Service addresses are on-link for the client, like the
+            // VIP (a LoadBalancer range on the nodes' segment).
+            topo.host("client").ns.ip(&[
+                "route",
+                "add",
+                crate::services::SERVICE_NET,
+                "dev",
+                "eth0",
+            ])?;
+        }
         let responders = nodes
             .iter()
             .map(|n| Responder::start(&topo.host(n).ns, n, PORT))
             .collect::<Result<Vec<_>, _>>()?;
         let clock = LabClock::new();
         let watcher = AddrWatcher::start(&topo, &names, vip, clock)?;
-        let wire = WireMonitor::start(&topo.switch, vip, clock)?;
+        let wire = WireMonitor::start(&topo.switch, vip, &svc_addrs, clock)?;
+        let services = if svc_addrs.is_empty() {
+            None
+        } else {
+            Some(ServicesView::start(
+                &topo,
+                &names,
+                &topo.host("client").ns,
+                svc_addrs,
+                PORT,
+                clock,
+            )?)
+        };
         let prober = Prober::start(&topo.host("client").ns, SocketAddr::new(vip, PORT), clock)?;
         let daemons = nodes
             .iter()
@@ -167,9 +223,10 @@ impl Lab {
             daemons,
             wire,
             watcher,
+            services,
             prober,
             _responders: responders,
-            etcd,
+            api,
             topo,
             clock,
             cfg,
@@ -198,6 +255,16 @@ impl Lab {
         self.cfg.implementation
     }
 
+    /// The lease backend.
+    pub fn backend(&self) -> Backend {
+        self.cfg.backend
+    }
+
+    /// The Service addresses' view (Services runs only).
+    pub fn services(&self) -> Option<&ServicesView> {
+        self.services.as_ref()
+    }
+
     /// Lease timings of this lab.
     pub fn timing(&self) -> Timing {
         self.cfg.timing
@@ -223,7 +290,10 @@ impl Lab {
             .ok_or_else(|| LabError::Setup(format!("no vipd node {node}")))
     }
 
-    /// vipd's command line on `node` (the etcd backend flags of issue 2).
+    /// vipd's command line on `node`: the flags of issue 2, then the
+    /// backend's (etcd endpoints, or the test server's kubeconfig and the
+    /// lease namespace as a kube-vip manifest sets them), then
+    /// `--services` (kube-vip's `svc_enable`) in a Services run.
     fn args(&self, node: &str) -> Vec<String> {
         let ip = self
             .topo
@@ -254,15 +324,33 @@ impl Lab {
             &format!("{ip}:2112"),
             "--log-level",
             "debug",
-            "--backend",
-            "etcd",
-            "--etcd-endpoints",
-            &format!("http://{API_IP}:2379"),
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
-        v
+        let backend: Vec<String> = match self.cfg.backend {
+            Backend::Etcd => vec![
+                "--backend".into(),
+                "etcd".into(),
+                "--etcd-endpoints".into(),
+                format!("http://{API_IP}:2379"),
+            ],
+            Backend::Kubernetes => vec![
+                "--backend".into(),
+                "kubernetes".into(),
+                "--kubeconfig".into(),
+                self.cfg
+                    .run_dir
+                    .join("kube")
+                    .join("kubeconfig")
+                    .display()
+                    .to_string(),
+                "--lease-namespace".into(),
+                "kube-system".into(),
+            ],
+        };
+        let services = (self.cfg.services > 0).then(|| "--services".to_string());
+        v.into_iter().chain(backend).chain(services).collect()
     }
 
     /// Starts the daemon (vipd or keepalived) on `node` (a no-op while it
@@ -356,14 +444,15 @@ impl Lab {
         Ok(self.topo.host(node).ns.nft(rules)?)
     }
 
-    /// Stops etcd (data kept).
+    /// The API down for everyone: etcd stopped (data kept), or every
+    /// packet to the test server dropped in `api` ([`crate::api`]).
     pub fn api_down(&mut self) -> Result<(), LabError> {
-        Ok(self.etcd.stop()?)
+        self.api.down(&self.topo.host("api").ns)
     }
 
-    /// Starts etcd again; returns once it answers.
+    /// Undoes [`Lab::api_down`] (etcd: returns once it answers).
     pub fn api_up(&mut self) -> Result<(), LabError> {
-        Ok(self.etcd.start()?)
+        self.api.up(&self.topo.host("api").ns)
     }
 
     /// Adds the VIP on `node` exactly as vipd does — through vipd-vip's own
@@ -409,20 +498,40 @@ impl Lab {
         Ok(())
     }
 
+    /// Deletes from `node` every lab address it still has: the VIP and the
+    /// Service addresses (what a reboot loses).
+    pub fn forget_addresses(&self, node: &str) -> Result<(), LabError> {
+        let host = self.topo.host(node);
+        let ours: Vec<IpAddr> = host
+            .addresses()?
+            .into_iter()
+            .filter(|a| {
+                *a == self.vip
+                    || self
+                        .services
+                        .as_ref()
+                        .is_some_and(|s| s.addresses().contains(a))
+            })
+            .collect();
+        for a in ours {
+            let len = if a.is_ipv6() { 128 } else { 32 };
+            host.ns
+                .ip(&["addr", "del", &format!("{a}/{len}"), "dev", "eth0"])?;
+        }
+        Ok(())
+    }
+
     /// Back to a clean slate after a run that did not end with one holder
     /// serving the client, so one bad run does not poison the next: every
-    /// daemon SIGKILLed, every fault healed, the VIP removed everywhere,
-    /// etcd up, every daemon started again.
+    /// daemon SIGKILLed, every fault healed, the VIP and the Service
+    /// addresses removed everywhere, the API up, every daemon started again.
     pub fn reset(&mut self) -> Result<(), LabError> {
         let nodes = self.nodes();
         for n in &nodes {
             self.sigkill(n)?;
             self.clear_node_rules(n)?;
-            let host = self.topo.host(n);
-            host.link_up()?;
-            if host.has_addr(self.vip) {
-                self.delete_vip(n)?;
-            }
+            self.topo.host(n).link_up()?;
+            self.forget_addresses(n)?;
         }
         self.topo.heal_partition()?;
         self.api_up()?;
@@ -444,8 +553,13 @@ impl Lab {
         self.prober.samples()
     }
 
-    /// Claims seen on the wire so far.
+    /// Claims of the VIP seen on the wire so far.
     pub fn claims(&self) -> Vec<Claim> {
         self.wire.claims()
+    }
+
+    /// Claims of `addr` (a Service address) seen on the wire so far.
+    pub fn claims_of(&self, addr: IpAddr) -> Vec<Claim> {
+        self.wire.claims_of(addr)
     }
 }

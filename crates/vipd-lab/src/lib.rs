@@ -1,7 +1,8 @@
 //! `vipd lab`: the fault-injection lab as a product feature (SPEC §7).
 //!
 //! It builds a namespace network on this machine (switch with a bridge, N
-//! vipd nodes, a client, an API namespace running a real etcd), starts real
+//! vipd nodes, a client, an API namespace running a real etcd or the
+//! in-repo Kubernetes API test server: [`api`]), starts real
 //! vipd processes (this same executable, `vipd run ...`), probes the VIP from
 //! the client every 10 ms, watches the wire and every node's addresses, and
 //! walks through the fault scenarios, measuring each run. It ends with a
@@ -17,10 +18,12 @@
 //! host namespace changes. Module overview: [`scenario`] (recipes),
 //! [`lab`] (network and processes), [`wire`] (claims on the wire),
 //! [`measure`] (pure metrics), [`runner`] (loop and live view),
-//! [`report`] (table, JSON), [`svg`] (timeline).
+//! [`report`] (table, JSON), [`svg`] (timeline), [`services`] (Services
+//! runs: LoadBalancer Services, per-address observation).
 
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod bench;
 pub mod cluster;
 pub mod keepalived;
@@ -29,6 +32,7 @@ pub mod measure;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod services;
 pub mod svg;
 pub mod wire;
 
@@ -65,6 +69,9 @@ pub enum LabError {
     /// Invalid lab setup (a bug or a bad option).
     #[error("{0}")]
     Setup(String),
+    /// What was asked cannot run here (exit status 2, nothing changed).
+    #[error("{0}")]
+    Unsupported(String),
     /// SIGINT or SIGTERM.
     #[error("interrupted")]
     Interrupted,
@@ -120,10 +127,30 @@ pub struct RunArgs {
     /// for bench).
     #[arg(long = "impl", value_name = "IMPL[,IMPL]")]
     implementation: Option<String>,
-    /// Comma-separated scenarios, or `all`: sigterm, sigkill-restart, crash,
-    /// link-flap, api-cut, api-down, partition, loss, vip-deleted, stale-vip.
-    #[arg(long, default_value = "all")]
-    scenarios: String,
+    /// Comma-separated scenarios, `all` (the first ten) or `services` (the
+    /// svc-* ones, which need --services): sigterm, sigkill-restart, crash,
+    /// link-flap, api-cut, api-down, partition, loss, vip-deleted, stale-vip,
+    /// svc-crash, svc-api-down, svc-link-flap [default: all; services with
+    /// --services]
+    #[arg(long)]
+    scenarios: Option<String>,
+    /// Lease backend of the vipd nodes: `etcd` (a real etcd 3.4 in the API
+    /// namespace) or `kubernetes` (the in-repo Kubernetes API TEST server,
+    /// `vipd-kube-testserver`, in its place; vipd gets its kubeconfig). A
+    /// real kube-apiserver (KUBE_APISERVER) is not supported by the lab.
+    #[arg(long, default_value = "etcd", value_parser = api::Backend::parse)]
+    backend: api::Backend,
+    /// Services mode: create N LoadBalancer Services (one address each,
+    /// 203.0.113.10 onwards) and run every vipd with `--services` (kube-vip's
+    /// svc_enable) next to the VIP; the client probes 4 of the addresses,
+    /// all N are watched. Needs --backend kubernetes.
+    #[arg(long, value_name = "N", default_value_t = 0,
+          value_parser = clap::value_parser!(u16).range(0..=240))]
+    services: u16,
+    /// The `vipd-kube-testserver` executable (default: next to this vipd,
+    /// then on PATH; build it with `cargo build -p vipd-kube-testserver`).
+    #[arg(long, value_name = "PATH", env = "VIPD_KUBE_TESTSERVER")]
+    kube_testserver: Option<PathBuf>,
     /// Runs per scenario.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     runs: u32,
@@ -185,14 +212,53 @@ fn search_dirs() -> Vec<PathBuf> {
         .collect()
 }
 
+/// Why `KUBE_APISERVER` is refused (the lab would otherwise silently run
+/// the test server while the user believes a real API server ran).
+pub const KUBE_APISERVER_UNSUPPORTED: &str = "KUBE_APISERVER is set, but `vipd lab` cannot run a real kube-apiserver: it would need its own etcd, serving certificates, a service-account issuer and RBAC for the nodes, none of which the lab sets up. `--backend kubernetes` runs the in-repo Kubernetes API TEST server (vipd-kube-testserver) instead; unset KUBE_APISERVER to use it. Nothing was changed";
+
+/// Executables found by [`preflight`].
+struct Found {
+    keepalived: Option<PathBuf>,
+    kube_testserver: Option<PathBuf>,
+}
+
 /// Checks root and tools; returns the keepalived executable's path when
-/// `impls` include keepalived.
-fn preflight(impls: &[lab::Implementation]) -> Result<Option<PathBuf>, LabError> {
+/// `impls` include keepalived, and the test server's with the Kubernetes
+/// backend.
+fn preflight(plan: &Plan, exe: &Path) -> Result<Found, LabError> {
+    let impls = &plan.impls;
+    let kube = plan.backend == api::Backend::Kubernetes;
+    if kube && std::env::var_os("KUBE_APISERVER").is_some_and(|v| !v.is_empty()) {
+        return Err(LabError::Unsupported(KUBE_APISERVER_UNSUPPORTED.into()));
+    }
     if !netlab::is_root() {
         return Err(LabError::NotRoot);
     }
     let dirs = search_dirs();
     let mut missing = missing_tools(&dirs);
+    if kube {
+        // etcd is not started with the Kubernetes backend.
+        missing.retain(|(t, _)| !t.starts_with("etcd"));
+    }
+    let kube_testserver = if kube {
+        let found = api::find_testserver(plan.kube_testserver.as_deref(), exe, &dirs);
+        if found.is_none() {
+            return Err(LabError::Unsupported(format!(
+                "--backend kubernetes needs the in-repo Kubernetes API test server `{}`, {}; build it with `cargo build -p vipd-kube-testserver` (the same profile as this vipd) or pass --kube-testserver PATH. Nothing was changed",
+                api::TESTSERVER_BIN,
+                match &plan.kube_testserver {
+                    Some(p) => format!("not found at {}", p.display()),
+                    None => format!(
+                        "found neither next to {} nor on PATH",
+                        exe.display()
+                    ),
+                }
+            )));
+        }
+        found
+    } else {
+        None
+    };
     let keepalived = dirs
         .iter()
         .map(|d| d.join(KEEPALIVED_TOOL.0))
@@ -213,7 +279,10 @@ fn preflight(impls: &[lab::Implementation]) -> Result<Option<PathBuf>, LabError>
             pkgs.join(" ")
         )));
     }
-    Ok(keepalived)
+    Ok(Found {
+        keepalived,
+        kube_testserver,
+    })
 }
 
 /// Sets `flag` on SIGINT or SIGTERM, from a small thread running a
@@ -270,6 +339,9 @@ struct Plan {
     nodes: usize,
     timing: lab::Timing,
     ipv6: bool,
+    backend: api::Backend,
+    services: usize,
+    kube_testserver: Option<PathBuf>,
 }
 
 /// Runs `vipd lab` with parsed `args`. Exit status: 0 when every run ended
@@ -296,6 +368,9 @@ pub fn run(args: LabArgs) -> ExitCode {
                     retry: 0.5,
                 },
                 ipv6: false,
+                backend: api::Backend::Etcd,
+                services: 0,
+                kube_testserver: None,
             },
             out,
         ),
@@ -320,7 +395,7 @@ pub fn run(args: LabArgs) -> ExitCode {
             eprintln!("\nvipd lab: interrupted; everything the lab created has been removed");
             ExitCode::from(130)
         }
-        Err(e @ (LabError::NotRoot | LabError::MissingTools(_))) => {
+        Err(e @ (LabError::NotRoot | LabError::MissingTools(_) | LabError::Unsupported(_))) => {
             eprintln!("vipd lab: {e}");
             ExitCode::from(2)
         }
@@ -349,13 +424,35 @@ fn plan_of(r: RunArgs, bench: bool) -> Result<(Plan, OutputArgs), ExitCode> {
                 return Err(ExitCode::from(2));
             }
         };
-    let scenarios = match scenario::Scenario::parse_list(&r.scenarios) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("vipd lab: --scenarios: {e}");
-            return Err(ExitCode::from(2));
-        }
+    let default_scenarios = if r.services > 0 { "services" } else { "all" };
+    let scenarios =
+        match scenario::Scenario::parse_list(r.scenarios.as_deref().unwrap_or(default_scenarios)) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("vipd lab: --scenarios: {e}");
+                return Err(ExitCode::from(2));
+            }
+        };
+    let usage = |msg: &str| {
+        eprintln!("vipd lab: {msg}");
+        Err(ExitCode::from(2))
     };
+    if r.services > 0 && r.backend != api::Backend::Kubernetes {
+        return usage("--services needs --backend kubernetes (Services mode reads LoadBalancer Services from the Kubernetes API)");
+    }
+    if r.services > 0 && impls.contains(&lab::Implementation::Keepalived) {
+        return usage(
+            "--services runs vipd's Services mode; keepalived has none (use --impl vipd)",
+        );
+    }
+    if r.services == 0 {
+        if let Some(sc) = scenarios.iter().find(|s| s.is_services()) {
+            return usage(&format!(
+                "scenario {} needs Services: add --backend kubernetes --services N",
+                sc.name()
+            ));
+        }
+    }
     let secs = |name: &str, v: f64| {
         if v.is_finite() && v > 0.0 && v < 3600.0 {
             Ok(Duration::from_secs_f64(v))
@@ -402,19 +499,23 @@ fn plan_of(r: RunArgs, bench: bool) -> Result<(Plan, OutputArgs), ExitCode> {
                 retry: r.retry_period,
             },
             ipv6: r.ipv6,
+            backend: r.backend,
+            services: usize::from(r.services),
+            kube_testserver: r.kube_testserver,
         },
         r.out,
     ))
 }
 
 fn execute(plan: &Plan, out: &OutputArgs) -> Result<bool, LabError> {
-    let keepalived = preflight(&plan.impls)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    install_signal_flag(stop.clone())?;
     let exe = std::env::current_exe().map_err(|source| LabError::Io {
         what: "locate the vipd executable".into(),
         source,
     })?;
+    let found = preflight(plan, &exe)?;
+    let keepalived = found.keepalived;
+    let stop = Arc::new(AtomicBool::new(false));
+    install_signal_flag(stop.clone())?;
     let mut live = runner::Live::new();
     let several = plan.impls.len() > 1;
     let mut all: Vec<bench::ImplRuns> = Vec::new();
@@ -439,6 +540,9 @@ fn execute(plan: &Plan, out: &OutputArgs) -> Result<bool, LabError> {
             exe: exe.clone(),
             run_dir,
             prefix,
+            backend: plan.backend,
+            kube_testserver: found.kube_testserver.clone().unwrap_or_default(),
+            services: plan.services,
         };
         let (outcomes, settings) = run_impl(plan, cfg, &stop, &mut live)?;
         let reports: Vec<report::RunReport> = outcomes.iter().map(|o| o.report.clone()).collect();
@@ -446,6 +550,13 @@ fn execute(plan: &Plan, out: &OutputArgs) -> Result<bool, LabError> {
             print!("\n{}:", imp.name());
         }
         print!("\n{}", report::table(&reports));
+        let svc = report::services_table(&reports);
+        if !svc.is_empty() {
+            print!(
+                "\nServices ({} LoadBalancer Services, every address):\n{svc}",
+                plan.services
+            );
+        }
         let bad = reports.iter().filter(|r| !r.passed()).count();
         failed += bad;
         if *imp == lab::Implementation::Vipd {
@@ -517,8 +628,20 @@ fn run_impl(
             cfg.timing.lease, cfg.timing.renew, cfg.timing.retry
         ),
     };
+    let backend = match cfg.backend {
+        lab_backend @ api::Backend::Etcd => lab_backend.name().to_string(),
+        api::Backend::Kubernetes => format!(
+            "kubernetes (in-repo API TEST server {}, not a kube-apiserver)",
+            cfg.kube_testserver.display()
+        ),
+    };
+    let services = if cfg.services > 0 {
+        format!(", {} LoadBalancer Services", cfg.services)
+    } else {
+        String::new()
+    };
     live.event(&format!(
-        "vipd lab: {}, {} nodes, {timing}, namespaces {}-*, logs in {}",
+        "vipd lab: {}, backend {backend}{services}, {} nodes, {timing}, namespaces {}-*, logs in {}",
         imp.name(),
         cfg.nodes,
         cfg.prefix,
@@ -549,6 +672,8 @@ fn run_impl(
     }
     let settings = report::Settings {
         implementation: imp.name().to_string(),
+        backend: plan.backend.name().to_string(),
+        services: (plan.services > 0).then_some(plan.services),
         nodes: plan.nodes,
         lease_duration_s: plan.timing.lease,
         renew_deadline_s: plan.timing.renew,
@@ -611,9 +736,25 @@ mod tests {
             panic!("not run")
         };
         assert_eq!(
-            (r.scenarios.as_str(), r.runs, r.nodes, r.lease_duration),
-            ("api-cut,loss", 2, 4, 5.0)
+            (r.scenarios.as_deref(), r.runs, r.nodes, r.lease_duration),
+            (Some("api-cut,loss"), 2, 4, 5.0)
         );
+        assert_eq!((r.backend, r.services), (api::Backend::Etcd, 0));
+        let c = Cli::try_parse_from([
+            "vipd lab",
+            "run",
+            "--backend",
+            "kubernetes",
+            "--services",
+            "50",
+        ])
+        .unwrap();
+        let LabCommand::Run(r) = c.args.command else {
+            panic!("not run")
+        };
+        assert_eq!((r.backend, r.services), (api::Backend::Kubernetes, 50));
+        assert!(Cli::try_parse_from(["vipd lab", "run", "--backend", "consul"]).is_err());
+        assert!(Cli::try_parse_from(["vipd lab", "run", "--services", "241"]).is_err());
         assert!(Cli::try_parse_from(["vipd lab", "run", "--nodes", "1"]).is_err());
         assert!(Cli::try_parse_from(["vipd lab", "demo", "--bogus"]).is_err());
     }

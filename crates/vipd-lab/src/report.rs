@@ -4,12 +4,19 @@
 //!
 //! ```text
 //! { "schema": "vipd-lab/1",
-//!   "settings": { "implementation", "nodes", "lease_duration_s", "renew_deadline_s",
-//!                 "retry_period_s", "advert_int_s" (keepalived only), "vip" },
+//!   "settings": { "implementation", "backend", "nodes", "lease_duration_s",
+//!                 "renew_deadline_s", "retry_period_s", "advert_int_s" (keepalived
+//!                 only), "vip", "services" (Services runs only) },
 //!   "runs": [ { one RunReport per run, fields below }, ... ] }
 //! ```
 //! Field names of [`RunReport`] are stable; times in the run are seconds on
 //! the lab clock (since the lab started), durations are milliseconds.
+//!
+//! In a Services run (`--services N`) a run's report is the control-plane
+//! VIP's, plus `"services"` ([`ServicesSummary`]: every one of the N
+//! addresses) and `"addresses"`: one nested report per *sampled* Service
+//! address (the same fields, with `"address"`), measured exactly as the
+//! VIP is (client probes, holding log and wire claims of that address).
 
 use crate::measure::{Metrics, RunWindow};
 use serde::Serialize;
@@ -55,6 +62,42 @@ pub struct RunReport {
     pub end_holder: Option<String>,
     /// Exactly one holder serving the client at the end.
     pub end_ok: bool,
+    /// The Service address this report is about (nested reports only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// All Service addresses of a Services run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub services: Option<ServicesSummary>,
+    /// One report per sampled Service address (Services runs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<RunReport>,
+}
+
+/// Every Service address of one run, from the holding logs (not only the
+/// sampled ones).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServicesSummary {
+    /// Service addresses watched (one per Service).
+    pub addresses: usize,
+    /// Addresses the fault hit directly: held before it by the node it
+    /// aimed at (svc-*: the busiest node), or every held address when it
+    /// hit every node (api-down, svc-api-down).
+    pub on_target: usize,
+    /// Addresses with exactly one holder at the end.
+    pub held_once_at_end: usize,
+    /// Addresses whose holder at the end differs from the one before.
+    pub moved: usize,
+    /// Sum over addresses of the time with two or more holders.
+    pub two_holder_ms: u64,
+    /// Addresses that ever had two holders in the run.
+    pub two_holder_addresses: usize,
+}
+
+impl ServicesSummary {
+    /// Every address held exactly once at the end, never two holders.
+    pub fn ok(&self) -> bool {
+        self.held_once_at_end == self.addresses && self.two_holder_ms == 0
+    }
 }
 
 impl RunReport {
@@ -84,12 +127,30 @@ impl RunReport {
             leadership_changes: m.leadership_changes,
             end_holder: m.end_holder.clone(),
             end_ok: m.end_ok,
+            address: None,
+            services: None,
+            addresses: Vec::new(),
         }
     }
 
-    /// The run passes: end state OK and never two holders.
+    /// The run passes: end state OK and never two holders — for the VIP,
+    /// every sampled Service address and every Service address.
     pub fn passed(&self) -> bool {
-        self.end_ok && self.two_holder_ms == 0
+        self.end_ok
+            && self.two_holder_ms == 0
+            && self.services.as_ref().is_none_or(ServicesSummary::ok)
+            && self.addresses.iter().all(RunReport::passed)
+    }
+
+    /// End state OK for the VIP and, in a Services run, every Service
+    /// address held once (the run loop resets the lab otherwise).
+    pub fn end_clean(&self) -> bool {
+        self.end_ok
+            && self
+                .services
+                .as_ref()
+                .is_none_or(|s| s.held_once_at_end == s.addresses)
+            && self.addresses.iter().all(|a| a.end_ok)
     }
 }
 
@@ -98,6 +159,9 @@ impl RunReport {
 pub struct Settings {
     /// What ran on the nodes: `vipd` or `keepalived`.
     pub implementation: String,
+    /// The lease backend: `etcd` or `kubernetes` (the in-repo API test
+    /// server).
+    pub backend: String,
     /// Number of nodes.
     pub nodes: usize,
     /// `--lease-duration`.
@@ -111,6 +175,9 @@ pub struct Settings {
     pub advert_int_s: Option<f64>,
     /// The VIP.
     pub vip: String,
+    /// LoadBalancer Services created (Services runs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub services: Option<usize>,
 }
 
 #[derive(Serialize)]
@@ -145,11 +212,21 @@ pub fn table(runs: &[RunReport]) -> String {
         "end",
     ];
     let secs = |v: u64| format!("{:.2}s", v as f64 / 1000.0);
-    let rows: Vec<[String; 10]> = runs
+    // A Services run's sampled addresses follow its VIP row, indented.
+    let flat: Vec<(String, &RunReport)> = runs
         .iter()
-        .map(|r| {
+        .flat_map(|r| {
+            std::iter::once((r.scenario.clone(), r)).chain(r.addresses.iter().map(|a| {
+                let addr = a.address.as_deref().unwrap_or("?");
+                (format!("  {addr}"), a)
+            }))
+        })
+        .collect();
+    let rows: Vec<[String; 10]> = flat
+        .iter()
+        .map(|(label, r)| {
             [
-                r.scenario.clone(),
+                label.clone(),
                 r.run.to_string(),
                 secs(r.gap_during_fault_ms),
                 secs(r.gap_after_heal_ms),
@@ -160,7 +237,7 @@ pub fn table(runs: &[RunReport]) -> String {
                 format!("{}ms", r.two_mac_ms),
                 r.announcements.to_string(),
                 r.leadership_changes.to_string(),
-                match (&r.end_holder, r.passed()) {
+                match (&r.end_holder, r.end_ok && r.two_holder_ms == 0) {
                     (Some(h), true) => format!("OK ({h})"),
                     (Some(h), false) => format!("FAIL ({h})"),
                     (None, _) => "FAIL".into(),
@@ -202,6 +279,72 @@ pub fn table(runs: &[RunReport]) -> String {
     out
 }
 
+/// The Services table, one row per Services run: every address, not only
+/// the sampled ones. Empty when no run has Services.
+pub fn services_table(runs: &[RunReport]) -> String {
+    let head = [
+        "scenario",
+        "run",
+        "addresses",
+        "on target",
+        "moved",
+        "held once at end",
+        "2-holder (all)",
+        "worst gap fault",
+        "worst gap heal",
+        "end",
+    ];
+    let secs = |v: u64| format!("{:.2}s", v as f64 / 1000.0);
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .filter_map(|r| {
+            let s = r.services.as_ref()?;
+            let worst = |f: fn(&RunReport) -> u64| r.addresses.iter().map(f).max().unwrap_or(0);
+            Some(vec![
+                r.scenario.clone(),
+                r.run.to_string(),
+                s.addresses.to_string(),
+                s.on_target.to_string(),
+                s.moved.to_string(),
+                format!("{}/{}", s.held_once_at_end, s.addresses),
+                format!("{}ms ({} addr)", s.two_holder_ms, s.two_holder_addresses),
+                secs(worst(|a| a.gap_during_fault_ms)),
+                secs(worst(|a| a.gap_after_heal_ms)),
+                if r.passed() { "OK" } else { "FAIL" }.to_string(),
+            ])
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut width = head.map(str::len);
+    for r in &rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let line = |cells: &[&str]| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i == 0 || i == 9 {
+                s.push_str(&format!("{c:<w$}  ", w = width[i]));
+            } else {
+                s.push_str(&format!("{c:>w$}  ", w = width[i]));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(&head);
+    let dashes: Vec<String> = width.iter().map(|w| "-".repeat(*w)).collect();
+    out.push_str(&line(
+        &dashes.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
+    for r in &rows {
+        out.push_str(&line(&r.iter().map(String::as_str).collect::<Vec<_>>()));
+    }
+    out
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
@@ -233,6 +376,8 @@ mod tests {
     fn json_has_the_documented_stable_field_names() {
         let s = Settings {
             implementation: "vipd".into(),
+            backend: "etcd".into(),
+            services: None,
             advert_int_s: None,
             nodes: 3,
             lease_duration_s: 3.0,
@@ -265,6 +410,49 @@ mod tests {
         }
         assert_eq!(run["gap_during_fault_ms"], 3210);
         assert!(run["recover_after_heal_ms"].is_null());
+        assert_eq!(v["settings"]["backend"], "etcd");
+        // Fields of Services runs are absent from the others.
+        for k in ["address", "services", "addresses"] {
+            assert!(run.get(k).is_none(), "{k} in {run}");
+        }
+        assert!(v["settings"].get("services").is_none());
+    }
+
+    #[test]
+    fn services_runs_nest_sampled_addresses_and_fail_on_any_two_holders() {
+        let mut r = report(0, true);
+        let mut a = report(0, true);
+        a.address = Some("203.0.113.10".into());
+        r.addresses = vec![a];
+        r.services = Some(ServicesSummary {
+            addresses: 50,
+            on_target: 17,
+            held_once_at_end: 50,
+            moved: 17,
+            two_holder_ms: 0,
+            two_holder_addresses: 0,
+        });
+        assert!(r.passed());
+        let t = table(std::slice::from_ref(&r));
+        assert!(
+            t.lines().nth(3).unwrap().starts_with("  203.0.113.10"),
+            "{t}"
+        );
+        let st = services_table(std::slice::from_ref(&r));
+        assert!(
+            st.contains("50/50") && st.trim_end().ends_with("OK"),
+            "{st}"
+        );
+        if let Some(s) = r.services.as_mut() {
+            s.two_holder_ms = 40;
+            s.two_holder_addresses = 1;
+        }
+        assert!(
+            !r.passed(),
+            "two holders on an unsampled address fail the run"
+        );
+        assert!(r.end_clean());
+        assert_eq!(services_table(&[report(0, true)]), "");
     }
 
     #[test]

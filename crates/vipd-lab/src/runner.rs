@@ -8,11 +8,13 @@
 
 use crate::lab::Lab;
 use crate::measure::{client_segments, end_state, measure, RunWindow};
-use crate::report::RunReport;
+use crate::report::{RunReport, ServicesSummary};
 use crate::scenario::{Scenario, Targets};
 use crate::LabError;
 use netlab::probe::longest_gap;
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -161,13 +163,19 @@ fn wait_until<T>(
     }
 }
 
-/// A single holder that served every probe of the last second, if any.
+/// A single holder that served every probe of the last second, if any;
+/// in a Services run only while every Service address is steady too
+/// ([`crate::services::ServicesView::steady`]).
 fn steady_holder(lab: &Lab) -> Option<String> {
-    match end_state(&lab.samples(), &lab.log(), lab.clock.now()) {
-        (Some(h), true) => Some(h),
+    let now = lab.clock.now();
+    match end_state(&lab.samples(), &lab.log(), now) {
+        (Some(h), true) if lab.services().is_none_or(|s| s.steady(now)) => Some(h),
         _ => None,
     }
 }
+
+/// Address → holders now, of every Service address (held or not).
+type Holders = BTreeMap<IpAddr, Vec<String>>;
 
 /// Runs the plan on `lab` (the daemons already started on every node). A
 /// run that ends without one holder serving the client is followed by
@@ -183,8 +191,23 @@ pub fn run_plan(
         for k in 1..=plan.runs {
             let o = run_one(lab, *sc, k, plan, stop, live)?;
             let r = &o.report;
+            let svc = r
+                .services
+                .as_ref()
+                .map(|s| {
+                    let worst = r.addresses.iter().map(|a| a.gap_during_fault_ms).max();
+                    format!(
+                        "; services: {}/{} held once at end, {} moved, two-holder {} ms, worst sampled gap {:.2}s",
+                        s.held_once_at_end,
+                        s.addresses,
+                        s.moved,
+                        s.two_holder_ms,
+                        worst.unwrap_or(0) as f64 / 1000.0
+                    )
+                })
+                .unwrap_or_default();
             live.event(&format!(
-                "[{} {k}/{}] {}: gap {:.2}s during fault, {:.2}s after heal, two-holder {} ms -> {}",
+                "[{} {k}/{}] {}: gap {:.2}s during fault, {:.2}s after heal, two-holder {} ms{svc} -> {}",
                 sc.name(),
                 plan.runs,
                 r.fault,
@@ -193,7 +216,7 @@ pub fn run_plan(
                 r.two_holder_ms,
                 if r.passed() { "OK" } else { "FAIL" }
             ));
-            let clean = o.report.end_ok;
+            let clean = o.report.end_clean();
             out.push(o);
             if !clean {
                 live.event(&format!(
@@ -235,22 +258,30 @@ fn run_one(
             end: start,
             count_from: start,
         };
+        let before = lab.services().map(|s| s.holders_all());
         return Ok(finish(
             lab,
             sc,
             k,
             "no steady state before the fault".into(),
             None,
+            before.map(|b| (b, String::new())),
             w,
         ));
     };
+    // Services scenarios aim at the node announcing the most addresses.
+    let svc_before: Option<Holders> = lab.services().map(|s| s.holders_all());
+    let target = match (&svc_before, sc.is_services()) {
+        (Some(b), true) => crate::services::busiest(b).unwrap_or_else(|| holder.clone()),
+        _ => holder.clone(),
+    };
     let follower = nodes
         .iter()
-        .find(|n| **n != holder)
+        .find(|n| **n != target)
         .cloned()
-        .unwrap_or_else(|| holder.clone());
+        .unwrap_or_else(|| target.clone());
     let targets = Targets {
-        holder: holder.clone(),
+        holder: target.clone(),
         follower,
         nodes,
     };
@@ -305,15 +336,26 @@ fn run_one(
         end,
         count_from: from,
     };
-    Ok(finish(lab, sc, k, desc, Some(holder), w))
+    Ok(finish(
+        lab,
+        sc,
+        k,
+        desc,
+        Some(holder),
+        svc_before.map(|b| (b, target)),
+        w,
+    ))
 }
 
+/// Measures one run. `svc` (Services runs): every address's holders
+/// before the fault and the node the fault aimed at.
 fn finish(
     lab: &Lab,
     sc: Scenario,
     k: u32,
     desc: String,
     holder: Option<String>,
+    svc: Option<(Holders, String)>,
     w: RunWindow,
 ) -> RunOutcome {
     let samples = lab.samples();
@@ -346,6 +388,56 @@ fn finish(
         client: client_segments(&in_view, w.end),
         announcements,
     };
-    let report = RunReport::new(sc.name(), k, desc, holder, &w, &m);
+    let mut report = RunReport::new(sc.name(), k, desc.clone(), holder, &w, &m);
+    if let (Some(view), Some((before, target))) = (lab.services(), svc) {
+        let logs = view.logs();
+        let single = |h: Option<&Vec<String>>| match h.map(Vec::as_slice) {
+            Some([one]) => Some(one.clone()),
+            _ => None,
+        };
+        let mut summary = ServicesSummary {
+            addresses: view.addresses().len(),
+            on_target: 0,
+            held_once_at_end: 0,
+            moved: 0,
+            two_holder_ms: 0,
+            two_holder_addresses: 0,
+        };
+        for a in view.addresses() {
+            let end: Vec<String> = logs.get(a).map(|l| l.holders_at(w.end)).unwrap_or_default();
+            let was = before.get(a).cloned().unwrap_or_default();
+            let two = logs
+                .get(a)
+                .map(|l| l.two_holder_time(w.count_from..w.end))
+                .unwrap_or_default();
+            // A fault on everyone's API hits every address.
+            let hit = sc.hits_every_node() && !was.is_empty();
+            summary.on_target += usize::from(hit || was == [target.clone()]);
+            summary.held_once_at_end += usize::from(end.len() == 1);
+            summary.moved += usize::from(!was.is_empty() && end != was);
+            summary.two_holder_ms += u64::try_from(two.as_millis()).unwrap_or(u64::MAX);
+            summary.two_holder_addresses += usize::from(!two.is_zero());
+        }
+        report.addresses = view
+            .sampled()
+            .into_iter()
+            .map(|a| {
+                let log = logs.get(&a).cloned().unwrap_or_default();
+                let before_a = single(before.get(&a));
+                let m = measure(
+                    &view.samples(a),
+                    &log,
+                    &lab.claims_of(a),
+                    &macs,
+                    before_a.as_deref(),
+                    &w,
+                );
+                let mut r = RunReport::new(sc.name(), k, desc.clone(), before_a, &w, &m);
+                r.address = Some(a.to_string());
+                r
+            })
+            .collect();
+        report.services = Some(summary);
+    }
     RunOutcome { report, timeline }
 }

@@ -17,9 +17,11 @@ pub enum Scenario {
     Crash,
     /// Holder's link down, then up at heal (vipd keeps running).
     LinkFlap,
-    /// Holder cut from etcd by nftables in its namespace.
+    /// Holder cut from the API (etcd or the test server) by nftables in its
+    /// namespace.
     ApiCut,
-    /// etcd down for everyone longer than the lease, then back.
+    /// The API down for everyone longer than the lease, then back (etcd
+    /// stopped; the test server's packets dropped, see [`crate::api`]).
     ApiDown,
     /// L2 partition between the holder and the other nodes (the client still
     /// reaches everyone).
@@ -32,12 +34,24 @@ pub enum Scenario {
     /// vipd, added by hand with keepalived) that the restarted follower must
     /// remove.
     StaleVip,
+    /// Services run: the node announcing the most Service addresses
+    /// crashes (as [`Scenario::Crash`]).
+    SvcCrash,
+    /// Services run: the API down for everyone (as [`Scenario::ApiDown`]).
+    /// Every node's own lease lapses, so every Service address is
+    /// withdrawn after the renew deadline until the API is back (R1 over
+    /// availability): the gap is the expected, measured truth.
+    SvcApiDown,
+    /// Services run: the busiest node's link flaps (as
+    /// [`Scenario::LinkFlap`]).
+    SvcLinkFlap,
 }
 
 /// Who a run acts on, chosen when the lab is steady.
 #[derive(Debug, Clone)]
 pub struct Targets {
-    /// The node holding the VIP before the fault.
+    /// The node holding the VIP before the fault (Services scenarios: the
+    /// node announcing the most Service addresses).
     pub holder: String,
     /// A node not holding it.
     pub follower: String,
@@ -60,6 +74,24 @@ impl Scenario {
         Scenario::StaleVip,
     ];
 
+    /// The Services scenarios, in the order `services` runs them.
+    pub const SERVICES: [Scenario; 3] = [
+        Scenario::SvcCrash,
+        Scenario::SvcApiDown,
+        Scenario::SvcLinkFlap,
+    ];
+
+    /// True for the Services scenarios (they need `--services N`).
+    pub fn is_services(self) -> bool {
+        Scenario::SERVICES.contains(&self)
+    }
+
+    /// True when the fault acts on every node at once (the API down), not
+    /// on one target.
+    pub fn hits_every_node(self) -> bool {
+        matches!(self, Scenario::ApiDown | Scenario::SvcApiDown)
+    }
+
     /// The scenario's command-line name.
     pub fn name(self) -> &'static str {
         match self {
@@ -73,23 +105,32 @@ impl Scenario {
             Scenario::Loss => "loss",
             Scenario::VipDeleted => "vip-deleted",
             Scenario::StaleVip => "stale-vip",
+            Scenario::SvcCrash => "svc-crash",
+            Scenario::SvcApiDown => "svc-api-down",
+            Scenario::SvcLinkFlap => "svc-link-flap",
         }
     }
 
-    /// Parses a comma-separated list; `all` expands to [`Scenario::ALL`].
+    /// Parses a comma-separated list; `all` expands to [`Scenario::ALL`],
+    /// `services` to [`Scenario::SERVICES`].
     pub fn parse_list(s: &str) -> Result<Vec<Scenario>, String> {
         let mut out = Vec::new();
+        let every = || Scenario::ALL.iter().chain(&Scenario::SERVICES);
         for w in s.split(',').map(str::trim).filter(|w| !w.is_empty()) {
             if w == "all" {
                 out.extend(Scenario::ALL);
                 continue;
             }
-            match Scenario::ALL.iter().find(|sc| sc.name() == w) {
+            if w == "services" {
+                out.extend(Scenario::SERVICES);
+                continue;
+            }
+            match every().find(|sc| sc.name() == w) {
                 Some(sc) => out.push(*sc),
                 None => {
-                    let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+                    let names: Vec<&str> = every().map(|s| s.name()).collect();
                     return Err(format!(
-                        "unknown scenario `{w}`; known: all, {}",
+                        "unknown scenario `{w}`; known: all, services, {}",
                         names.join(", ")
                     ));
                 }
@@ -112,11 +153,11 @@ impl Scenario {
             // partition must outlast failure detection too, or keepalived's
             // backups (master down after ~1.2 leases, see keepalived.rs)
             // would never notice it and the scenario would test nothing.
-            Scenario::Crash | Scenario::ApiCut | Scenario::Partition => {
+            Scenario::Crash | Scenario::SvcCrash | Scenario::ApiCut | Scenario::Partition => {
                 lease + Duration::from_secs(2)
             }
             // "Longer than the lease": everyone must have fenced.
-            Scenario::ApiDown => lease + Duration::from_secs(1),
+            Scenario::ApiDown | Scenario::SvcApiDown => lease + Duration::from_secs(1),
             // The follower's vipd must restart and reconcile (1 s period).
             Scenario::StaleVip => Duration::from_secs(3),
             _ => Duration::ZERO,
@@ -133,8 +174,12 @@ impl Scenario {
     }
 
     /// Injects the fault; returns a short description for the live view.
+    /// A Services scenario is the control-plane recipe of the same name,
+    /// aimed at [`Targets::holder`] (the busiest node).
     pub fn inject(self, lab: &mut Lab, t: &Targets) -> Result<String, LabError> {
         let h = t.holder.as_str();
+        let api = lab.backend().server_name();
+        let busiest = if self.is_services() { " (busiest)" } else { "" };
         Ok(match self {
             Scenario::Sigterm => {
                 let clean = lab.sigterm(h)?;
@@ -148,22 +193,22 @@ impl Scenario {
                 lab.sigkill(h)?;
                 format!("{h} SIGKILL, restart in 1 s")
             }
-            Scenario::Crash => {
+            Scenario::Crash | Scenario::SvcCrash => {
                 lab.sigkill(h)?;
                 lab.topo.host(h).link_down()?;
-                format!("{h} crashed (SIGKILL + link down)")
+                format!("{h}{busiest} crashed (SIGKILL + link down)")
             }
-            Scenario::LinkFlap => {
+            Scenario::LinkFlap | Scenario::SvcLinkFlap => {
                 lab.topo.host(h).link_down()?;
-                format!("{h} link down")
+                format!("{h}{busiest} link down")
             }
             Scenario::ApiCut => {
                 lab.cut_from_api(h)?;
-                format!("{h} cut from etcd")
+                format!("{h} cut from {api}")
             }
-            Scenario::ApiDown => {
+            Scenario::ApiDown | Scenario::SvcApiDown => {
                 lab.api_down()?;
-                "etcd down for everyone".into()
+                format!("{api} down for everyone")
             }
             Scenario::Partition => {
                 let others: Vec<&str> = t
@@ -214,19 +259,17 @@ impl Scenario {
         let h = t.holder.as_str();
         match self {
             Scenario::Sigterm | Scenario::SigkillRestart => lab.start(h)?,
-            Scenario::Crash => {
+            Scenario::Crash | Scenario::SvcCrash => {
                 // The node reboots: a reboot loses every address the crash
                 // left configured (the leftover-at-start case is the
                 // stale-vip scenario), the link comes up, vipd starts.
-                if lab.topo.host(h).has_addr(lab.vip()) {
-                    lab.delete_vip(h)?;
-                }
+                lab.forget_addresses(h)?;
                 lab.topo.host(h).link_up()?;
                 lab.start(h)?;
             }
-            Scenario::LinkFlap => lab.topo.host(h).link_up()?,
+            Scenario::LinkFlap | Scenario::SvcLinkFlap => lab.topo.host(h).link_up()?,
             Scenario::ApiCut | Scenario::Loss => lab.clear_node_rules(h)?,
-            Scenario::ApiDown => lab.api_up()?,
+            Scenario::ApiDown | Scenario::SvcApiDown => lab.api_up()?,
             Scenario::Partition | Scenario::StaleVip => lab.topo.heal_partition()?,
             Scenario::VipDeleted => {}
         }
@@ -246,8 +289,20 @@ mod tests {
             vec![Scenario::ApiCut, Scenario::Loss]
         );
         assert_eq!(Scenario::parse_list("all").unwrap().len(), 10);
+        assert_eq!(
+            Scenario::parse_list("services,crash").unwrap(),
+            vec![
+                Scenario::SvcCrash,
+                Scenario::SvcApiDown,
+                Scenario::SvcLinkFlap,
+                Scenario::Crash
+            ]
+        );
         let err = Scenario::parse_list("sigterm,bogus").unwrap_err();
-        assert!(err.contains("bogus") && err.contains("stale-vip"), "{err}");
+        assert!(
+            err.contains("bogus") && err.contains("stale-vip") && err.contains("svc-crash"),
+            "{err}"
+        );
         assert!(Scenario::parse_list(",").is_err());
     }
 

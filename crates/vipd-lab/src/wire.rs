@@ -93,6 +93,15 @@ pub struct Claim {
 /// `... Reply 192.0.2.100 is-at aa:.., length 28` and
 /// `... ethertype IPv6 (0x86dd), length 86: 2001:db8::100 > ff02::1: ICMP6, neighbor advertisement, tgt is 2001:db8::100, length 32`.
 pub fn parse_line(line: &str, vip: IpAddr) -> Option<(String, ClaimKind)> {
+    parse_claim(line)
+        .filter(|(ip, _, _)| *ip == vip)
+        .map(|(_, mac, kind)| (mac, kind))
+}
+
+/// Like [`parse_line`] for any address: the address the frame claims, its
+/// source MAC and the kind of claim (Services mode watches many addresses
+/// with one capture).
+pub fn parse_claim(line: &str) -> Option<(IpAddr, String, ClaimKind)> {
     let (head, body) = line.split_once(": ")?;
     let mut h = head.split_whitespace();
     let src = h.next()?.to_lowercase();
@@ -104,56 +113,53 @@ pub fn parse_line(line: &str, vip: IpAddr) -> Option<(String, ClaimKind)> {
         .split_whitespace()
         .map(|w| w.trim_end_matches(','))
         .collect();
-    let is_vip = |w: &str| w.parse::<IpAddr>().ok() == Some(vip);
-    let kind = match words.first().copied() {
+    let ip = |w: &str| w.parse::<IpAddr>().ok();
+    let (claimed, kind) = match words.first().copied() {
         Some("Request") => {
-            // `who-has X [(tha)] tell Y`
+            // `who-has X [(tha)] tell Y`: claims Y.
             let target = words
                 .iter()
                 .position(|w| *w == "who-has")
                 .and_then(|i| words.get(i + 1))?;
-            let sender = words
+            let sender = ip(words
                 .iter()
                 .position(|w| *w == "tell")
-                .and_then(|i| words.get(i + 1))?;
-            if !is_vip(sender) {
-                return None;
-            }
-            if is_vip(target) {
-                ClaimKind::GarpRequest
+                .and_then(|i| words.get(i + 1))?)?;
+            if ip(target) == Some(sender) {
+                (sender, ClaimKind::GarpRequest)
             } else {
-                ClaimKind::ArpRequest
+                (sender, ClaimKind::ArpRequest)
             }
         }
         Some("Reply") => {
-            if !is_vip(words.get(1)?) || words.get(2) != Some(&"is-at") {
+            if words.get(2) != Some(&"is-at") {
                 return None;
             }
+            let claimed = ip(words.get(1)?)?;
             if dst == "ff:ff:ff:ff:ff:ff" {
-                ClaimKind::GarpReply
+                (claimed, ClaimKind::GarpReply)
             } else {
-                ClaimKind::ArpReply
+                (claimed, ClaimKind::ArpReply)
             }
         }
         _ => {
-            let na = body.contains("neighbor advertisement");
-            let tgt = words
-                .iter()
-                .position(|w| *w == "tgt")
-                .and_then(|i| words.get(i + 2))?;
-            if !na || !is_vip(tgt) {
+            if !body.contains("neighbor advertisement") {
                 return None;
             }
+            let tgt = ip(words
+                .iter()
+                .position(|w| *w == "tgt")
+                .and_then(|i| words.get(i + 2))?)?;
             // `SRCIP > DSTIP: ICMP6, ...`
             let ip_dst = words.get(2)?.trim_end_matches(':');
             if ip_dst == "ff02::1" {
-                ClaimKind::UnsolicitedNa
+                (tgt, ClaimKind::UnsolicitedNa)
             } else {
-                ClaimKind::Na
+                (tgt, ClaimKind::Na)
             }
         }
     };
-    Some((src, kind))
+    Some((claimed, src, kind))
 }
 
 /// Length of the union of the two-MAC intervals inside `range` (see the
@@ -211,18 +217,24 @@ fn union_len(mut spans: Vec<(Duration, Duration)>) -> Duration {
 /// when dropped.
 #[derive(Debug)]
 pub struct WireMonitor {
-    claims: Arc<Mutex<Vec<Claim>>>,
+    /// The first watched address (the control-plane VIP).
+    first: IpAddr,
+    claims: Arc<Mutex<HashMap<IpAddr, Vec<Claim>>>>,
     child: Child,
     reader: Option<JoinHandle<()>>,
 }
 
 impl WireMonitor {
-    /// Starts watching `br0` in the switch namespace for claims of `vip`.
+    /// Starts watching `br0` in the switch namespace for claims of `vip`
+    /// and of every address in `more` (Service addresses).
     pub fn start(
         switch: &NetNs,
         vip: IpAddr,
+        more: &[IpAddr],
         clock: LabClock,
     ) -> Result<WireMonitor, netlab::Error> {
+        let watched: std::collections::HashSet<IpAddr> =
+            std::iter::once(vip).chain(more.iter().copied()).collect();
         let mut child = switch
             .command("tcpdump")
             .args(["-l", "-n", "-e", "-t", "-i", "br0", "arp or icmp6"])
@@ -238,7 +250,7 @@ impl WireMonitor {
             what: "tcpdump stdout".into(),
             source: std::io::Error::other("not piped"),
         })?;
-        let claims = Arc::new(Mutex::new(Vec::new()));
+        let claims = Arc::new(Mutex::new(HashMap::new()));
         let sink = claims.clone();
         let reader = std::thread::Builder::new()
             .name("vipd-lab-wire".into())
@@ -246,10 +258,16 @@ impl WireMonitor {
                 for line in BufReader::new(stdout).lines() {
                     let Ok(line) = line else { break };
                     let t = clock.now();
-                    if let Some((mac, kind)) = parse_line(&line, vip) {
-                        if let Ok(mut g) = sink.lock() {
-                            g.push(Claim { t, mac, kind });
-                        }
+                    let Some((ip, mac, kind)) = parse_claim(&line) else {
+                        continue;
+                    };
+                    if !watched.contains(&ip) {
+                        continue;
+                    }
+                    if let Ok(mut g) = sink.lock() {
+                        g.entry(ip)
+                            .or_insert_with(Vec::new)
+                            .push(Claim { t, mac, kind });
                     }
                 }
             });
@@ -267,15 +285,25 @@ impl WireMonitor {
         // tcpdump needs a moment to open the capture before frames count.
         std::thread::sleep(Duration::from_millis(300));
         Ok(WireMonitor {
+            first: vip,
             claims,
             child,
             reader: Some(reader),
         })
     }
 
-    /// Claims seen so far, in arrival order.
+    /// Claims of the VIP seen so far, in arrival order.
     pub fn claims(&self) -> Vec<Claim> {
-        self.claims.lock().map(|g| g.clone()).unwrap_or_default()
+        self.claims_of(self.first)
+    }
+
+    /// Claims of `addr` seen so far, in arrival order.
+    pub fn claims_of(&self, addr: IpAddr) -> Vec<Claim> {
+        self.claims
+            .lock()
+            .ok()
+            .and_then(|g| g.get(&addr).cloned())
+            .unwrap_or_default()
     }
 }
 
@@ -366,6 +394,26 @@ mod tests {
         assert_eq!(parse_line(other, vip4()), None);
         assert_eq!(parse_line("tcpdump: listening on br0", vip4()), None);
         assert_eq!(parse_line("", vip4()), None);
+    }
+
+    #[test]
+    fn parse_claim_names_the_claimed_service_address() {
+        let req = "0a:1b:2c:3d:4e:5f > ff:ff:ff:ff:ff:ff, ethertype ARP (0x0806), length 42: Request who-has 203.0.113.17 tell 203.0.113.17, length 28";
+        assert_eq!(
+            parse_claim(req),
+            Some((
+                "203.0.113.17".parse().unwrap(),
+                "0a:1b:2c:3d:4e:5f".into(),
+                ClaimKind::GarpRequest
+            ))
+        );
+        assert_eq!(parse_line(req, vip4()), None);
+        let ask = "66:55:44:33:22:11 > ff:ff:ff:ff:ff:ff, ethertype ARP (0x0806), length 42: Request who-has 203.0.113.17 tell 192.0.2.50, length 28";
+        assert_eq!(
+            parse_claim(ask).map(|c| (c.0, c.2)),
+            Some(("192.0.2.50".parse().unwrap(), ClaimKind::ArpRequest)),
+            "the asker claims its own address, not the one it asks for"
+        );
     }
 
     #[test]
