@@ -85,6 +85,32 @@ pub struct Daemon {
     child: Option<Child>,
     log: PathBuf,
     starts: u32,
+    /// The podman container the child runs (`podman run --name`), when the
+    /// node's vipd runs from the image: SIGKILL must reach the container,
+    /// which lives under conmon, not under the `podman run` child.
+    container: Option<Container>,
+}
+
+/// A podman container a [`Daemon`] runs: its name, and the
+/// `CONTAINERS_CONF` file every podman command for it uses.
+#[derive(Debug, Clone)]
+pub struct Container {
+    /// `podman run --name`.
+    pub name: String,
+    /// containers.conf (runc, no default ulimits).
+    pub conf: PathBuf,
+}
+
+impl Container {
+    fn podman(&self, args: &[&str]) {
+        let _ = std::process::Command::new("podman")
+            .args(args)
+            .env("CONTAINERS_CONF", &self.conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
 }
 
 impl Daemon {
@@ -95,6 +121,7 @@ impl Daemon {
             child: None,
             log,
             starts: 0,
+            container: None,
         }
     }
 
@@ -148,8 +175,18 @@ impl Daemon {
             args.join(" ")
         );
         let err = log.try_clone().map_err(io("dup log".into()))?;
-        let child = ns
-            .command(&program.display().to_string())
+        let mut cmd = match &self.container {
+            // podman joins the namespace itself (`--network ns:`); under
+            // `ip netns exec` it would see a fresh /sys without the cgroup
+            // mounts runc needs.
+            Some(c) => {
+                let mut cmd = std::process::Command::new(program);
+                cmd.env("CONTAINERS_CONF", &c.conf);
+                cmd
+            }
+            None => ns.command(&program.display().to_string()),
+        };
+        let child = cmd
             .args(args)
             .process_group(0)
             .stdin(Stdio::null())
@@ -227,9 +264,21 @@ impl Daemon {
         }
     }
 
+    /// Names the podman container the next [`Daemon::spawn`] starts
+    /// (`None`: a plain process).
+    pub fn set_container(&mut self, container: Option<Container>) {
+        self.container = container;
+    }
+
     /// SIGKILLs the child's whole process group and reaps the child (an
-    /// address it held stays configured, as after a real crash).
+    /// address it held stays configured, as after a real crash). A
+    /// container is killed through podman first (its process is conmon's
+    /// child, not ours), then removed.
     pub fn sigkill(&mut self) {
+        if let (Some(c), Some(_)) = (&self.container, &self.child) {
+            c.podman(&["kill", "--signal", "KILL", &c.name]);
+            c.podman(&["rm", "--force", "--time", "0", &c.name]);
+        }
         if let Some(mut c) = self.child.take() {
             let _ = netlab::run_ok("kill", &["-s", "KILL", "--", &format!("-{}", c.id())]);
             let _ = c.kill();

@@ -116,6 +116,59 @@ pub struct LabConfig {
     /// LoadBalancer Services to create and announce (0: Services mode off;
     /// needs [`Backend::Kubernetes`]).
     pub services: usize,
+    /// Nodes whose vipd runs from a container image instead of `exe`, and
+    /// the image (with [`Implementation::Vipd`]).
+    pub image: Option<NodeImage>,
+}
+
+/// vipd from its container image on some nodes: `podman run` in the node's
+/// namespace with exactly a DaemonSet's capabilities (`--cap-drop ALL
+/// --cap-add NET_ADMIN,NET_RAW`) and the image's own non-root user.
+#[derive(Debug, Clone)]
+pub struct NodeImage {
+    /// The image reference, e.g. `ghcr.io/vipd/vipd:v0.1.0`.
+    pub image: String,
+    /// The nodes that run it (n1..).
+    pub nodes: Vec<String>,
+}
+
+/// podman settings that work on these machines (NETLAB-TIPS): crun cannot
+/// start containers here and the default ulimits cannot be set.
+const CONTAINERS_CONF: &str =
+    "[containers]\ndefault_ulimits = []\n\n[engine]\nruntime = \"runc\"\n";
+
+impl NodeImage {
+    /// `podman run` arguments for vipd `args` (without the program) on
+    /// namespace `ns`, container `name`; `run_dir` (the kubeconfig, logs)
+    /// is mounted read-only at the same path.
+    fn podman_args(&self, ns: &str, name: &str, run_dir: &Path, args: &[String]) -> Vec<String> {
+        let dir = run_dir.display().to_string();
+        let mut v: Vec<String> = [
+            "run",
+            "--rm",
+            "--name",
+            name,
+            "--network",
+            &format!("ns:/run/netns/{ns}"),
+            "--cap-drop",
+            "ALL",
+            "--cap-add",
+            "NET_ADMIN,NET_RAW",
+            "--volume",
+            &format!("{dir}:{dir}:ro"),
+            // SIGTERM to `podman run` reaches vipd (PID 1 in the container,
+            // which handles it); SIGKILL goes through `podman kill`.
+            "--sig-proxy=true",
+            "--log-driver",
+            "none",
+            &self.image,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.extend(args.iter().cloned());
+        v
+    }
 }
 
 /// The running lab. Fields drop in declaration order: the daemons (each
@@ -178,7 +231,7 @@ impl Lab {
                     &cfg.run_dir.join("kube-testserver.log"),
                 )?;
                 if cfg.services > 0 {
-                    k.put_objects(api_ns, crate::services::objects(&nodes, cfg.services))?;
+                    k.put_objects(api_ns, crate::services::objects(&nodes, cfg.services, PORT))?;
                 }
                 ApiServer::Kube(k)
             }
@@ -361,8 +414,25 @@ impl Lab {
         }
         let imp = self.cfg.implementation;
         let starts = self.daemon(node)?.starts() + 1;
+        let mut container = None;
         let (program, args) = match imp {
-            Implementation::Vipd => (self.cfg.exe.clone(), self.args(node)),
+            Implementation::Vipd => match &self.cfg.image {
+                Some(img) if img.nodes.iter().any(|n| n == node) => {
+                    let conf = self.cfg.run_dir.join("containers.conf");
+                    std::fs::write(&conf, CONTAINERS_CONF).map_err(|source| LabError::Io {
+                        what: format!("write {}", conf.display()),
+                        source,
+                    })?;
+                    // A fresh name per start: a killed container's removal
+                    // may still be under way when the node restarts.
+                    let name = format!("{}-{node}-{starts}", self.cfg.prefix);
+                    let ns = self.topo.host(node).ns.name().to_string();
+                    let args = img.podman_args(&ns, &name, &self.cfg.run_dir, &self.args(node));
+                    container = Some(crate::cluster::Container { name, conf });
+                    (PathBuf::from("podman"), args)
+                }
+                _ => (self.cfg.exe.clone(), self.args(node)),
+            },
             Implementation::Keepalived => {
                 let conf = self.cfg.run_dir.join(format!("{node}.keepalived.conf"));
                 let advert = crate::keepalived::advert_int_for_lease(self.cfg.timing.lease);
@@ -387,6 +457,7 @@ impl Lab {
             .iter_mut()
             .find(|d| d.node() == node)
             .ok_or_else(|| LabError::Setup(format!("no vipd node {node}")))?;
+        d.set_container(container);
         d.spawn(&topo.host(node).ns, &program, &args, t)
     }
 

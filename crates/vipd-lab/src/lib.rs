@@ -151,6 +151,20 @@ pub struct RunArgs {
     /// then on PATH; build it with `cargo build -p vipd-kube-testserver`).
     #[arg(long, value_name = "PATH", env = "VIPD_KUBE_TESTSERVER")]
     kube_testserver: Option<PathBuf>,
+    /// Run the vipd of some nodes (--image-nodes) from this container image
+    /// (e.g. ghcr.io/vipd/vipd:v0.1.0, built by scripts/build-image.sh):
+    /// `podman run` in the node's namespace with `--cap-drop ALL --cap-add
+    /// NET_ADMIN,NET_RAW` and the image's non-root user.
+    #[arg(long, value_name = "IMAGE")]
+    node_image: Option<String>,
+    /// The nodes that run --node-image, comma-separated.
+    #[arg(
+        long,
+        value_name = "NODE[,NODE]",
+        default_value = "n1",
+        requires = "node_image"
+    )]
+    image_nodes: String,
     /// Runs per scenario.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     runs: u32,
@@ -233,6 +247,16 @@ fn preflight(plan: &Plan, exe: &Path) -> Result<Found, LabError> {
     }
     if !netlab::is_root() {
         return Err(LabError::NotRoot);
+    }
+    if let Some(img) = &plan.image {
+        let exists = std::process::Command::new("podman")
+            .args(["image", "exists", &img.image])
+            .status();
+        match exists {
+            Ok(st) if st.success() => {}
+            Ok(_) => return Err(LabError::Unsupported(format!("--node-image {}: no such image in podman's store; build it with scripts/build-image.sh. Nothing was changed", img.image))),
+            Err(e) => return Err(LabError::Unsupported(format!("--node-image needs podman (apt-get install podman runc): {e}. Nothing was changed"))),
+        }
     }
     let dirs = search_dirs();
     let mut missing = missing_tools(&dirs);
@@ -342,6 +366,7 @@ struct Plan {
     backend: api::Backend,
     services: usize,
     kube_testserver: Option<PathBuf>,
+    image: Option<lab::NodeImage>,
 }
 
 /// Runs `vipd lab` with parsed `args`. Exit status: 0 when every run ended
@@ -371,6 +396,7 @@ pub fn run(args: LabArgs) -> ExitCode {
                 backend: api::Backend::Etcd,
                 services: 0,
                 kube_testserver: None,
+                image: None,
             },
             out,
         ),
@@ -437,6 +463,28 @@ fn plan_of(r: RunArgs, bench: bool) -> Result<(Plan, OutputArgs), ExitCode> {
         eprintln!("vipd lab: {msg}");
         Err(ExitCode::from(2))
     };
+    let image = match r.node_image {
+        None => None,
+        Some(image) => {
+            let nodes: Vec<String> = r
+                .image_nodes
+                .split(',')
+                .map(|n| n.trim().to_string())
+                .collect();
+            let known = |n: &String| {
+                n.strip_prefix('n')
+                    .and_then(|i| i.parse::<u8>().ok())
+                    .is_some_and(|i| (1..=r.nodes).contains(&i))
+            };
+            if let Some(bad) = nodes.iter().find(|n| !known(n)) {
+                return usage(&format!(
+                    "--image-nodes: no node {bad:?} (nodes are n1..n{})",
+                    r.nodes
+                ));
+            }
+            Some(lab::NodeImage { image, nodes })
+        }
+    };
     if r.services > 0 && r.backend != api::Backend::Kubernetes {
         return usage("--services needs --backend kubernetes (Services mode reads LoadBalancer Services from the Kubernetes API)");
     }
@@ -502,6 +550,7 @@ fn plan_of(r: RunArgs, bench: bool) -> Result<(Plan, OutputArgs), ExitCode> {
             backend: r.backend,
             services: usize::from(r.services),
             kube_testserver: r.kube_testserver,
+            image,
         },
         r.out,
     ))
@@ -543,6 +592,7 @@ fn execute(plan: &Plan, out: &OutputArgs) -> Result<bool, LabError> {
             backend: plan.backend,
             kube_testserver: found.kube_testserver.clone().unwrap_or_default(),
             services: plan.services,
+            image: plan.image.clone(),
         };
         let (outcomes, settings) = run_impl(plan, cfg, &stop, &mut live)?;
         let reports: Vec<report::RunReport> = outcomes.iter().map(|o| o.report.clone()).collect();
@@ -640,8 +690,14 @@ fn run_impl(
     } else {
         String::new()
     };
+    let image = match &cfg.image {
+        Some(i) if imp == lab::Implementation::Vipd => {
+            format!(", {} from image {}", i.nodes.join(","), i.image)
+        }
+        _ => String::new(),
+    };
     live.event(&format!(
-        "vipd lab: {}, backend {backend}{services}, {} nodes, {timing}, namespaces {}-*, logs in {}",
+        "vipd lab: {}{image}, backend {backend}{services}, {} nodes, {timing}, namespaces {}-*, logs in {}",
         imp.name(),
         cfg.nodes,
         cfg.prefix,

@@ -90,9 +90,9 @@ pub fn node(name: &str) -> Value {
     )
 }
 
-/// LoadBalancer Service `i`: one TCP port (the lab's responders' 8080),
+/// LoadBalancer Service `i`: one TCP `port` (the lab's responders'),
 /// `externalTrafficPolicy: Cluster`, its address in the annotation.
-pub fn service(i: usize) -> Value {
+pub fn service(i: usize, port: u16) -> Value {
     to_value(
         "Service",
         "v1",
@@ -112,7 +112,7 @@ pub fn service(i: usize) -> Value {
                 ip_families: Some(vec!["IPv4".into()]),
                 ip_family_policy: Some("SingleStack".into()),
                 ports: Some(vec![ServicePort {
-                    port: i32::from(crate::lab::PORT),
+                    port: i32::from(port),
                     protocol: Some("TCP".into()),
                     ..ServicePort::default()
                 }]),
@@ -123,12 +123,12 @@ pub fn service(i: usize) -> Value {
     )
 }
 
-/// Every object of a Services lab: the nodes, then `n` Services.
-pub fn objects(nodes: &[String], n: usize) -> Vec<Value> {
+/// Every object of a Services lab: the nodes, then `n` Services on `port`.
+pub fn objects(nodes: &[String], n: usize, port: u16) -> Vec<Value> {
     nodes
         .iter()
         .map(|n| node(n))
-        .chain((0..n.min(MAX_SERVICES)).map(service))
+        .chain((0..n.min(MAX_SERVICES)).map(|i| service(i, port)))
         .collect()
 }
 
@@ -246,7 +246,7 @@ mod tests {
 
     #[test]
     fn services_get_documentation_addresses_in_their_annotation() {
-        let objs = objects(&["n1".into(), "n2".into()], 3);
+        let objs = objects(&["n1".into(), "n2".into()], 3, 8080);
         assert_eq!(objs.len(), 5);
         assert_eq!(objs[0]["kind"], "Node");
         let s: Service = serde_json::from_value(objs[4].clone()).unwrap();
