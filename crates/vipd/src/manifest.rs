@@ -158,6 +158,16 @@ pub fn pod(config: &Config, image: &str, credentials: PodCredentials<'_>) -> Pod
                 |p| p.display().to_string(),
             );
             let mut spec = pod_spec(config, image, Some(&mount_path));
+            // The host's admin.conf is root-owned 0600, and the image runs
+            // as the non-root user 65532: the static pod runs vipd as root
+            // (still with only NET_ADMIN/NET_RAW), as kube-vip's does.
+            if let Some(sc) = spec
+                .containers
+                .first_mut()
+                .and_then(|c| c.security_context.as_mut())
+            {
+                sc.run_as_user = Some(0);
+            }
             add_host_file(
                 &mut spec,
                 "kubeconfig",

@@ -85,6 +85,9 @@ fn static_pod_parses_back_with_kube_vip_env_and_kubeconfig_host_path() {
     assert_common(spec);
     let c = container(spec);
     assert_eq!(c.image.as_deref(), Some("registry.example/vipd:t"));
+    // The image's user is 65532; the host's admin.conf is root-only.
+    let sc = c.security_context.as_ref().expect("securityContext");
+    assert_eq!(sc.run_as_user, Some(0), "static pod runs as root");
     // kube-vip's names, with values kube-vip would read the same way.
     for (name, v) in [
         ("vip_arp", "true"),
@@ -173,6 +176,13 @@ fn daemonset_targets_control_plane_nodes_with_the_service_account_and_no_kubecon
     }
     let spec = ds_spec.template.spec.expect("pod spec");
     assert_common(&spec);
+    // The service-account token is readable by the image's non-root user.
+    let sc = container(&spec).security_context.as_ref();
+    assert_eq!(
+        sc.and_then(|s| s.run_as_user),
+        None,
+        "DaemonSet keeps the image's user"
+    );
     assert_eq!(spec.service_account_name.as_deref(), Some("vipd"));
     assert!(spec.volumes.is_none(), "{text}");
     assert!(env_value(container(&spec), "k8s_config_file").is_none());
