@@ -133,9 +133,9 @@ pub struct NodeImage {
 }
 
 /// podman settings that work on these machines (NETLAB-TIPS): crun cannot
-/// start containers here and the default ulimits cannot be set.
-const CONTAINERS_CONF: &str =
-    "[containers]\ndefault_ulimits = []\n\n[engine]\nruntime = \"runc\"\n";
+/// start containers here and the default ulimits cannot be set. The same
+/// file scripts/build-image.sh uses.
+const CONTAINERS_CONF: &str = include_str!("../../../scripts/lib/containers.conf");
 
 impl NodeImage {
     /// `podman run` arguments for vipd `args` (without the program) on

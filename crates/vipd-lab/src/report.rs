@@ -251,18 +251,7 @@ pub fn table(runs: &[RunReport]) -> String {
             *w = (*w).max(c.len());
         }
     }
-    let line = |cells: Vec<&str>| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            // Scenario left-aligned, numbers right-aligned.
-            if i == 0 || i == 9 {
-                s.push_str(&format!("{c:<w$}  ", w = width[i]));
-            } else {
-                s.push_str(&format!("{c:>w$}  ", w = width[i]));
-            }
-        }
-        s.trim_end().to_string() + "\n"
-    };
+    let line = |cells: Vec<&str>| row(&cells, &width);
     let mut out = line(head.to_vec());
     out.push_str(&line(
         width
@@ -323,17 +312,7 @@ pub fn services_table(runs: &[RunReport]) -> String {
             *w = (*w).max(c.len());
         }
     }
-    let line = |cells: &[&str]| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i == 0 || i == 9 {
-                s.push_str(&format!("{c:<w$}  ", w = width[i]));
-            } else {
-                s.push_str(&format!("{c:>w$}  ", w = width[i]));
-            }
-        }
-        s.trim_end().to_string() + "\n"
-    };
+    let line = |cells: &[&str]| row(cells, &width);
     let mut out = line(&head);
     let dashes: Vec<String> = width.iter().map(|w| "-".repeat(*w)).collect();
     out.push_str(&line(
@@ -343,6 +322,21 @@ pub fn services_table(runs: &[RunReport]) -> String {
         out.push_str(&line(&r.iter().map(String::as_str).collect::<Vec<_>>()));
     }
     out
+}
+
+/// One table row: each cell padded to its column's `width`, two spaces
+/// apart; columns 0 (scenario) and 9 (end state) left-aligned, the numbers
+/// right-aligned.
+fn row(cells: &[&str], width: &[usize]) -> String {
+    let mut s = String::new();
+    for (i, c) in cells.iter().enumerate() {
+        if i == 0 || i == 9 {
+            s.push_str(&format!("{c:<w$}  ", w = width[i]));
+        } else {
+            s.push_str(&format!("{c:>w$}  ", w = width[i]));
+        }
+    }
+    s.trim_end().to_string() + "\n"
 }
 
 #[cfg(test)]
