@@ -21,6 +21,7 @@ use crate::error::ApiError;
 use crate::faults::Conn;
 use crate::resources::{self, ResourceDef};
 use crate::store::{Change, EventType};
+use crate::workloads;
 use crate::Shared;
 
 /// The response body type of both listeners.
@@ -329,14 +330,18 @@ async fn route(
         "create" => {
             let mut obj = decode(body)?;
             check_body(t, &mut obj, None)?;
-            Ok(json_response(201, &store.create(res, ns, obj)?))
+            let warnings = field_validation(t, &obj, query)?;
+            let resp = json_response(201, &store.create(res, ns, obj)?);
+            Ok(with_warnings(resp, &warnings))
         }
         "update" => {
             let name = t.name.as_deref().unwrap_or("");
             let mut obj = decode(body)?;
             check_body(t, &mut obj, Some(name))?;
+            let warnings = field_validation(t, &obj, query)?;
             let (v, created) = store.update(res, ns, name, obj, status_only)?;
-            Ok(json_response(if created { 201 } else { 200 }, &v))
+            let resp = json_response(if created { 201 } else { 200 }, &v);
+            Ok(with_warnings(resp, &warnings))
         }
         "patch" => {
             let name = t.name.as_deref().unwrap_or("");
@@ -393,6 +398,51 @@ async fn route(
         }
         _ => Err(ApiError::method_not_allowed()),
     }
+}
+
+/// Server-side field validation (KEP-2885) of a create or update body, for
+/// the kinds `crate::workloads` decodes: a type error is a 400 as always; an
+/// unknown field is a 400 under `fieldValidation=Strict`, a warning under
+/// the default `Warn`, nothing under `Ignore`. Returns the warnings.
+fn field_validation(
+    t: &Target,
+    obj: &Value,
+    query: &HashMap<String, String>,
+) -> Result<Vec<String>, ApiError> {
+    let res = t.res;
+    let unknown = match workloads::unknown_fields(res.group, res.kind, obj) {
+        Ok(Some(u)) => u,
+        Ok(None) => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(ApiError::bad_request(&format!(
+                "{} in version \"{}\" cannot be handled as a {}: {e}",
+                res.kind, res.version, res.kind
+            )))
+        }
+    };
+    let msgs: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
+    match workloads::FieldValidation::parse(query.get("fieldValidation").map(String::as_str)) {
+        workloads::FieldValidation::Strict if !msgs.is_empty() => Err(ApiError::bad_request(
+            &format!("strict decoding error: {}", msgs.join(", ")),
+        )),
+        workloads::FieldValidation::Ignore => Ok(Vec::new()),
+        _ => Ok(msgs),
+    }
+}
+
+/// Adds one `Warning: 299 - "..."` header per message (RFC 7234 §5.5, as
+/// apiserver sends them).
+fn with_warnings(mut resp: Response<Body>, warnings: &[String]) -> Response<Body> {
+    for w in warnings {
+        let text = format!("299 - \"{}\"", w.replace('"', "\\\""));
+        if let Ok(v) = http::HeaderValue::from_str(&text) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+    resp
 }
 
 /// Label and field selectors of a list or watch.

@@ -19,6 +19,11 @@
 //!   `discovery.k8s.io/v1` endpointslices, `v1` nodes (cluster scoped, with
 //!   `/status`), `v1` configmaps: every verb above; list/watch take
 //!   `labelSelector` and `fieldSelector` (`metadata.name`, `metadata.namespace`).
+//! * What a deployment of vipd creates — `v1` serviceaccounts, `apps/v1`
+//!   daemonsets, `rbac.authorization.k8s.io/v1` roles, rolebindings,
+//!   clusterroles, clusterrolebindings — stored (never run), decoded into the
+//!   typed objects (unknown field: 400 with `?fieldValidation=Strict`, else a
+//!   `Warning` header) and validated as apiserver does (422).
 //! * One global revision across all objects (like etcd); watch history keeps
 //!   the last [`Config::history_limit`] events, older `resourceVersion`s get the
 //!   HTTP 200 + `ERROR` 410 `Expired` event.
@@ -54,6 +59,7 @@ mod resources;
 mod server;
 mod store;
 mod tls;
+mod workloads;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

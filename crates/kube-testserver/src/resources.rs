@@ -123,6 +123,57 @@ pub static RESOURCES: &[ResourceDef] = &[
     },
     def("", "nodes", "Node", false, true, false, true),
     def("", "configmaps", "ConfigMap", true, false, false, true),
+    // What a deployment of vipd creates (charts/vipd, `vipd manifest`):
+    // stored and validated, never run (crate::workloads).
+    def(
+        "",
+        "serviceaccounts",
+        "ServiceAccount",
+        true,
+        false,
+        false,
+        true,
+    ),
+    ResourceDef {
+        has_generation: true,
+        ..def("apps", "daemonsets", "DaemonSet", true, true, false, true)
+    },
+    def(
+        "rbac.authorization.k8s.io",
+        "roles",
+        "Role",
+        true,
+        false,
+        true,
+        true,
+    ),
+    def(
+        "rbac.authorization.k8s.io",
+        "rolebindings",
+        "RoleBinding",
+        true,
+        false,
+        true,
+        true,
+    ),
+    def(
+        "rbac.authorization.k8s.io",
+        "clusterroles",
+        "ClusterRole",
+        false,
+        false,
+        true,
+        true,
+    ),
+    def(
+        "rbac.authorization.k8s.io",
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+        false,
+        false,
+        true,
+        true,
+    ),
 ];
 
 /// Looks a resource up by URL parts.
@@ -200,6 +251,7 @@ pub fn validate(res: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
             ),
         ));
     }
+    crate::workloads::validate(res.group, res.kind, obj, &mut causes);
     if res.kind == "Lease" {
         // kubernetes/pkg/apis/coordination/validation: duration > 0, transitions >= 0.
         if let Some(d) = obj
