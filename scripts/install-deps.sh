@@ -35,3 +35,8 @@ if ! command -v cargo >/dev/null; then
   echo "cargo not found: install a stable Rust toolchain (rustup, https://rustup.rs) first" >&2
   exit 1
 fi
+
+# The chart test (crates/vipd/tests/chart.rs) renders charts/vipd with the
+# real helm CLI: no Debian package exists, so a pinned, checksummed copy goes
+# to target/tools/helm (scripts/lib/fetch-helm.py; no root needed).
+python3 "$(dirname "$0")/lib/fetch-helm.py"
