@@ -23,8 +23,9 @@ pub const SERVICE_ACCOUNT_NAMESPACE_FILE: &str =
 /// (`--kubeconfig-host-path`) and switch back afterwards.
 pub const DEFAULT_KUBECONFIG_HOST_PATH: &str = "/etc/kubernetes/admin.conf";
 
-/// The image `manifest` writes unless `--image` is given. A placeholder:
-/// vipd publishes no image under this name; point `--image` at your build.
+/// The image `manifest` writes unless `--image` is given: the tag
+/// `scripts/build-image.sh` builds (and `charts/vipd` defaults to). No
+/// registry serves it yet; push your build and point `--image` at it.
 pub fn default_image() -> String {
     format!("ghcr.io/vipd/vipd:v{}", env!("CARGO_PKG_VERSION"))
 }
