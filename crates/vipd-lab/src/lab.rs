@@ -196,7 +196,7 @@ impl Lab {
     /// Kubernetes API test server, with the Services and Nodes of a
     /// Services run), the responders and all monitors. No vipd runs yet
     /// ([`Lab::start`]).
-    pub fn build(cfg: LabConfig) -> Result<Lab, LabError> {
+    pub fn build(mut cfg: LabConfig) -> Result<Lab, LabError> {
         let nodes = cluster::node_names(cfg.nodes);
         let names: Vec<&str> = nodes.iter().map(String::as_str).collect();
         let topo = cluster::topology(&cfg.prefix, &names)?;
@@ -210,6 +210,13 @@ impl Lab {
         netlab::check_doc_addr(vip)?;
         std::fs::create_dir_all(&cfg.run_dir).map_err(|source| LabError::Io {
             what: format!("create {}", cfg.run_dir.display()),
+            source,
+        })?;
+        // Absolute from here on: the path is handed to daemons started in
+        // other working directories and mounted into node containers
+        // (podman refuses a relative volume path).
+        cfg.run_dir = std::fs::canonicalize(&cfg.run_dir).map_err(|source| LabError::Io {
+            what: format!("resolve {}", cfg.run_dir.display()),
             source,
         })?;
         let api_ip: IpAddr = API_IP
