@@ -13,6 +13,9 @@ command -v protoc >/dev/null    || need+=(protobuf-compiler)
 # protos import) are in libprotobuf-dev; --no-install-recommends leaves it out.
 [ -e /usr/include/google/protobuf/descriptor.proto ] || need+=(libprotobuf-dev)
 command -v tcpdump >/dev/null   || need+=(tcpdump)
+# The Kubernetes scenarios read the lease from inside a namespace with curl
+# (a bare Debian has none: found by scripts/fresh-debian.sh).
+command -v curl >/dev/null      || need+=(curl)
 command -v keepalived >/dev/null || need+=(keepalived)
 command -v arping >/dev/null    || need+=(arping)
 command -v sysctl >/dev/null    || need+=(procps)
