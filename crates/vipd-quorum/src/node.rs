@@ -436,7 +436,9 @@ impl Node {
                 };
                 if verdict == Verdict::Granted {
                     self.give_promise(now, from);
-                    self.next_campaign = now + self.election_wait();
+                    // Randomise *after* the promise ends, when every voter's
+                    // promise ends at about the same time (Raft §3.4).
+                    self.next_campaign = now + self.cfg.timings.promise() + self.election_wait();
                     if let Body::Heartbeat { priority } = m.body {
                         self.holder_priority = priority;
                     }
