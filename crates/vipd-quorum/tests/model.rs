@@ -160,11 +160,18 @@ fn starts(witness: bool) -> Vec<(String, Cluster)> {
         let mut crashed = stable.clone();
         crashed.crash(h);
         v.push((format!("{rates:?} n{h} crashed"), crashed));
-        // Far into the isolation: the others' promises are about to end.
+        // Late into the isolation or the crash: the others' promises are
+        // about to end, so a takeover fits the depth.
+        for ms in [56, 62, 68] {
+            let mut late = stable.clone();
+            late.side[h] = 1;
+            late.run_until(late.now + ms * 1_000);
+            v.push((format!("{rates:?} n{h} isolated {ms} ms"), late));
+        }
         let mut late = stable.clone();
-        late.side[h] = 1;
-        late.run_until(late.now + 50_000);
-        v.push((format!("{rates:?} n{h} isolated 50 ms"), late));
+        late.crash(h);
+        late.run_until(late.now + 62_000);
+        v.push((format!("{rates:?} n{h} crashed 62 ms"), late));
     }
     v
 }
