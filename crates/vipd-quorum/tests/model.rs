@@ -19,6 +19,8 @@
 //! `VIPD_MODEL_DEPTH` (default 5) sets the exploration depth per start.
 
 #![allow(clippy::unwrap_used)]
+// Wall time of the run, for the printed report only (never in logic).
+#![allow(clippy::disallowed_types)]
 
 mod common;
 

@@ -156,6 +156,7 @@ fn one(seed: u64) -> (Stats, Option<String>) {
 fn randomized_schedules_never_two_holders_and_always_recover() {
     let count = vipd_sim::env_u64(vipd_sim::SCHEDULES_VAR, 10_000);
     let base = vipd_sim::env_u64(vipd_sim::SEED_VAR, BASE_SEED);
+    #[allow(clippy::disallowed_types)] // wall time of the test run, for the report only
     let t0 = std::time::Instant::now();
     let (st, failure) = run_schedules(count, base, one, |t: &mut Stats, s: &Stats| {
         t.schedules += s.schedules;
