@@ -71,17 +71,15 @@ impl VoterSet {
                 return Err(ConfigError::BadName(v.name.clone()));
             }
         }
-        // Canonical encoding: per voter, sorted by name,
-        // `name NUL addr NUL role LF`. Names cannot hold NUL (they are node
-        // names), and SocketAddr's Display is canonical, so equal sets and
-        // only equal sets encode equally.
+        // Canonical encoding: per voter, sorted by name, `name NUL addr LF`.
+        // Names cannot hold NUL (they are node names), and SocketAddr's
+        // Display is canonical, so equal sets and only equal sets encode
+        // equally. The role is left out on purpose: a witness marks only
+        // its own entry (`vipd witness`), so every member is given the same
+        // `--peers` list and still computes the same hash.
         let mut ctx = digest::Context::new(&digest::SHA256);
         for v in &voters {
-            let role = match v.role {
-                VoterRole::Node => "node",
-                VoterRole::Witness => "witness",
-            };
-            ctx.update(format!("{}\0{}\0{role}\n", v.name, v.addr).as_bytes());
+            ctx.update(format!("{}\0{}\n", v.name, v.addr).as_bytes());
         }
         let mut hash = [0u8; 16];
         hash.copy_from_slice(&ctx.finish().as_ref()[..16]);
@@ -188,5 +186,114 @@ impl Config {
     /// Whether this node is a witness.
     pub fn is_witness(&self) -> bool {
         self.voters.voters()[self.me].role == VoterRole::Witness
+    }
+}
+
+/// The quorum port a `--peers` entry gets when it names none.
+pub const DEFAULT_PORT: u16 = 7480;
+
+/// Why a `--peers` list was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PeersError {
+    /// An entry is not `NAME=IP[:PORT]`.
+    #[error("peer entry {entry:?} is not NAME=IP[:PORT] (IPv6 as NAME=[2001:db8::1]:PORT)")]
+    Entry {
+        /// The offending entry.
+        entry: String,
+    },
+    /// The list is empty.
+    #[error("the peer list is empty")]
+    Empty,
+}
+
+/// Parses `NAME=IP[:PORT],...` (IPv6 addresses in brackets when a port
+/// follows) into voters of role [`VoterRole::Node`]; a missing port is
+/// [`DEFAULT_PORT`]. Names and count are checked by [`VoterSet::new`].
+pub fn parse_peers(list: &str) -> Result<Vec<Voter>, PeersError> {
+    let mut out = Vec::new();
+    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let bad = || PeersError::Entry {
+            entry: entry.to_owned(),
+        };
+        let (name, addr) = entry.split_once('=').ok_or_else(bad)?;
+        let (name, addr) = (name.trim(), addr.trim());
+        if name.is_empty() {
+            return Err(bad());
+        }
+        let addr = if let Ok(sa) = addr.parse::<SocketAddr>() {
+            sa
+        } else if let Ok(ip) = addr
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+        {
+            SocketAddr::new(ip, DEFAULT_PORT)
+        } else {
+            return Err(bad());
+        };
+        if addr.port() == 0 || addr.ip().is_unspecified() {
+            return Err(bad());
+        }
+        out.push(Voter {
+            name: name.to_owned(),
+            addr,
+            role: VoterRole::Node,
+        });
+    }
+    if out.is_empty() {
+        return Err(PeersError::Empty);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_parse_with_and_without_ports_and_ipv6() {
+        let v =
+            parse_peers("n1=192.0.2.11:7000, n2=192.0.2.12,n3=[2001:db8::3]:7001,n4=2001:db8::4")
+                .unwrap();
+        let addrs: Vec<String> = v.iter().map(|v| v.addr.to_string()).collect();
+        assert_eq!(
+            addrs,
+            [
+                "192.0.2.11:7000",
+                "192.0.2.12:7480",
+                "[2001:db8::3]:7001",
+                "[2001:db8::4]:7480"
+            ]
+        );
+        assert_eq!(v[1].name, "n2");
+        for bad in [
+            "n1",
+            "=192.0.2.1",
+            "n1=host:1",
+            "n1=192.0.2.1:0",
+            "n1=0.0.0.0:7480",
+        ] {
+            assert!(
+                matches!(parse_peers(bad), Err(PeersError::Entry { .. })),
+                "{bad}"
+            );
+        }
+        assert_eq!(parse_peers(" , "), Err(PeersError::Empty));
+    }
+
+    #[test]
+    fn the_set_hash_ignores_roles_and_order_but_not_addresses() {
+        let a = parse_peers("a=192.0.2.1,b=192.0.2.2,w=192.0.2.3").unwrap();
+        let mut b = parse_peers("w=192.0.2.3,b=192.0.2.2,a=192.0.2.1").unwrap();
+        b[0].role = VoterRole::Witness;
+        let c = parse_peers("a=192.0.2.1,b=192.0.2.2,w=192.0.2.4").unwrap();
+        let (a, b, c) = (
+            VoterSet::new(a).unwrap(),
+            VoterSet::new(b).unwrap(),
+            VoterSet::new(c).unwrap(),
+        );
+        assert_eq!(a.hash(), b.hash());
+        assert_ne!(a.hash(), c.hash());
     }
 }

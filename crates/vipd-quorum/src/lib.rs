@@ -18,7 +18,8 @@ mod timings;
 pub mod wire;
 
 pub use config::{
-    AuthKey, Config, ConfigError, SetHash, Voter, VoterRole, VoterSet, MAX_NAME, MAX_VOTERS,
+    parse_peers, AuthKey, Config, ConfigError, PeersError, SetHash, Voter, VoterRole, VoterSet,
+    DEFAULT_PORT, MAX_NAME, MAX_VOTERS,
 };
 pub use node::{Action, FenceReason, Input, Node};
 pub use status::{Drops, Role, Status};
