@@ -93,7 +93,28 @@ pub fn verdict(s: &StatusSnapshot) -> Vec<String> {
             )
         });
     }
-    if !s.vips.is_empty() && s.lease.holder.is_none() {
+    if let Some(q) = &s.quorum {
+        // Quorum mode: the holder comes from the voters, not a lease.
+        if q.holder.is_none() && q.role != "witness" {
+            problems.push(format!(
+                "no quorum holder: {} of {} voters reachable (a majority is {})",
+                q.voters_reachable,
+                q.voters,
+                q.voters / 2 + 1
+            ));
+        }
+        if q.role == "witness" && q.voters_reachable < q.voters / 2 + 1 {
+            problems.push(format!(
+                "witness hears only {} of {} voters: no majority can form through it",
+                q.voters_reachable, q.voters
+            ));
+        }
+        if !q.socket_bound {
+            problems.push(
+                "the quorum socket is not bound (is the --peers address on this host?)".into(),
+            );
+        }
+    } else if !s.vips.is_empty() && s.lease.holder.is_none() {
         problems.push(format!(
             "no node holds lease {} (as last read): the VIP is not served",
             s.lease.name
@@ -137,6 +158,24 @@ pub fn render(s: &StatusSnapshot) -> String {
         ago(s.lease.last_renewal_ago_ms),
         s.lease.transitions
     );
+    if let Some(q) = &s.quorum {
+        let hold = q
+            .hold_remaining_seconds
+            .map_or_else(|| "-".to_string(), |h| format!("{h:.2}s"));
+        let drops: Vec<String> = q.drops.iter().map(|(r, n)| format!("{r}={n}")).collect();
+        let _ =
+            writeln!(
+            out,
+            "quorum role {}  term {}  holder {}  voters reachable {}/{}  hold left {}  drops {}",
+            q.role,
+            q.term,
+            q.holder.as_deref().unwrap_or("none"),
+            q.voters_reachable,
+            q.voters,
+            hold,
+            if drops.is_empty() { "none".to_string() } else { drops.join(",") }
+        );
+    }
     if !s.vips.is_empty() {
         let mut rows = vec![[
             "VIP".to_string(),
@@ -267,6 +306,7 @@ mod tests {
             eligibility: EligibilityEntry::default(),
             ready: true,
             services: None,
+            quorum: None,
         }
     }
 

@@ -17,7 +17,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+mod quorum;
 mod services;
+pub use quorum::{QuorumMetrics, QuorumSample, QUORUM_ROLES};
 pub use services::ServiceMetrics;
 
 /// The `Content-Type` of [`Metrics::encode`]'s output (OpenMetrics text,
@@ -154,6 +156,8 @@ pub struct Metrics {
     ever_eligible: Gauge,
     /// Services-mode metrics.
     pub services: ServiceMetrics,
+    /// Quorum-mode metrics (SPEC §5a).
+    pub quorum: QuorumMetrics,
 }
 
 /// Buckets from 1 ms to ~16 s: lease calls are bounded by the renew
@@ -263,6 +267,8 @@ impl Metrics {
 
         let services = ServiceMetrics::default();
         services.register(&mut registry);
+        let quorum = QuorumMetrics::default();
+        quorum.register(&mut registry);
 
         build_info
             .get_or_create(&VersionOnly {
@@ -286,6 +292,7 @@ impl Metrics {
             eligible,
             ever_eligible,
             services,
+            quorum,
         }
     }
 

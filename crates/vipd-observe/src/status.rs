@@ -95,8 +95,32 @@ pub struct LeaseEntry {
     pub transitions: u64,
 }
 
+/// Quorum mode as `/status` shows it (SPEC §5a).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QuorumEntry {
+    /// `follower`, `candidate`, `holder`, `fencing`, `witness` or `stopped`.
+    pub role: String,
+    /// Current term.
+    pub term: u64,
+    /// The holder this node backs or is, while its promise is live.
+    pub holder: Option<String>,
+    /// Voters in the set, this node included.
+    pub voters: usize,
+    /// Voters heard from within one promise period, this node included.
+    pub voters_reachable: usize,
+    /// While holding: seconds left of the right to announce (Q4).
+    pub hold_remaining_seconds: Option<f64>,
+    /// Seconds left of the restart quiet time (Q5) during which this node
+    /// grants nothing.
+    pub quiet_remaining_seconds: f64,
+    /// Whether the quorum socket is bound.
+    pub socket_bound: bool,
+    /// Dropped datagrams by reason (only reasons seen).
+    pub drops: BTreeMap<String, u64>,
+}
+
 /// The JSON body of `/status`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StatusSnapshot {
     /// This node's identity.
     pub node_name: String,
@@ -122,6 +146,9 @@ pub struct StatusSnapshot {
     /// Services mode, when on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub services: Option<ServicesEntry>,
+    /// Quorum mode, when on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<QuorumEntry>,
 }
 
 #[derive(Debug)]
@@ -140,6 +167,7 @@ struct Inner {
     health: Vec<vipd_health::CheckStatus>,
     eligibility: EligibilityEntry,
     services: Option<ServicesEntry>,
+    quorum: Option<QuorumEntry>,
 }
 
 /// Shared, cheaply clonable status handle.
@@ -171,6 +199,7 @@ impl StatusHandle {
                 health: Vec::new(),
                 eligibility: EligibilityEntry::default(),
                 services: None,
+                quorum: None,
             })),
             ready: Arc::new(AtomicBool::new(false)),
         }
@@ -181,6 +210,11 @@ impl StatusHandle {
         // worth reporting: ignore poisoning rather than take /status down.
         let mut guard = self.inner.write().unwrap_or_else(PoisonError::into_inner);
         f(&mut guard);
+    }
+
+    /// Sets the quorum-mode section.
+    pub fn set_quorum(&self, entry: QuorumEntry) {
+        self.write(|s| s.quorum = Some(entry));
     }
 
     /// Sets the Services-mode section.
@@ -278,6 +312,7 @@ impl StatusHandle {
             eligibility: s.eligibility,
             ready: self.is_ready(),
             services: s.services.clone(),
+            quorum: s.quorum.clone(),
         }
     }
 }
