@@ -12,6 +12,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod quorum;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
