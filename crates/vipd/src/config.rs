@@ -28,6 +28,7 @@ mod health;
 mod kubevip;
 mod kubevip_flags;
 mod options;
+mod quorum;
 mod request;
 mod services;
 mod sources;
@@ -36,6 +37,7 @@ mod values;
 
 use describe::{secs, yes_no};
 pub use error::ConfigError;
+pub use quorum::{Coordination, PeerKey, QuorumSettings, WitnessConfig};
 use sources::{opt_path, set_source, Resolver};
 pub use sources::{Setting, Source};
 use validate::resolve;
@@ -90,6 +92,8 @@ pub enum Command {
     /// `vipd lab demo|run|bench`: the fault-injection lab (SPEC §7), run by
     /// [`vipd_lab::run`].
     Lab(vipd_lab::LabArgs),
+    /// `vipd witness`: a quorum voter that never holds (SPEC §5a).
+    Witness(Box<WitnessConfig>),
     /// `vipd version`.
     Version,
 }
@@ -101,6 +105,9 @@ pub enum Backend {
     Etcd(EtcdSettings),
     /// Kubernetes `coordination.k8s.io/v1` Lease objects (kube-vip's default).
     Kubernetes,
+    /// No store at all (`--backend none`, quorum mode only): the peers
+    /// decide alone, keepalived's ground.
+    None,
 }
 
 /// How to reach etcd (kube-vip's `--etcdEndpoints`, `--etcdCACert`,
@@ -144,8 +151,11 @@ pub struct Config {
     pub lease_namespace: String,
     /// Validated lease duration / renew deadline / retry period.
     pub timings: vipd_election::Timings,
-    /// Where the lease lives.
+    /// Where the lease lives (in quorum mode: where the holder is
+    /// mirrored, best effort).
     pub backend: Backend,
+    /// Lease or quorum (`--coordination`, SPEC §5a).
+    pub coordination: Coordination,
     /// Control-plane mode (`--control-plane`, `cp_enable`).
     pub control_plane: bool,
     /// Services mode (`--services`, `svc_enable`), when on.
@@ -218,6 +228,9 @@ pub fn parse_command_with(
     Ok(match cli.command {
         CliCommand::Version => Command::Version,
         CliCommand::Lab(a) => Command::Lab(a),
+        CliCommand::Witness(a) => {
+            Command::Witness(Box::new(quorum::resolve_witness(a, env, host)?))
+        }
         CliCommand::Status(a) => Command::Status(request::status_request(
             a.json,
             a.prometheus_server,
@@ -364,6 +377,7 @@ impl Config {
             CliCommand::Version
             | CliCommand::Manifest(_)
             | CliCommand::Lab(_)
+            | CliCommand::Witness(_)
             | CliCommand::Status(_) => Err(ConfigError::Missing {
                 option: "subcommand".into(),
                 hint: "only run and check-config resolve a configuration here".into(),

@@ -36,8 +36,14 @@ impl Obs {
         let backend = match cfg.backend {
             Backend::Etcd(_) => "etcd",
             Backend::Kubernetes => "kubernetes",
+            Backend::None => "none",
         };
-        let lease = format!("{}/{}", cfg.lease_namespace, cfg.lease_name);
+        // Quorum mode mirrors its holder into a record of its own name.
+        let suffix = match cfg.coordination {
+            vipd::config::Coordination::Quorum(_) => "-quorum",
+            vipd::config::Coordination::Lease => "",
+        };
+        let lease = format!("{}/{}{suffix}", cfg.lease_namespace, cfg.lease_name);
         let status = StatusHandle::new(&cfg.node_name, env!("CARGO_PKG_VERSION"), &lease, backend);
         if let Some(vip) = cfg.vip {
             status.set_vip(VipEntry {

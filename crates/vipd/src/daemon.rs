@@ -25,16 +25,17 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch, Mutex};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
-use vipd::config::{Backend, Config};
+use vipd::config::{Backend, Config, Coordination};
 use vipd_election::{Elector, FenceReason, LeaseStore};
 use vipd_health::{HealthCheckSpec, HealthMonitor};
-use vipd_vip::{preflight, PreflightError, Vip, VipManager, VipManagerConfig};
+use vipd_vip::{preflight, PreflightError, Vip, VipEvent, VipManager, VipManagerConfig};
 
 use vipd_elector::{self as elect, Control, Holder, Observation};
 
 mod events;
 mod glue;
 mod health;
+mod quorum;
 
 use events::Events;
 use glue::{glue, GlueCtx};
@@ -46,6 +47,8 @@ use crate::context::{
     eligibility_patience, health_specs, wait_for_signal, watch_eligibility, Obs, EXIT_CONFIG,
 };
 use vipd_backoff::{random_u64, Backoff};
+
+pub use quorum::witness_main;
 
 /// Entry point of `vipd run`.
 pub fn main(cfg: Config, caps: std::io::Result<crate::sys::NetCapabilities>) -> ExitCode {
@@ -83,10 +86,13 @@ pub fn main(cfg: Config, caps: std::io::Result<crate::sys::NetCapabilities>) -> 
 }
 
 fn init_logging(cfg: &Config) {
+    init_logging_with(cfg.log_level, cfg.log_json);
+}
+
+fn init_logging_with(level: tracing::Level, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VIPD_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!(
-            "{},h2=warn,tower=warn,hyper=warn,tonic=warn",
-            cfg.log_level
+            "{level},h2=warn,tower=warn,hyper=warn,tonic=warn"
         ))
     });
     use std::io::IsTerminal;
@@ -95,7 +101,7 @@ fn init_logging(cfg: &Config) {
         // Colour only for people: log collectors get plain text.
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    if cfg.log_json {
+    if json {
         builder.json().init();
     } else {
         builder.init();
@@ -183,7 +189,7 @@ async fn run_vip(cfg: Config, vip: std::net::IpAddr, obs: Obs) -> ExitCode {
         Backend::Etcd(s) => {
             let opts = vipd_etcd::EtcdOptions {
                 endpoints: s.endpoints.clone(),
-                key: vipd_etcd::key_for(&cfg.lease_name),
+                key: vipd_etcd::key_for(&mirror_name(&cfg)),
                 ca_cert: s.ca_cert.clone(),
                 cert: s.cert.clone(),
                 key_file: s.key.clone(),
@@ -193,9 +199,23 @@ async fn run_vip(cfg: Config, vip: std::net::IpAddr, obs: Obs) -> ExitCode {
                 request_timeout: cfg.timings.renew_deadline(),
             };
             match vipd_etcd::EtcdStore::new(opts) {
-                Ok(store) => {
-                    run_with_store(cfg, vip, health, Arc::new(store), Events::None, obs).await
-                }
+                Ok(store) => match cfg.coordination.clone() {
+                    Coordination::Quorum(qs) => {
+                        quorum::run(
+                            cfg,
+                            qs,
+                            vip,
+                            health,
+                            Some(Arc::new(store)),
+                            Events::None,
+                            obs,
+                        )
+                        .await
+                    }
+                    Coordination::Lease => {
+                        run_with_store(cfg, vip, health, Arc::new(store), Events::None, obs).await
+                    }
+                },
                 Err(e) => {
                     eprintln!("vipd: invalid etcd configuration: {e}");
                     ExitCode::from(EXIT_CONFIG)
@@ -221,7 +241,7 @@ async fn run_vip(cfg: Config, vip: std::net::IpAddr, obs: Obs) -> ExitCode {
             }
             let store = api.lease_store(
                 &cfg.lease_namespace,
-                &cfg.lease_name,
+                &mirror_name(&cfg),
                 cfg.timings.renew_deadline(),
             );
             let general = Arc::new(api.general_client(vipd_kube::GeneralOptions {
@@ -239,7 +259,14 @@ async fn run_vip(cfg: Config, vip: std::net::IpAddr, obs: Obs) -> ExitCode {
                 },
             );
             let events = Events::Kube(recorder);
-            let code = run_with_store(cfg, vip, health, Arc::new(store), events, obs).await;
+            let code = match cfg.coordination.clone() {
+                Coordination::Quorum(qs) => {
+                    quorum::run(cfg, qs, vip, health, Some(Arc::new(store)), events, obs).await
+                }
+                Coordination::Lease => {
+                    run_with_store(cfg, vip, health, Arc::new(store), events, obs).await
+                }
+            };
             drop(recorder_task);
             code
         }
@@ -250,10 +277,32 @@ async fn run_vip(cfg: Config, vip: std::net::IpAddr, obs: Obs) -> ExitCode {
             );
             ExitCode::from(EXIT_CONFIG)
         }
+        Backend::None => match cfg.coordination.clone() {
+            Coordination::Quorum(qs) => {
+                quorum::run::<quorum::NoMirror>(cfg, qs, vip, health, None, Events::None, obs).await
+            }
+            Coordination::Lease => {
+                eprintln!(
+                    "vipd: invalid configuration: --backend none needs --coordination quorum"
+                );
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+    }
+}
+
+/// The record the backend works on: the lease itself, or in quorum mode
+/// the mirror `<lease name>-quorum`, which a kube-vip on the real lease
+/// name never mistakes for its lock (issue 12).
+fn mirror_name(cfg: &Config) -> String {
+    match cfg.coordination {
+        Coordination::Quorum(_) => format!("{}-quorum", cfg.lease_name),
+        Coordination::Lease => cfg.lease_name.clone(),
     }
 }
 
 /// Lead/Fence act on the desired set of the VIP manager.
+#[derive(Clone)]
 struct VipHolder {
     vip: Vip,
     desired: Arc<watch::Sender<BTreeSet<Vip>>>,
@@ -294,6 +343,164 @@ impl Holder for VipHolder {
     }
 }
 
+/// What both coordination modes share: the VIP manager (desired set in,
+/// events out) and the health gate (R8).
+struct Plumbing {
+    cancel: CancellationToken,
+    desired_tx: Arc<watch::Sender<BTreeSet<Vip>>>,
+    manager: Arc<VipManager>,
+    vip_ev_rx: Option<mpsc::UnboundedReceiver<VipEvent>>,
+    health_monitor: Option<HealthMonitor>,
+    eligible_rx: watch::Receiver<bool>,
+}
+
+impl Plumbing {
+    /// Starts the VIP manager and the health monitor; exit 2 on an invalid
+    /// health check.
+    fn start(cfg: &Config, health: Vec<HealthCheckSpec>) -> Result<Plumbing, ExitCode> {
+        let cancel = CancellationToken::new();
+        let (desired_tx, desired_rx) = watch::channel(BTreeSet::new());
+        let desired_tx = Arc::new(desired_tx);
+        let (vip_ev_tx, vip_ev_rx) = mpsc::unbounded_channel();
+        let mut mcfg = VipManagerConfig::new(cfg.interface.clone());
+        mcfg.reconcile_period = cfg.reconcile_period;
+        let manager = Arc::new(VipManager::spawn(
+            mcfg,
+            desired_rx,
+            vip_ev_tx,
+            cancel.child_token(),
+        ));
+        // Health gate (R8): every change of eligibility goes to the election;
+        // with checks configured a node starts ineligible until they pass.
+        let (health_monitor, eligible_rx) = if health.is_empty() {
+            (None, watch::channel(true).1)
+        } else {
+            match HealthMonitor::spawn(health, cancel.child_token()) {
+                Ok(monitor) => {
+                    let rx = monitor.eligible();
+                    (Some(monitor), rx)
+                }
+                Err(e) => {
+                    eprintln!("vipd: invalid health check: {e}");
+                    cancel.cancel();
+                    return Err(ExitCode::from(EXIT_CONFIG));
+                }
+            }
+        };
+        Ok(Plumbing {
+            cancel,
+            desired_tx,
+            manager,
+            vip_ev_rx: Some(vip_ev_rx),
+            health_monitor,
+            eligible_rx,
+        })
+    }
+
+    /// The holder the coordination core drives.
+    fn holder(&self, vip: Vip) -> VipHolder {
+        VipHolder {
+            vip,
+            desired: self.desired_tx.clone(),
+            bound: self.manager.bound(),
+            manager: self.manager.clone(),
+        }
+    }
+
+    /// Starts the glue (VIP events → announcer, observations → metrics and
+    /// `/status`) and the health forwarding; returns the glue's handle.
+    #[allow(clippy::too_many_arguments)]
+    fn start_glue(
+        &mut self,
+        cfg: &Config,
+        obs: &Obs,
+        control_tx: mpsc::Sender<Control>,
+        obs_rx: watch::Receiver<Observation>,
+        events: Events,
+        lease_label: String,
+        vip_label: String,
+    ) -> tokio::task::JoinHandle<()> {
+        let Obs {
+            metrics,
+            status,
+            liveness,
+        } = obs.clone();
+        let glue_ctx = GlueCtx {
+            cfg: cfg.clone(),
+            metrics: metrics.clone(),
+            status: status.clone(),
+            control: control_tx.clone(),
+            lease_label,
+            vip_label,
+            bound: self.manager.bound(),
+            cancel: self.cancel.child_token(),
+            liveness: liveness.clone(),
+            events: events.clone(),
+        };
+        let (_, never) = mpsc::unbounded_channel();
+        let vip_ev_rx = self.vip_ev_rx.take().unwrap_or(never);
+        let glue_inputs = Arc::new(Mutex::new((vip_ev_rx, obs_rx)));
+        let glue = tokio::spawn(crate::supervise::supervise(
+            "glue",
+            self.cancel.child_token(),
+            move || {
+                let ctx = glue_ctx.clone();
+                let inputs = glue_inputs.clone();
+                async move {
+                    let mut inputs = inputs.lock_owned().await;
+                    let (vip_events, obs) = &mut *inputs;
+                    glue(ctx, vip_events, obs).await;
+                }
+            },
+        ));
+        if let Some(monitor) = self.health_monitor.as_mut() {
+            watch_eligibility(
+                &status,
+                &metrics,
+                monitor.eligible(),
+                eligibility_patience(cfg),
+                self.cancel.child_token(),
+            );
+            tokio::spawn(health_loop(
+                monitor.eligible(),
+                monitor.take_events(),
+                control_tx,
+                metrics.clone(),
+                events,
+                self.cancel.child_token(),
+            ));
+            let mut checks = monitor.status();
+            let status = status.clone();
+            let stop = self.cancel.child_token();
+            // Owned by the cancellation token: ends with the daemon.
+            tokio::spawn(async move {
+                loop {
+                    status.set_health(checks.borrow_and_update().clone());
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        r = checks.changed() => if r.is_err() { return },
+                    }
+                }
+            });
+        }
+        glue
+    }
+
+    /// The end of every run: leave no VIP behind, stop the tasks.
+    async fn finish(self, glue: tokio::task::JoinHandle<()>) {
+        // Belt and braces: whatever happened above, leave no VIP behind.
+        if tokio::time::timeout(Duration::from_secs(2), self.manager.remove_all_now())
+            .await
+            .is_err()
+        {
+            warn!("could not confirm that the VIP is gone");
+        }
+        self.cancel.cancel();
+        let _ = glue.await;
+        info!("vipd stopped");
+    }
+}
+
 async fn run_with_store<S: LeaseStore>(
     cfg: Config,
     vip: Vip,
@@ -302,46 +509,15 @@ async fn run_with_store<S: LeaseStore>(
     events: Events,
     obs: Obs,
 ) -> ExitCode {
-    let cancel = CancellationToken::new();
-    let Obs {
-        metrics,
-        status,
-        liveness,
-    } = obs;
     let lease_label = format!("{}/{}", cfg.lease_namespace, cfg.lease_name);
     let vip_label = vip.addr.to_string();
-
-    // VIP manager: desired set in, events out.
-    let (desired_tx, desired_rx) = watch::channel(BTreeSet::new());
-    let desired_tx = Arc::new(desired_tx);
-    let (vip_ev_tx, vip_ev_rx) = mpsc::unbounded_channel();
-    let mut mcfg = VipManagerConfig::new(cfg.interface.clone());
-    mcfg.reconcile_period = cfg.reconcile_period;
-    let manager = Arc::new(VipManager::spawn(
-        mcfg,
-        desired_rx,
-        vip_ev_tx,
-        cancel.child_token(),
-    ));
-
-    // Health gate (R8): every change of eligibility goes to the election;
-    // with checks configured a node starts ineligible until they pass.
-    let (health_monitor, eligible_rx) = if health.is_empty() {
-        (None, watch::channel(true).1)
-    } else {
-        match HealthMonitor::spawn(health, cancel.child_token()) {
-            Ok(monitor) => {
-                let rx = monitor.eligible();
-                (Some(monitor), rx)
-            }
-            Err(e) => {
-                eprintln!("vipd: invalid health check: {e}");
-                cancel.cancel();
-                return ExitCode::from(EXIT_CONFIG);
-            }
-        }
+    let mut plumbing = match Plumbing::start(&cfg, health) {
+        Ok(p) => p,
+        Err(code) => return code,
     };
-
+    let metrics = obs.metrics.clone();
+    let liveness = obs.liveness.clone();
+    let eligible_rx = plumbing.eligible_rx.clone();
     // Election driver, restarted if it ever panics (R2).
     let (control_tx, control_rx) = mpsc::channel::<Control>(8);
     let control_rx = Arc::new(Mutex::new(control_rx));
@@ -369,7 +545,7 @@ async fn run_with_store<S: LeaseStore>(
         let store = store.clone();
         let node = cfg.node_name.clone();
         let timings = cfg.timings;
-        let holder_parts = (vip, desired_tx.clone(), manager.clone());
+        let holder_parts = (vip, plumbing.desired_tx.clone(), plumbing.manager.clone());
         let obs_tx = obs_tx.clone();
         // The driver wakes at least once per renew deadline (every request
         // is bounded by it) and once per jittered retry period when idle.
@@ -426,64 +602,15 @@ async fn run_with_store<S: LeaseStore>(
 
     // Glue: VIP events → announcer + metrics; announcer events → metrics,
     // and duplicate claims → re-read the lease (R5).
-    let glue_ctx = GlueCtx {
-        cfg: cfg.clone(),
-        metrics: metrics.clone(),
-        status: status.clone(),
-        control: control_tx.clone(),
-        lease_label: lease_label.clone(),
-        vip_label: vip_label.clone(),
-        bound: manager.bound(),
-        cancel: cancel.child_token(),
-        liveness: liveness.clone(),
-        events: events.clone(),
-    };
-    let glue_inputs = Arc::new(Mutex::new((vip_ev_rx, obs_rx)));
-    let glue = tokio::spawn(crate::supervise::supervise(
-        "glue",
-        cancel.child_token(),
-        move || {
-            let ctx = glue_ctx.clone();
-            let inputs = glue_inputs.clone();
-            async move {
-                let mut inputs = inputs.lock_owned().await;
-                let (vip_events, obs) = &mut *inputs;
-                glue(ctx, vip_events, obs).await;
-            }
-        },
-    ));
-
-    let mut health_monitor = health_monitor;
-    if let Some(monitor) = health_monitor.as_mut() {
-        watch_eligibility(
-            &status,
-            &metrics,
-            monitor.eligible(),
-            eligibility_patience(&cfg),
-            cancel.child_token(),
-        );
-        tokio::spawn(health_loop(
-            monitor.eligible(),
-            monitor.take_events(),
-            control_tx.clone(),
-            metrics.clone(),
-            events.clone(),
-            cancel.child_token(),
-        ));
-        let mut checks = monitor.status();
-        let status = status.clone();
-        let stop = cancel.child_token();
-        // Owned by the cancellation token: ends with the daemon.
-        tokio::spawn(async move {
-            loop {
-                status.set_health(checks.borrow_and_update().clone());
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    r = checks.changed() => if r.is_err() { return },
-                }
-            }
-        });
-    }
+    let glue = plumbing.start_glue(
+        &cfg,
+        &obs,
+        control_tx.clone(),
+        obs_rx,
+        events,
+        lease_label.clone(),
+        vip_label,
+    );
 
     info!(
         vip = %vip.addr, interface = %cfg.interface, node = %cfg.node_name, lease = %lease_label,
@@ -499,15 +626,6 @@ async fn run_with_store<S: LeaseStore>(
     if tokio::time::timeout(grace, election).await.is_err() {
         warn!("lease release did not finish within {grace:?}; exiting anyway");
     }
-    // Belt and braces: whatever happened above, leave no VIP behind.
-    if tokio::time::timeout(Duration::from_secs(2), manager.remove_all_now())
-        .await
-        .is_err()
-    {
-        warn!("could not confirm that the VIP is gone");
-    }
-    cancel.cancel();
-    let _ = glue.await;
-    info!("vipd stopped");
+    plumbing.finish(glue).await;
     ExitCode::SUCCESS
 }

@@ -266,7 +266,7 @@ fn each_invalid_value_is_refused_naming_option_value_and_accepted_form() {
                 "--backend",
                 "leaderElectionType",
                 "consul",
-                "etcd or kubernetes",
+                "etcd, kubernetes or none",
             ],
         ),
         (

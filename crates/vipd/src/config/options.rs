@@ -86,6 +86,12 @@ opts! {
     HEALTH_TIMEOUT = "health-check-timeout", Some("controlPlaneHealthCheckTimeoutSeconds"), "VIPD_HEALTH_CHECK_TIMEOUT", ["control_plane_health_check_timeout_seconds"];
     HEALTH_FAILURE_THRESHOLD = "health-check-failure-threshold", Some("controlPlaneHealthCheckFailureThreshold"), "VIPD_HEALTH_CHECK_FAILURE_THRESHOLD", ["control_plane_health_check_failure_threshold"];
     HEALTH_CA_PATH = "health-check-ca-path", Some("controlPlaneHealthCheckCAPath"), "VIPD_HEALTH_CHECK_CA_PATH", ["control_plane_health_check_ca_path"];
+    COORDINATION = "coordination", None, "VIPD_COORDINATION", [];
+    PEERS = "peers", None, "VIPD_PEERS", [];
+    PEER_KEY_FILE = "peer-key-file", None, "VIPD_PEER_KEY_FILE", [];
+    QUORUM_PROMISE = "quorum-promise", None, "VIPD_QUORUM_PROMISE", [];
+    QUORUM_HEARTBEAT = "quorum-heartbeat", None, "VIPD_QUORUM_HEARTBEAT", [];
+    QUORUM_DRIFT_PPM = "quorum-drift-ppm", None, "VIPD_QUORUM_DRIFT_PPM", [];
 }
 
 /// `--config` itself: flag or `VIPD_CONFIG` only.
@@ -116,6 +122,8 @@ pub(super) enum CliCommand {
     Status(StatusArgs),
     /// Fault-injection lab: real vipd processes in network namespaces, measured
     Lab(vipd_lab::LabArgs),
+    /// A quorum voter that never holds an address: the third voter of a two-node cluster (quorum mode)
+    Witness(WitnessArgs),
     /// Print the version.
     Version,
 }
@@ -351,6 +359,8 @@ pub(super) struct RawOptions {
     /// PEM CA bundle that verifies HTTPS health checks [env: VIPD_HEALTH_CHECK_CA_PATH, control_plane_health_check_ca_path]
     #[arg(long, alias = "controlPlaneHealthCheckCAPath", value_name = "FILE")]
     health_check_ca_path: Option<String>,
+    #[command(flatten)]
+    pub(super) quorum: QuorumArgs,
     /// kube-vip's flags without a vipd option (`kubevip_flags.rs`): taken
     /// out before [`RawOptions::into_map`] and checked on their own.
     #[command(flatten)]
@@ -414,10 +424,91 @@ impl RawOptions {
             ),
             (HEALTH_CA_PATH.key, self.health_check_ca_path),
         ];
-        pairs
+        let mut map: HashMap<&'static str, String> = pairs
             .into_iter()
             .filter_map(|(k, v)| v.map(|v| (k, v)))
-            .collect()
+            .collect();
+        map.extend(self.quorum.into_pairs());
+        map
+    }
+}
+
+/// Options of `vipd witness`: identity, the quorum, the HTTP endpoint and
+/// logging; nothing about addresses, leases or the API.
+#[derive(Args, Debug, Default)]
+pub(super) struct WitnessArgs {
+    /// Configuration file of `key: value` lines (keys = long flag names) [env: VIPD_CONFIG]
+    #[arg(long, value_name = "FILE")]
+    pub(super) config: Option<String>,
+    /// This voter's name in --peers; default the hostname [env: VIPD_NODE_NAME, vip_nodename]
+    #[arg(long, alias = "nodeName", value_name = "NAME")]
+    node_name: Option<String>,
+    /// HTTP listen address for /metrics, /healthz, /readyz, /status; empty disables; default :2112 [env: VIPD_PROMETHEUS_SERVER, prometheus_server]
+    #[arg(long, alias = "prometheusHTTPServer", value_name = "ADDR")]
+    prometheus_server: Option<String>,
+    /// error|warn|info|debug|trace or kube-vip's 0-6; default info [env: VIPD_LOG_LEVEL, vip_loglevel]
+    #[arg(long, alias = "log", value_name = "LEVEL")]
+    log_level: Option<String>,
+    /// text (default) or json [env: VIPD_LOG_FORMAT]
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
+    #[command(flatten)]
+    pub(super) quorum: QuorumArgs,
+}
+
+impl WitnessArgs {
+    /// Flags keyed by option key.
+    pub(super) fn into_map(self) -> HashMap<&'static str, String> {
+        let mut map: HashMap<&'static str, String> = [
+            (NODE_NAME.key, self.node_name),
+            (PROMETHEUS_SERVER.key, self.prometheus_server),
+            (LOG_LEVEL.key, self.log_level),
+            (LOG_FORMAT.key, self.log_format),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect();
+        map.extend(self.quorum.into_pairs());
+        map
+    }
+}
+
+/// Quorum mode's options (SPEC §5a), shared by `vipd run` and `vipd witness`.
+#[derive(Args, Debug, Default)]
+pub(super) struct QuorumArgs {
+    /// How ownership is decided: lease (default: the Kubernetes or etcd lease) or quorum (vipd peers vote over authenticated UDP) [env: VIPD_COORDINATION]
+    #[arg(long, value_name = "MODE")]
+    coordination: Option<String>,
+    /// Quorum voters, this node included: NAME=IP[:PORT],... (port default 7480; IPv6 as NAME=[2001:db8::1]:PORT); the same list on every member [env: VIPD_PEERS]
+    #[arg(long, value_name = "LIST")]
+    peers: Option<String>,
+    /// File holding the shared quorum key (at least 16 bytes; trailing whitespace ignored), e.g. from `openssl rand -hex 32` [env: VIPD_PEER_KEY_FILE]
+    #[arg(long, value_name = "FILE")]
+    peer_key_file: Option<String>,
+    /// Quorum promise P in seconds: how long one vote or heartbeat ack backs the holder; default 0.6 [env: VIPD_QUORUM_PROMISE]
+    #[arg(long, value_name = "SECS")]
+    quorum_promise: Option<String>,
+    /// Quorum heartbeat interval in seconds; default 0.1 [env: VIPD_QUORUM_HEARTBEAT]
+    #[arg(long, value_name = "SECS")]
+    quorum_heartbeat: Option<String>,
+    /// Bound on any clock's rate error, in ppm; default 10000 (1%) [env: VIPD_QUORUM_DRIFT_PPM]
+    #[arg(long, value_name = "PPM")]
+    quorum_drift_ppm: Option<String>,
+}
+
+impl QuorumArgs {
+    /// Flags keyed by option key.
+    pub(super) fn into_pairs(self) -> impl Iterator<Item = (&'static str, String)> {
+        [
+            (COORDINATION.key, self.coordination),
+            (PEERS.key, self.peers),
+            (PEER_KEY_FILE.key, self.peer_key_file),
+            (QUORUM_PROMISE.key, self.quorum_promise),
+            (QUORUM_HEARTBEAT.key, self.quorum_heartbeat),
+            (QUORUM_DRIFT_PPM.key, self.quorum_drift_ppm),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
     }
 }
 

@@ -223,17 +223,43 @@ pub(super) fn resolve(
         }
     })?;
 
-    // Backend.
-    let (backend_name, _) = r.get_or(
+    // Coordination (SPEC §5a), then the backend, whose default depends on it.
+    let coordination = quorum::resolve_coordination(&mut r, &node_name, false, &mut warnings)?;
+    let quorum_mode = matches!(coordination, Coordination::Quorum(_));
+    // Quorum mode needs no store: with no kubeconfig, no in-cluster service
+    // account and no etcd endpoints it runs without one (issue 12).
+    let default_backend = if !quorum_mode {
+        "kubernetes"
+    } else if r.raw(&ETCD_ENDPOINTS).is_some() {
+        "etcd"
+    } else if r.raw(&KUBECONFIG).is_some()
+        || env.get("KUBECONFIG").is_some_and(|v| !v.trim().is_empty())
+        || env.contains_key("KUBERNETES_SERVICE_HOST")
+        || sa_namespace.is_some()
+    {
+        "kubernetes"
+    } else {
+        "none"
+    };
+    let (backend_name, backend_source) = r.get_or(
         &BACKEND,
-        "kubernetes".to_string(),
+        default_backend.to_string(),
         Clone::clone,
         |s| match s.trim().to_ascii_lowercase().as_str() {
             "etcd" => Ok("etcd".to_string()),
             "kubernetes" | "k8s" => Ok("kubernetes".to_string()),
-            _ => Err("etcd or kubernetes"),
+            "none" => Ok("none".to_string()),
+            _ => Err("etcd, kubernetes or none (none: quorum mode only)"),
         },
     )?;
+    if backend_name == "none" && !quorum_mode {
+        return Err(ConfigError::Invalid {
+            option: BACKEND.describe(),
+            value: backend_name,
+            from: backend_source,
+            expected: "etcd or kubernetes: lease mode keeps its lease in a store; --backend none needs --coordination quorum".into(),
+        });
+    }
     let endpoints = r.get(&ETCD_ENDPOINTS, |s| {
         let list: Vec<String> = s
             .split(',')
@@ -286,9 +312,15 @@ pub(super) fn resolve(
         })
     } else {
         if endpoints.is_some() || ca_cert.is_some() || cert.is_some() || key.is_some() {
-            warnings.push("etcd settings are ignored because --backend is kubernetes".into());
+            warnings.push(format!(
+                "etcd settings are ignored because --backend is {backend_name}"
+            ));
         }
-        Backend::Kubernetes
+        if backend_name == "none" {
+            Backend::None
+        } else {
+            Backend::Kubernetes
+        }
     };
 
     // Modes.
@@ -408,6 +440,7 @@ pub(super) fn resolve(
         lease_namespace,
         timings,
         backend,
+        coordination,
         control_plane,
         services,
         http_addr,
