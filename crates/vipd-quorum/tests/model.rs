@@ -6,15 +6,24 @@
 //!
 //! Discretisation: time is real microseconds; a node's clock runs at a
 //! constant rate error of exactly −ρ, 0 or +ρ (the extremes are where the
-//! Q4 margin is tight), in every assignment listed in `RATES`; time moves
+//! Q4 margin is tight; ρ = 5% here), in every assignment listed in `RATES`; time moves
 //! only to the next wake-up of some node (the shell wakes on time), and
 //! packets take any delay up to the next transition the explorer picks.
-//! The timings are scaled down (P = 60 ms, heartbeat 15 ms) so a failover
-//! fits the depth; the arithmetic is the same.
+//! The timings are scaled down (P = 60 ms, heartbeat 15 ms, election wait
+//! 1–2 ms, jitter 2 ms) so a failover fits the depth; the arithmetic is
+//! the same.
 //!
 //! Safety oracle: `common::Cluster`'s (no node announces while another's
 //! right, mapped to real time, is unexpired). Liveness: from each start
 //! state, once faults heal, a fair run elects within `LIVENESS_BOUND`.
+//!
+//! Start states include the tightest case for Q4 (holder slow, voters
+//! fast), a follower back from isolation at a higher term (Q7) and voters
+//! restarted with their memory lost (Q5). Mutation-checked on 2026-12-07:
+//! dropping the drift factor or the jitter from the hold window, or
+//! ignoring a live promise when voting, fails this test; skipping Q5's
+//! quiet time does not (that violation needs a partial partition, which
+//! the model does not generate) but fails the randomized simulation.
 //!
 //! `VIPD_MODEL_DEPTH` (default 5) sets the exploration depth per start.
 
@@ -29,12 +38,25 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::time::Instant;
+use vipd_quorum::Input;
 
-const RHO: i64 = 10_000;
-const RATES: [[i64; 3]; 4] = [
+/// The model's drift bound (5%, with the same bound in `model_timings`):
+/// wide, so a margin that is missing from Q4 shows as milliseconds of
+/// overlap, more than the model's 1–2 ms election wait can hide.
+const RHO: i64 = 50_000;
+/// Every assignment of the extreme rates, plus perfect clocks: whichever
+/// node the cores elect, some start has it slow while the voters run fast
+/// (the case Q4's margin exists for). Checked by mutation: dropping the
+/// drift factor or the jitter from `Timings::hold_window` fails this test.
+const RATES: [[i64; 3]; 9] = [
+    [RHO, RHO, RHO],
+    [RHO, RHO, -RHO],
+    [RHO, -RHO, RHO],
     [RHO, -RHO, -RHO],
     [-RHO, RHO, RHO],
-    [RHO, RHO, -RHO],
+    [-RHO, RHO, -RHO],
+    [-RHO, -RHO, RHO],
+    [-RHO, -RHO, -RHO],
     [0, 0, 0],
 ];
 
@@ -144,7 +166,8 @@ impl Explorer {
 }
 
 /// Start states: fresh; with a holder elected and stable; with the holder
-/// just isolated; with the holder just crashed.
+/// just isolated; with the holder just crashed; late into the isolation or
+/// the crash.
 fn starts(witness: bool) -> Vec<(String, Cluster)> {
     let mut v = Vec::new();
     for rates in RATES {
@@ -154,28 +177,66 @@ fn starts(witness: bool) -> Vec<(String, Cluster)> {
         v.push((format!("{rates:?} campaign starts"), at));
         let mut stable = fresh.clone();
         stable.run_until(300_000);
-        let h = stable.holders()[0];
-        v.push((format!("{rates:?} n{h} holds"), stable.clone()));
-        let mut cut = stable.clone();
-        cut.side[h] = 1;
-        v.push((format!("{rates:?} n{h} isolated"), cut));
-        let mut crashed = stable.clone();
-        crashed.crash(h);
-        v.push((format!("{rates:?} n{h} crashed"), crashed));
-        // Late into the isolation or the crash: the others' promises are
-        // about to end, so a takeover fits the depth.
-        for ms in [56, 62, 68] {
-            let mut late = stable.clone();
-            late.side[h] = 1;
-            late.run_until(late.now + ms * 1_000);
-            v.push((format!("{rates:?} n{h} isolated {ms} ms"), late));
-        }
-        let mut late = stable.clone();
-        late.crash(h);
-        late.run_until(late.now + 62_000);
-        v.push((format!("{rates:?} n{h} crashed 62 ms"), late));
+        held_starts(&mut v, &format!("{rates:?}"), &stable);
     }
+    // The tightest case for Q4 by construction: the holder's clock slow,
+    // every voter's fast. A slow clock never wins a race of timers, so the
+    // others are held back by the health gate (they still vote) until n0
+    // holds, then released.
+    let rates = [-RHO, RHO, RHO];
+    let mut stable = Cluster::new(voters(3, witness), model_timings(), &rates, 1);
+    for j in 1..3 {
+        stable.input(j, Input::SetHealthy(false));
+    }
+    stable.run_until(300_000);
+    for j in 1..3 {
+        stable.input(j, Input::SetHealthy(true));
+    }
+    stable.run_until(350_000);
+    assert_eq!(stable.holders(), [0], "the slow node holds");
+    held_starts(&mut v, &format!("{rates:?} slow holder"), &stable);
     v
+}
+
+fn held_starts(v: &mut Vec<(String, Cluster)>, name: &str, stable: &Cluster) {
+    let h = stable.holders()[0];
+    v.push((format!("{name} n{h} holds"), stable.clone()));
+    let mut cut = stable.clone();
+    cut.side[h] = 1;
+    v.push((format!("{name} n{h} isolated"), cut));
+    let mut crashed = stable.clone();
+    crashed.crash(h);
+    v.push((format!("{name} n{h} crashed"), crashed));
+    // Late into the isolation or the crash: the others' promises are
+    // about to end, so a takeover fits the depth.
+    for ms in [56, 62, 68] {
+        let mut late = stable.clone();
+        late.side[h] = 1;
+        late.run_until(late.now + ms * 1_000);
+        v.push((format!("{name} n{h} isolated {ms} ms"), late));
+    }
+    let mut late = stable.clone();
+    late.crash(h);
+    late.run_until(late.now + 62_000);
+    v.push((format!("{name} n{h} crashed 62 ms"), late));
+    // A follower back from a long isolation, at a higher term than the
+    // holder (it kept campaigning alone), and a voter restarted with its
+    // memory lost while the holder holds (Q7, Q5).
+    if let Some(f) = (0..stable.n())
+        .find(|&i| i != h && !stable.nodes[i].as_ref().is_some_and(|n| n.is_witness()))
+    {
+        let mut back = stable.clone();
+        back.side[f] = 1;
+        back.run_until(back.now + 150_000);
+        back.side[f] = 0;
+        v.push((format!("{name} n{f} back from isolation"), back));
+    }
+    for r in (0..stable.n()).filter(|&i| i != h) {
+        let mut re = stable.clone();
+        re.crash(r);
+        re.restart(r);
+        v.push((format!("{name} n{r} restarted"), re));
+    }
 }
 
 /// Scaled timings: quiet 62 ms + P 60 ms + two election waits + 4 beats.

@@ -63,7 +63,7 @@ pub fn voters(n: usize, witness: bool) -> VoterSet {
 
 pub fn model_timings() -> Timings {
     let ms = Duration::from_millis;
-    Timings::new(ms(60), ms(15), ms(5), ms(10), 10_000, ms(2)).unwrap()
+    Timings::new(ms(60), ms(15), ms(1), ms(2), 50_000, ms(2)).unwrap()
 }
 
 impl Cluster {
