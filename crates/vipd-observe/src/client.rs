@@ -149,15 +149,25 @@ pub fn render(s: &StatusSnapshot) -> String {
         yes(s.ready),
         yes(s.api_reachable)
     );
-    let _ = writeln!(
-        out,
-        "lease {} ({})  holder {}  last renewal by this node {}  transitions {}",
-        s.lease.name,
-        s.lease.backend,
-        s.lease.holder.as_deref().unwrap_or("none"),
-        ago(s.lease.last_renewal_ago_ms),
-        s.lease.transitions
-    );
+    if s.quorum.is_none() {
+        let _ = writeln!(
+            out,
+            "lease {} ({})  holder {}  last renewal by this node {}  transitions {}",
+            s.lease.name,
+            s.lease.backend,
+            s.lease.holder.as_deref().unwrap_or("none"),
+            ago(s.lease.last_renewal_ago_ms),
+            s.lease.transitions
+        );
+    } else if s.lease.backend == "none" {
+        out.push_str("store: none (quorum mode; nothing mirrored)\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "mirror {} ({}, best effort)",
+            s.lease.name, s.lease.backend
+        );
+    }
     if let Some(q) = &s.quorum {
         let hold = q
             .hold_remaining_seconds
@@ -308,6 +318,56 @@ mod tests {
             services: None,
             quorum: None,
         }
+    }
+
+    #[test]
+    fn quorum_mode_is_judged_by_its_holder_not_the_lease() {
+        use crate::status::QuorumEntry;
+        let mut s = snapshot();
+        s.lease.holder = None;
+        s.lease.backend = "none".into();
+        let entry = QuorumEntry {
+            role: "holder".into(),
+            term: 3,
+            holder: Some("n1".into()),
+            voters: 3,
+            voters_reachable: 3,
+            hold_remaining_seconds: Some(0.5),
+            quiet_remaining_seconds: 0.0,
+            socket_bound: true,
+            drops: [("bad_mac".to_string(), 2)].into_iter().collect(),
+        };
+        s.quorum = Some(entry.clone());
+        assert!(verdict(&s).is_empty(), "{:?}", verdict(&s));
+        let text = render(&s);
+        assert!(
+            text.contains("quorum role holder  term 3  holder n1"),
+            "{text}"
+        );
+        assert!(text.contains("drops bad_mac=2"), "{text}");
+        assert!(text.contains("store: none"), "{text}");
+        // No holder: a minority cannot serve, and says how many it hears.
+        s.quorum = Some(QuorumEntry {
+            role: "follower".into(),
+            holder: None,
+            voters_reachable: 1,
+            ..entry.clone()
+        });
+        let v = verdict(&s);
+        assert!(v.iter().any(|p| p.contains("1 of 3 voters")), "{v:?}");
+        // A witness that hears no majority is a problem too.
+        s.vips.clear();
+        s.quorum = Some(QuorumEntry {
+            role: "witness".into(),
+            holder: None,
+            voters_reachable: 1,
+            ..entry
+        });
+        let v = verdict(&s);
+        assert!(
+            v.iter().any(|p| p.contains("witness hears only 1 of 3")),
+            "{v:?}"
+        );
     }
 
     #[test]
