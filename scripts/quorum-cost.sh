@@ -59,6 +59,7 @@ for n in "${SIZES[@]}"; do
       --coordination quorum --peers "$peers" --peer-key-file "$KEY" \
       --prometheus-server "127.0.0.1:$((2200 + i))" --log-level warn >/dev/null 2>&1 &
     PIDS[i]=$!
+    disown "${PIDS[i]}"
   done
   sleep "$SETTLE"
   declare -a S0=() R0=() C0=()
