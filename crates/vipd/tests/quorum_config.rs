@@ -134,7 +134,7 @@ fn lease_mode_stays_the_default_and_refuses_backend_none() {
     )
     .expect("valid");
     assert_eq!(c.coordination, Coordination::Lease);
-    let err = run("run --backend none", &[]).unwrap_err();
+    let err = run("run --backend none", &[]).expect_err("backend none in lease mode");
     assert!(
         err.contains("--backend") && err.contains("--coordination quorum"),
         "{err}"
@@ -227,7 +227,7 @@ fn witness_takes_the_same_peers_and_marks_only_itself() {
         &HashMap::new(),
         &host(),
     )
-    .unwrap_err()
+    .expect_err("witness without a key")
     .to_string();
     assert!(err.contains("--peer-key-file"), "{err}");
 }
