@@ -32,6 +32,16 @@ pub const CLIENT_IP: &str = "192.0.2.50";
 /// The client's IPv6 address.
 pub const CLIENT_IP6: &str = "2001:db8::50";
 
+/// The quorum witness's host and voter name (`vipd witness`, quorum mode
+/// with two nodes).
+pub const WITNESS: &str = "w";
+/// The witness's IPv4 address (its quorum socket's too).
+pub const WITNESS_IP: &str = "192.0.2.40";
+/// The witness's IPv6 address.
+pub const WITNESS_IP6: &str = "2001:db8::40";
+/// UDP port of every voter's quorum socket (vipd's default).
+pub const QUORUM_PORT: u16 = 7480;
+
 /// Node names n1..n`count`.
 pub fn node_names(count: usize) -> Vec<String> {
     (1..=count).map(|i| format!("n{i}")).collect()
@@ -41,6 +51,16 @@ pub fn node_names(count: usize) -> Vec<String> {
 /// 2001:db8::(11 + i), then `client`, all on one bridge in the switch
 /// namespace. Names are prefixed with `prefix` (unique per run).
 pub fn topology(prefix: &str, nodes: &[&str]) -> Result<Topology, LabError> {
+    topology_with_witness(prefix, nodes, false)
+}
+
+/// [`topology`], plus (`witness`) the quorum witness host [`WITNESS`] at
+/// [`WITNESS_IP`], between the nodes and the client.
+pub fn topology_with_witness(
+    prefix: &str,
+    nodes: &[&str],
+    witness: bool,
+) -> Result<Topology, LabError> {
     let addr = |a: String, len: u8| -> Result<(IpAddr, u8), LabError> {
         a.parse()
             .map(|ip| (ip, len))
@@ -57,10 +77,185 @@ pub fn topology(prefix: &str, nodes: &[&str]) -> Result<Topology, LabError> {
             &pair(format!("192.0.2.{last}"), format!("2001:db8::{last}"))?,
         );
     }
+    if witness {
+        b = b.host(WITNESS, &pair(WITNESS_IP.into(), WITNESS_IP6.into())?);
+    }
     Ok(
         b.host("client", &pair(CLIENT_IP.into(), CLIENT_IP6.into())?)
             .build()?,
     )
+}
+
+/// The IPv4 address [`topology_with_witness`] gives node `index` (0-based).
+pub fn node_ip(index: usize) -> String {
+    format!("192.0.2.{}", 11 + index)
+}
+
+/// The `--peers` list of quorum mode: every node (`n1=192.0.2.11:7480`, in
+/// the topology's addresses) and, with `witness`, [`WITNESS`]. The same
+/// string on every voter, the witness included.
+pub fn quorum_peers(nodes: &[&str], witness: bool) -> String {
+    let mut v: Vec<String> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("{n}={}:{QUORUM_PORT}", node_ip(i)))
+        .collect();
+    if witness {
+        v.push(format!("{WITNESS}={WITNESS_IP}:{QUORUM_PORT}"));
+    }
+    v.join(",")
+}
+
+/// Writes a fresh shared quorum key to `path`: 32 bytes from the kernel's
+/// random source, hex-encoded (64 characters, a newline), mode `mode`
+/// (0o600 unless a non-root container must read it).
+pub fn write_peer_key(path: &Path, mode: u32) -> Result<(), LabError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |what: String| move |source| LabError::Io { what, source };
+    let mut raw = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut raw))
+        .map_err(io("read /dev/urandom".into()))?;
+    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    // Replace, never append to, an older key.
+    let _ = std::fs::remove_file(path);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(io(format!("create {}", path.display())))?;
+    writeln!(f, "{hex}").map_err(io(format!("write {}", path.display())))
+}
+
+/// Quorum timings passed to every voter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QuorumTiming {
+    /// `--quorum-promise` in seconds.
+    pub promise: f64,
+    /// `--quorum-heartbeat` in seconds.
+    pub heartbeat: f64,
+}
+
+impl Default for QuorumTiming {
+    /// vipd's defaults (0.6 s promise, 0.1 s heartbeat).
+    fn default() -> Self {
+        QuorumTiming {
+            promise: 0.6,
+            heartbeat: 0.1,
+        }
+    }
+}
+
+/// The flags that put `vipd run` in quorum mode: the voter list, the key
+/// file and the timings (appended to the lease-mode command line, whose
+/// lease flags vipd then ignores).
+pub fn quorum_run_args(peers: &str, key: &Path, t: QuorumTiming) -> Vec<String> {
+    vec![
+        "--coordination".into(),
+        "quorum".into(),
+        "--peers".into(),
+        peers.into(),
+        "--peer-key-file".into(),
+        key.display().to_string(),
+        "--quorum-promise".into(),
+        t.promise.to_string(),
+        "--quorum-heartbeat".into(),
+        t.heartbeat.to_string(),
+    ]
+}
+
+/// `vipd witness`'s command line: voter [`WITNESS`] of `peers`, its HTTP
+/// endpoint on [`WITNESS_IP`]:2112.
+pub fn witness_args(peers: &str, key: &Path, t: QuorumTiming) -> Vec<String> {
+    vec![
+        "witness".into(),
+        "--node-name".into(),
+        WITNESS.into(),
+        "--peers".into(),
+        peers.into(),
+        "--peer-key-file".into(),
+        key.display().to_string(),
+        "--quorum-promise".into(),
+        t.promise.to_string(),
+        "--quorum-heartbeat".into(),
+        t.heartbeat.to_string(),
+        "--prometheus-server".into(),
+        format!("{WITNESS_IP}:2112"),
+        "--log-level".into(),
+        "debug".into(),
+    ]
+}
+
+/// What the nodes' peers exchange among themselves, as nftables matches:
+/// the fault scenarios on peer traffic ([`peer_cut_rules`],
+/// [`peer_loss_rules`]) hit exactly this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerTraffic {
+    /// vipd's quorum datagrams: every voter's socket is bound to
+    /// [`QUORUM_PORT`] and sends to the others' [`QUORUM_PORT`], so each
+    /// datagram between voters has that destination port (IPv4 and IPv6).
+    Quorum,
+    /// keepalived's VRRP adverts (IP protocol 112, IPv4 and IPv6).
+    Vrrp,
+}
+
+impl PeerTraffic {
+    /// One match per line; a packet is peer traffic when it matches any.
+    fn matches(self) -> Vec<String> {
+        match self {
+            PeerTraffic::Quorum => vec![format!("udp dport {QUORUM_PORT}")],
+            PeerTraffic::Vrrp => vec!["ip protocol 112".into(), "ip6 nexthdr 112".into()],
+        }
+    }
+
+    /// A short name for fault descriptions (`quorum UDP`, `VRRP`).
+    pub fn name(self) -> &'static str {
+        match self {
+            PeerTraffic::Quorum => "quorum UDP",
+            PeerTraffic::Vrrp => "VRRP",
+        }
+    }
+}
+
+fn bridge_table(table: &str, rules: &[String]) -> String {
+    // One rule per line: nft rejects a rule followed by `}` on its line.
+    let body: String = rules.iter().map(|r| format!("  {r}\n")).collect();
+    format!(
+        "table bridge {table}\ndelete table bridge {table}\ntable bridge {table} {{\n chain forward {{\n  type filter hook forward priority 0; policy accept;\n{body} }}\n}}\n"
+    )
+}
+
+/// nftables rules for the switch namespace dropping all `traffic` that
+/// enters or leaves the bridge through `port` (a host's bridge port), in a
+/// bridge-family table named `table` (replaced if present): the host's
+/// peer traffic to and from every peer is gone while everything else (the
+/// client, the API, ARP) still flows.
+pub fn peer_cut_rules(table: &str, port: &str, traffic: PeerTraffic) -> String {
+    let rules: Vec<String> = traffic
+        .matches()
+        .iter()
+        .flat_map(|m| {
+            [
+                format!("iifname \"{port}\" {m} drop"),
+                format!("oifname \"{port}\" {m} drop"),
+            ]
+        })
+        .collect();
+    bridge_table(table, &rules)
+}
+
+/// nftables rules for the switch namespace dropping `percent` % of all
+/// `traffic` between any two hosts (each packet is matched once, see
+/// [`PeerTraffic`]), in a bridge-family table named `table`.
+pub fn peer_loss_rules(table: &str, percent: u8, traffic: PeerTraffic) -> String {
+    let rules: Vec<String> = traffic
+        .matches()
+        .iter()
+        .map(|m| format!("{m} numgen random mod 100 < {percent} drop"))
+        .collect();
+    bridge_table(table, &rules)
 }
 
 /// nftables rules for `ns` dropping all traffic to and from the API host,
@@ -290,5 +485,93 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.sigkill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quorum_peers_name_every_node_at_its_topology_address_and_the_witness() {
+        assert_eq!(
+            quorum_peers(&["n1", "n2", "n3"], false),
+            "n1=192.0.2.11:7480,n2=192.0.2.12:7480,n3=192.0.2.13:7480"
+        );
+        assert_eq!(
+            quorum_peers(&["n1", "n2"], true),
+            "n1=192.0.2.11:7480,n2=192.0.2.12:7480,w=192.0.2.40:7480"
+        );
+    }
+
+    #[test]
+    fn peer_rules_cut_one_port_both_ways_and_lose_each_datagram_once() {
+        let cut = peer_cut_rules("t", "p3", PeerTraffic::Quorum);
+        let rules: Vec<&str> = cut.lines().filter(|l| l.ends_with("drop")).collect();
+        assert_eq!(
+            rules,
+            [
+                "  iifname \"p3\" udp dport 7480 drop",
+                "  oifname \"p3\" udp dport 7480 drop"
+            ]
+        );
+        assert!(cut.contains("table bridge t {") && cut.contains("hook forward"));
+        // No rule shares a line with a closing brace (NETLAB-TIPS).
+        assert!(!cut.lines().any(|l| l.contains("drop") && l.contains('}')));
+        let vrrp = peer_cut_rules("t", "p1", PeerTraffic::Vrrp);
+        assert_eq!(vrrp.lines().filter(|l| l.ends_with("drop")).count(), 4);
+        assert!(vrrp.contains("iifname \"p1\" ip6 nexthdr 112 drop"));
+        let loss = peer_loss_rules("t", 20, PeerTraffic::Quorum);
+        let rules: Vec<&str> = loss.lines().filter(|l| l.ends_with("drop")).collect();
+        assert_eq!(rules, ["  udp dport 7480 numgen random mod 100 < 20 drop"]);
+    }
+
+    #[test]
+    fn quorum_command_lines_carry_the_list_key_and_timings() {
+        let key = Path::new("/tmp/k");
+        let t = QuorumTiming::default();
+        let run = quorum_run_args("n1=192.0.2.11:7480", key, t);
+        assert_eq!(
+            run,
+            [
+                "--coordination",
+                "quorum",
+                "--peers",
+                "n1=192.0.2.11:7480",
+                "--peer-key-file",
+                "/tmp/k",
+                "--quorum-promise",
+                "0.6",
+                "--quorum-heartbeat",
+                "0.1"
+            ]
+        );
+        let w = witness_args("L", key, t);
+        assert_eq!(&w[..3], ["witness", "--node-name", WITNESS]);
+        assert!(w
+            .windows(2)
+            .any(|p| p == ["--prometheus-server", "192.0.2.40:2112"]));
+    }
+
+    #[test]
+    fn peer_keys_are_fresh_64_hex_characters_with_the_given_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("vipd-lab-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let p = dir.join("peer.key");
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{e}"));
+        write_peer_key(&p, 0o600).unwrap_or_else(|e| panic!("{e}"));
+        let a = read(&p);
+        write_peer_key(&p, 0o644).unwrap_or_else(|e| panic!("{e}"));
+        let b = read(&p);
+        let mode = std::fs::metadata(&p)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .permissions()
+            .mode();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(a.trim_end().len(), 64);
+        assert!(a.trim_end().bytes().all(|c| c.is_ascii_hexdigit()), "{a}");
+        assert_ne!(a, b, "a second key must be fresh");
+        assert_eq!(mode & 0o777, 0o644);
     }
 }
