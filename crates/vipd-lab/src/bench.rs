@@ -14,6 +14,15 @@
 //!                  "two_mac_ms", "end_ok_runs" } ... ],
 //!                  "gap_during_fault_ratio", "gap_after_heal_ratio" } ... ] }
 //! ```
+//! With quorum mode in the run (`--coordination lease,quorum`), vipd runs
+//! once per coordination: each implementation entry and each cell then
+//! carries `"coordination"` (`lease`, `quorum`, keepalived's `vrrp`), the
+//! ratios above are vipd in lease mode over keepalived, and
+//! `quorum_gap_during_fault_ratio`, `quorum_gap_after_heal_ratio` are vipd
+//! in quorum mode over keepalived. An implementation entry lists the
+//! asked-for scenarios that do not apply to it in `"not_applicable"`; a
+//! scenario has no cell for it (the table shows `n/a`).
+//!
 //! Every `*_ms` of a cell is the median over the scenario's runs (the mean
 //! of the two middle values for an even count, rounded down);
 //! `recover_after_heal_ms` counts a run that never recovered as longer than
@@ -22,7 +31,7 @@
 //! missing or keepalived's median is 0.
 
 use crate::lab::Implementation;
-use crate::report::{RunReport, Settings};
+use crate::report::{NotApplicable, RunReport, Settings};
 use serde::Serialize;
 
 /// Every run of one implementation.
@@ -30,10 +39,30 @@ use serde::Serialize;
 pub struct ImplRuns {
     /// `vipd` or `keepalived`.
     pub implementation: String,
+    /// `lease`, `quorum` or `vrrp` (only when the run compared
+    /// coordinations).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coordination: Option<String>,
     /// The lab settings of these runs.
     pub settings: Settings,
     /// One report per run, in run order.
     pub runs: Vec<RunReport>,
+    /// Asked-for scenarios that do not apply to this implementation.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_applicable: Vec<NotApplicable>,
+}
+
+impl ImplRuns {
+    /// The name in tables: `vipd`, `keepalived`, or `vipd lease`, `vipd
+    /// quorum` when coordinations are compared.
+    pub fn label(&self) -> String {
+        match &self.coordination {
+            Some(c) if self.implementation == Implementation::Vipd.name() => {
+                format!("{} {c}", self.implementation)
+            }
+            _ => self.implementation.clone(),
+        }
+    }
 }
 
 /// One implementation's medians over the runs of one scenario.
@@ -41,6 +70,9 @@ pub struct ImplRuns {
 pub struct Cell {
     /// `vipd` or `keepalived`.
     pub implementation: String,
+    /// `lease`, `quorum` or `vrrp` (only when coordinations are compared).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coordination: Option<String>,
     /// Runs of the scenario.
     pub runs: usize,
     /// Median longest gap during the fault.
@@ -64,12 +96,31 @@ pub struct Cell {
 pub struct Row {
     /// Scenario name.
     pub scenario: String,
-    /// One cell per implementation, in the order given.
+    /// One cell per implementation the scenario applies to, in the order
+    /// given.
     pub cells: Vec<Cell>,
-    /// vipd / keepalived of the median gap during the fault.
+    /// vipd (lease mode) / keepalived of the median gap during the fault.
     pub gap_during_fault_ratio: Option<f64>,
-    /// vipd / keepalived of the median gap after the heal.
+    /// vipd (lease mode) / keepalived of the median gap after the heal.
     pub gap_after_heal_ratio: Option<f64>,
+    /// vipd in quorum mode / keepalived of the median gap during the fault.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quorum_gap_during_fault_ratio: Option<f64>,
+    /// vipd in quorum mode / keepalived of the median gap after the heal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quorum_gap_after_heal_ratio: Option<f64>,
+}
+
+impl Cell {
+    /// The name in tables (see [`ImplRuns::label`]).
+    fn label(&self) -> String {
+        match &self.coordination {
+            Some(c) if self.implementation == Implementation::Vipd.name() => {
+                format!("{} {c}", self.implementation)
+            }
+            _ => self.implementation.clone(),
+        }
+    }
 }
 
 /// The median of `v` (mean of the two middle values, rounded down, for an
@@ -100,11 +151,12 @@ fn median_or_never(v: &[Option<u64>]) -> Option<u64> {
     Some(median(vec![v[n / 2 - 1]?, v[n / 2]?]))
 }
 
-fn cell(implementation: &str, runs: &[&RunReport]) -> Cell {
+fn cell(implementation: &str, coordination: Option<&str>, runs: &[&RunReport]) -> Cell {
     let pick = |f: fn(&RunReport) -> u64| median(runs.iter().map(|r| f(r)).collect());
     let recover: Vec<Option<u64>> = runs.iter().map(|r| r.recover_after_heal_ms).collect();
     Cell {
         implementation: implementation.to_string(),
+        coordination: coordination.map(str::to_string),
         runs: runs.len(),
         gap_during_fault_ms: pick(|r| r.gap_during_fault_ms),
         gap_after_heal_ms: pick(|r| r.gap_after_heal_ms),
@@ -116,12 +168,19 @@ fn cell(implementation: &str, runs: &[&RunReport]) -> Cell {
     }
 }
 
-fn ratio(cells: &[Cell], f: fn(&Cell) -> u64) -> Option<f64> {
-    let of = |name: &str| cells.iter().find(|c| c.implementation == name).map(f);
-    let (v, k) = (
-        of(Implementation::Vipd.name())?,
-        of(Implementation::Keepalived.name())?,
-    );
+/// vipd in `coordination` (`lease` also matches a cell without one) over
+/// keepalived, of `f`.
+fn ratio(cells: &[Cell], coordination: &str, f: fn(&Cell) -> u64) -> Option<f64> {
+    let vipd = cells.iter().find(|c| {
+        c.implementation == Implementation::Vipd.name()
+            && c.coordination
+                .as_deref()
+                .map_or(coordination == "lease", |x| x == coordination)
+    });
+    let keepalived = cells
+        .iter()
+        .find(|c| c.implementation == Implementation::Keepalived.name());
+    let (v, k) = (f(vipd?), f(keepalived?));
     (k > 0).then(|| v as f64 / k as f64)
 }
 
@@ -137,18 +196,22 @@ pub fn side_by_side(all: &[ImplRuns]) -> Vec<Row> {
     scenarios
         .into_iter()
         .map(|sc| {
+            // An implementation the scenario did not apply to has no cell.
             let cells: Vec<Cell> = all
                 .iter()
-                .map(|i| {
+                .filter_map(|i| {
                     let runs: Vec<&RunReport> =
                         i.runs.iter().filter(|r| r.scenario == sc).collect();
-                    cell(&i.implementation, &runs)
+                    (!runs.is_empty())
+                        .then(|| cell(&i.implementation, i.coordination.as_deref(), &runs))
                 })
                 .collect();
             Row {
                 scenario: sc.to_string(),
-                gap_during_fault_ratio: ratio(&cells, |c| c.gap_during_fault_ms),
-                gap_after_heal_ratio: ratio(&cells, |c| c.gap_after_heal_ms),
+                gap_during_fault_ratio: ratio(&cells, "lease", |c| c.gap_during_fault_ms),
+                gap_after_heal_ratio: ratio(&cells, "lease", |c| c.gap_after_heal_ms),
+                quorum_gap_during_fault_ratio: ratio(&cells, "quorum", |c| c.gap_during_fault_ms),
+                quorum_gap_after_heal_ratio: ratio(&cells, "quorum", |c| c.gap_after_heal_ms),
                 cells,
             }
         })
@@ -156,12 +219,12 @@ pub fn side_by_side(all: &[ImplRuns]) -> Vec<Row> {
 }
 
 /// The terminal table: one line per scenario, each cell `vipd / keepalived`
-/// (in the order the implementations ran).
-pub fn table(rows: &[Row]) -> String {
-    let names: Vec<&str> = rows
-        .first()
-        .map(|r| r.cells.iter().map(|c| c.implementation.as_str()).collect())
-        .unwrap_or_default();
+/// (in the order the implementations in `all` ran; `n/a` where the
+/// scenario did not apply); with coordinations compared, `vipd lease /
+/// vipd quorum / keepalived` and one ratio per vipd coordination.
+pub fn table(all: &[ImplRuns], rows: &[Row]) -> String {
+    let names: Vec<String> = all.iter().map(ImplRuns::label).collect();
+    let compared = all.iter().any(|i| i.coordination.is_some());
     let head = [
         "scenario".to_string(),
         "gap fault".into(),
@@ -175,8 +238,22 @@ pub fn table(rows: &[Row]) -> String {
     ];
     let secs = |v: u64| format!("{:.2}s", v as f64 / 1000.0);
     let ratio = |r: Option<f64>| r.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
+    let ratios = |lease: Option<f64>, quorum: Option<f64>| {
+        if compared {
+            format!("{} / {}", ratio(lease), ratio(quorum))
+        } else {
+            ratio(lease)
+        }
+    };
     let join = |f: &dyn Fn(&Cell) -> String, r: &Row| {
-        r.cells.iter().map(f).collect::<Vec<_>>().join(" / ")
+        names
+            .iter()
+            .map(|n| match r.cells.iter().find(|c| c.label() == *n) {
+                Some(c) => f(c),
+                None => "n/a".into(),
+            })
+            .collect::<Vec<_>>()
+            .join(" / ")
     };
     let body: Vec<[String; 9]> = rows
         .iter()
@@ -184,9 +261,9 @@ pub fn table(rows: &[Row]) -> String {
             [
                 r.scenario.clone(),
                 join(&|c| secs(c.gap_during_fault_ms), r),
-                ratio(r.gap_during_fault_ratio),
+                ratios(r.gap_during_fault_ratio, r.quorum_gap_during_fault_ratio),
                 join(&|c| secs(c.gap_after_heal_ms), r),
-                ratio(r.gap_after_heal_ratio),
+                ratios(r.gap_after_heal_ratio, r.quorum_gap_after_heal_ratio),
                 join(
                     &|c| {
                         c.recover_after_heal_ms
@@ -218,10 +295,17 @@ pub fn table(rows: &[Row]) -> String {
         }
         s.trim_end().to_string() + "\n"
     };
-    let mut out = format!(
-        "median over runs; each cell {}; ratio = vipd / keepalived\n",
-        names.join(" / ")
-    );
+    let mut out = if compared {
+        format!(
+            "median over runs; each cell {}; ratio = vipd lease / keepalived, vipd quorum / keepalived\n",
+            names.join(" / ")
+        )
+    } else {
+        format!(
+            "median over runs; each cell {}; ratio = vipd / keepalived\n",
+            names.join(" / ")
+        )
+    };
     out.push_str(&line(&head));
     out.push_str(&line(&width.map(|w| "-".repeat(w))));
     for r in &body {
@@ -287,6 +371,8 @@ mod tests {
             retry_period_s: 0.5,
             advert_int_s: None,
             vip: "192.0.2.100".into(),
+            coordination: None,
+            quorum: None,
         }
     }
 
@@ -294,6 +380,8 @@ mod tests {
         vec![
             ImplRuns {
                 implementation: "vipd".into(),
+                coordination: None,
+                not_applicable: Vec::new(),
                 settings: settings("vipd"),
                 runs: vec![
                     run("sigterm", 100, 10, Some(0), 0, true),
@@ -305,6 +393,8 @@ mod tests {
             },
             ImplRuns {
                 implementation: "keepalived".into(),
+                coordination: None,
+                not_applicable: Vec::new(),
                 settings: settings("keepalived"),
                 runs: vec![
                     run("sigterm", 800, 0, Some(0), 0, true),
@@ -362,7 +452,8 @@ mod tests {
 
     #[test]
     fn bench_table_shows_both_implementations_per_scenario() {
-        let t = table(&side_by_side(&both()));
+        let all = both();
+        let t = table(&all, &side_by_side(&all));
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 5, "{t}");
         assert!(lines[0].contains("vipd / keepalived"), "{t}");
@@ -388,5 +479,84 @@ mod tests {
         assert_eq!(v["implementations"][1]["runs"].as_array().unwrap().len(), 5);
         assert_eq!(v["summary"][0]["cells"][1]["gap_during_fault_ms"], 600);
         assert!(v["summary"][0]["gap_after_heal_ratio"].is_null());
+        // Lease-only documents are what they were before quorum mode.
+        assert!(v["implementations"][0].get("coordination").is_none());
+        assert!(v["summary"][0]["cells"][0].get("coordination").is_none());
+        assert!(v["summary"][0]
+            .get("quorum_gap_during_fault_ratio")
+            .is_none());
+    }
+
+    /// vipd lease, vipd quorum and keepalived side by side; quorum runs a
+    /// scenario the others do not.
+    fn three() -> Vec<ImplRuns> {
+        let mut all = both();
+        for i in &mut all {
+            i.coordination = Some(
+                if i.implementation == "vipd" {
+                    "lease"
+                } else {
+                    "vrrp"
+                }
+                .into(),
+            );
+        }
+        all[0].not_applicable = vec![NotApplicable {
+            scenario: "peer-partition".into(),
+            reason: "lease mode has no peer traffic".into(),
+        }];
+        let quorum = ImplRuns {
+            implementation: "vipd".into(),
+            coordination: Some("quorum".into()),
+            not_applicable: Vec::new(),
+            settings: settings("vipd"),
+            runs: vec![
+                run("sigterm", 60, 0, Some(0), 0, true),
+                run("partition", 900, 0, Some(0), 0, true),
+                run("peer-partition", 1200, 0, Some(0), 0, true),
+            ],
+        };
+        all.insert(1, quorum);
+        all
+    }
+
+    #[test]
+    fn coordinations_line_up_per_scenario_with_a_ratio_each_and_n_a_cells() {
+        let all = three();
+        let rows = side_by_side(&all);
+        assert_eq!(
+            rows.iter().map(|r| r.scenario.as_str()).collect::<Vec<_>>(),
+            ["sigterm", "partition", "peer-partition"]
+        );
+        let s = &rows[0];
+        assert_eq!(s.cells.len(), 3);
+        assert_eq!(s.gap_during_fault_ratio, Some(200.0 / 600.0));
+        assert_eq!(s.quorum_gap_during_fault_ratio, Some(60.0 / 600.0));
+        // Only quorum ran peer-partition: one cell, no ratio.
+        let p = &rows[2];
+        assert_eq!(p.cells.len(), 1);
+        assert_eq!(p.cells[0].coordination.as_deref(), Some("quorum"));
+        assert_eq!(p.quorum_gap_during_fault_ratio, None);
+        let t = table(&all, &rows);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(
+            lines[0].contains("vipd lease / vipd quorum / keepalived"),
+            "{t}"
+        );
+        assert!(
+            lines[3].contains("0.20s / 0.06s / 0.60s") && lines[3].contains("0.33 / 0.10"),
+            "{t}"
+        );
+        assert!(
+            lines[5].starts_with("peer-partition") && lines[5].contains("n/a / 1.20s / n/a"),
+            "{t}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&to_json(&all, &rows)).unwrap();
+        assert_eq!(v["implementations"][1]["coordination"], "quorum");
+        assert_eq!(
+            v["implementations"][0]["not_applicable"][0]["scenario"],
+            "peer-partition"
+        );
+        assert_eq!(v["summary"][0]["cells"][1]["coordination"], "quorum");
     }
 }

@@ -34,6 +34,12 @@ use crate::wire::{Claim, WireMonitor};
 /// TCP port of the responders the client probes.
 pub const PORT: u16 = 8080;
 
+/// The shared quorum key's file in the run directory (quorum mode).
+pub const PEER_KEY_FILE: &str = "peer.key";
+
+/// nftables table (switch namespace) of the peer-traffic faults.
+const PEER_TABLE: &str = "vipdlabpeer";
+
 /// Lease timings passed to every vipd.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Timing {
@@ -89,11 +95,112 @@ impl Implementation {
     }
 }
 
+/// How vipd nodes agree on the holder (`vipd run --coordination`).
+/// keepalived has its own (VRRP) and ignores this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coordination {
+    /// A lease in the API (etcd or Kubernetes), vipd's default.
+    Lease,
+    /// A lease granted by a majority of peers over UDP (`--coordination
+    /// quorum --peers ...`); the API backend stays configured (vipd mirrors
+    /// the holder there, best effort), so API faults are still real.
+    Quorum,
+}
+
+impl Coordination {
+    /// The command-line name (`lease`, `quorum`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Coordination::Lease => "lease",
+            Coordination::Quorum => "quorum",
+        }
+    }
+
+    /// Parses a comma-separated list (`lease,quorum`), without repeats.
+    pub fn parse_list(s: &str) -> Result<Vec<Coordination>, String> {
+        let mut out = Vec::new();
+        for w in s.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            let c = match w {
+                "lease" => Coordination::Lease,
+                "quorum" => Coordination::Quorum,
+                _ => return Err(format!("unknown coordination `{w}`; known: lease, quorum")),
+            };
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
+        if out.is_empty() {
+            return Err("no coordination given".into());
+        }
+        Ok(out)
+    }
+}
+
+/// One thing the lab compares: an implementation and, for vipd, its
+/// coordination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Variant {
+    /// What runs on the nodes.
+    pub implementation: Implementation,
+    /// vipd's coordination (keepalived: always [`Coordination::Lease`],
+    /// unused).
+    pub coordination: Coordination,
+}
+
+impl Variant {
+    /// What coordinates the holder: `lease`, `quorum`, or `vrrp` for
+    /// keepalived.
+    pub fn coordination_name(self) -> &'static str {
+        match self.implementation {
+            Implementation::Keepalived => "vrrp",
+            Implementation::Vipd => self.coordination.name(),
+        }
+    }
+
+    /// The name in reports: `vipd`, `keepalived`, or with `coordination`
+    /// (runs comparing coordinations) `vipd lease`, `vipd quorum`;
+    /// keepalived stays `keepalived`.
+    pub fn label(self, coordination: bool) -> String {
+        match self.implementation {
+            Implementation::Vipd if coordination => {
+                format!("vipd {}", self.coordination.name())
+            }
+            i => i.name().to_string(),
+        }
+    }
+
+    /// Every variant of `impls` × `coordinations`, in order: vipd once per
+    /// coordination, keepalived once.
+    pub fn all(impls: &[Implementation], coordinations: &[Coordination]) -> Vec<Variant> {
+        let mut out = Vec::new();
+        for i in impls {
+            match i {
+                Implementation::Vipd => out.extend(coordinations.iter().map(|c| Variant {
+                    implementation: *i,
+                    coordination: *c,
+                })),
+                Implementation::Keepalived => out.push(Variant {
+                    implementation: *i,
+                    coordination: Coordination::Lease,
+                }),
+            }
+        }
+        out
+    }
+}
+
 /// How to build a lab.
 #[derive(Debug, Clone)]
 pub struct LabConfig {
     /// What runs on the nodes.
     pub implementation: Implementation,
+    /// How vipd nodes agree on the holder (with [`Implementation::Vipd`]).
+    pub coordination: Coordination,
+    /// Quorum mode: a witness voter (`vipd witness`) in namespace
+    /// [`cluster::WITNESS`] next to the nodes (2 nodes + witness = 3 voters).
+    pub witness: bool,
+    /// Quorum timings (with [`Coordination::Quorum`]).
+    pub quorum: cluster::QuorumTiming,
     /// The keepalived executable (used with [`Implementation::Keepalived`]).
     pub keepalived: PathBuf,
     /// Number of vipd nodes (n1..nN).
@@ -177,6 +284,8 @@ impl NodeImage {
 #[derive(Debug)]
 pub struct Lab {
     daemons: Vec<Daemon>,
+    /// The witness's `vipd witness` (quorum mode with a witness).
+    witness: Option<Daemon>,
     wire: WireMonitor,
     watcher: AddrWatcher,
     services: Option<ServicesView>,
@@ -199,7 +308,19 @@ impl Lab {
     pub fn build(mut cfg: LabConfig) -> Result<Lab, LabError> {
         let nodes = cluster::node_names(cfg.nodes);
         let names: Vec<&str> = nodes.iter().map(String::as_str).collect();
-        let topo = cluster::topology(&cfg.prefix, &names)?;
+        let quorum =
+            cfg.implementation == Implementation::Vipd && cfg.coordination == Coordination::Quorum;
+        if cfg.witness && !quorum {
+            return Err(LabError::Setup(
+                "a witness needs vipd in quorum mode".into(),
+            ));
+        }
+        if quorum && cfg.services > 0 {
+            return Err(LabError::Setup(
+                "Services mode runs on the lease, not on the quorum".into(),
+            ));
+        }
+        let topo = cluster::topology_with_witness(&cfg.prefix, &names, cfg.witness)?;
         let vip: IpAddr = if cfg.ipv6 {
             "2001:db8::100"
         } else {
@@ -279,8 +400,21 @@ impl Lab {
             .iter()
             .map(|n| Daemon::new(n.clone(), cfg.run_dir.join(format!("{n}.log"))))
             .collect();
+        if quorum {
+            // A container's vipd runs as the image's non-root user and must
+            // read the key through the read-only mount; otherwise root only.
+            let mode = if cfg.image.is_some() { 0o644 } else { 0o600 };
+            cluster::write_peer_key(&cfg.run_dir.join(PEER_KEY_FILE), mode)?;
+        }
+        let witness = cfg.witness.then(|| {
+            Daemon::new(
+                cluster::WITNESS,
+                cfg.run_dir.join(format!("{}.log", cluster::WITNESS)),
+            )
+        });
         Ok(Lab {
             daemons,
+            witness,
             wire,
             watcher,
             services,
@@ -313,6 +447,32 @@ impl Lab {
     /// What runs on the nodes.
     pub fn implementation(&self) -> Implementation {
         self.cfg.implementation
+    }
+
+    /// How vipd nodes agree on the holder.
+    pub fn coordination(&self) -> Coordination {
+        self.cfg.coordination
+    }
+
+    /// True when vipd runs in quorum mode.
+    pub fn is_quorum(&self) -> bool {
+        self.cfg.implementation == Implementation::Vipd
+            && self.cfg.coordination == Coordination::Quorum
+    }
+
+    /// True when a witness voter runs (quorum mode, 2 nodes).
+    pub fn has_witness(&self) -> bool {
+        self.witness.is_some()
+    }
+
+    /// What the nodes' peers exchange among themselves (`None`: nothing,
+    /// vipd in lease mode talks only to the API).
+    pub fn peer_traffic(&self) -> Option<cluster::PeerTraffic> {
+        match self.cfg.implementation {
+            Implementation::Keepalived => Some(cluster::PeerTraffic::Vrrp),
+            Implementation::Vipd if self.is_quorum() => Some(cluster::PeerTraffic::Quorum),
+            Implementation::Vipd => None,
+        }
     }
 
     /// The lease backend.
@@ -410,7 +570,60 @@ impl Lab {
             ],
         };
         let services = (self.cfg.services > 0).then(|| "--services".to_string());
-        v.into_iter().chain(backend).chain(services).collect()
+        let quorum = if self.is_quorum() {
+            cluster::quorum_run_args(
+                &self.peers(),
+                &self.cfg.run_dir.join(PEER_KEY_FILE),
+                self.cfg.quorum,
+            )
+        } else {
+            Vec::new()
+        };
+        v.into_iter()
+            .chain(backend)
+            .chain(services)
+            .chain(quorum)
+            .collect()
+    }
+
+    /// The quorum voter list every voter gets (quorum mode).
+    fn peers(&self) -> String {
+        let nodes = self.nodes();
+        let names: Vec<&str> = nodes.iter().map(String::as_str).collect();
+        cluster::quorum_peers(&names, self.witness.is_some())
+    }
+
+    /// Starts `vipd witness` (a no-op without a witness or while it runs).
+    pub fn start_witness(&mut self) -> Result<(), LabError> {
+        let args = cluster::witness_args(
+            &self.peers(),
+            &self.cfg.run_dir.join(PEER_KEY_FILE),
+            self.cfg.quorum,
+        );
+        let t = self.clock.now();
+        let exe = self.cfg.exe.clone();
+        let ns = &self.topo.host(cluster::WITNESS).ns;
+        match self.witness.as_mut() {
+            Some(w) => {
+                if w.running() {
+                    return Ok(());
+                }
+                w.spawn(ns, &exe, &args, t)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// SIGKILLs the witness (a no-op without one).
+    pub fn kill_witness(&mut self) {
+        if let Some(w) = self.witness.as_mut() {
+            w.sigkill();
+        }
+    }
+
+    /// True while the witness runs (false without one).
+    pub fn witness_running(&mut self) -> bool {
+        self.witness.as_mut().is_some_and(Daemon::running)
     }
 
     /// Starts the daemon (vipd or keepalived) on `node` (a no-op while it
@@ -494,8 +707,10 @@ impl Lab {
         Ok(())
     }
 
-    /// Starts the daemon on every node.
+    /// Starts the daemon on every node, and the witness first when there
+    /// is one.
     pub fn start_all(&mut self) -> Result<(), LabError> {
+        self.start_witness()?;
         for n in self.nodes() {
             self.start(&n)?;
         }
@@ -514,6 +729,38 @@ impl Lab {
             "table inet vipdlabloss\ndelete table inet vipdlabloss\ntable inet vipdlabloss {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  numgen random mod 100 < {percent} drop\n }}\n chain output {{\n  type filter hook output priority 0; policy accept;\n  numgen random mod 100 < {percent} drop\n }}\n}}\n"
         );
         Ok(self.topo.host(node).ns.nft(&rules)?)
+    }
+
+    /// Drops all peer traffic (quorum datagrams, or VRRP with keepalived)
+    /// to and from `node` at the switch; the client and the API still
+    /// reach it. Returns what was cut (`None`: vipd in lease mode has no
+    /// peer traffic, nothing changed).
+    pub fn cut_peers(&self, node: &str) -> Result<Option<cluster::PeerTraffic>, LabError> {
+        let Some(traffic) = self.peer_traffic() else {
+            return Ok(None);
+        };
+        let rules = cluster::peer_cut_rules(PEER_TABLE, &self.topo.host(node).port, traffic);
+        self.topo.switch.nft(&rules)?;
+        Ok(Some(traffic))
+    }
+
+    /// `percent` % random loss of all peer traffic between any two hosts,
+    /// at the switch (`None`: no peer traffic, nothing changed).
+    pub fn lossy_peers(&self, percent: u8) -> Result<Option<cluster::PeerTraffic>, LabError> {
+        let Some(traffic) = self.peer_traffic() else {
+            return Ok(None);
+        };
+        let rules = cluster::peer_loss_rules(PEER_TABLE, percent, traffic);
+        self.topo.switch.nft(&rules)?;
+        Ok(Some(traffic))
+    }
+
+    /// Removes the peer-traffic faults ([`Lab::cut_peers`],
+    /// [`Lab::lossy_peers`]) from the switch.
+    pub fn clear_peer_rules(&self) -> Result<(), LabError> {
+        Ok(self.topo.switch.nft(&format!(
+            "table bridge {PEER_TABLE}\ndelete table bridge {PEER_TABLE}\n"
+        ))?)
     }
 
     /// Removes the lab's nftables tables from `node` (cut and loss).
@@ -611,7 +858,9 @@ impl Lab {
             self.topo.host(n).link_up()?;
             self.forget_addresses(n)?;
         }
+        self.kill_witness();
         self.topo.heal_partition()?;
+        self.clear_peer_rules()?;
         self.api_up()?;
         self.start_all()
     }
@@ -639,5 +888,41 @@ impl Lab {
     /// Claims of `addr` (a Service address) seen on the wire so far.
     pub fn claims_of(&self, addr: IpAddr) -> Vec<Claim> {
         self.wire.claims_of(addr)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coordination_lists_parse_without_repeats_and_name_the_known_modes() {
+        assert_eq!(
+            Coordination::parse_list("lease, quorum,lease").unwrap(),
+            [Coordination::Lease, Coordination::Quorum]
+        );
+        assert_eq!(
+            Coordination::parse_list("quorum").unwrap(),
+            [Coordination::Quorum]
+        );
+        let err = Coordination::parse_list("lease,raft").unwrap_err();
+        assert!(err.contains("raft") && err.contains("quorum"), "{err}");
+        assert!(Coordination::parse_list(" , ").is_err());
+    }
+
+    #[test]
+    fn variants_run_vipd_once_per_coordination_and_keepalived_once() {
+        let v = Variant::all(
+            &[Implementation::Vipd, Implementation::Keepalived],
+            &[Coordination::Lease, Coordination::Quorum],
+        );
+        let labels: Vec<String> = v.iter().map(|v| v.label(true)).collect();
+        assert_eq!(labels, ["vipd lease", "vipd quorum", "keepalived"]);
+        let names: Vec<&str> = v.iter().map(|v| v.coordination_name()).collect();
+        assert_eq!(names, ["lease", "quorum", "vrrp"]);
+        // Lease-only runs keep their old names.
+        let v = Variant::all(&[Implementation::Vipd], &[Coordination::Lease]);
+        assert_eq!(v[0].label(false), "vipd");
     }
 }

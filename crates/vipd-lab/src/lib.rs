@@ -127,13 +127,35 @@ pub struct RunArgs {
     /// for bench).
     #[arg(long = "impl", value_name = "IMPL[,IMPL]")]
     implementation: Option<String>,
-    /// Comma-separated scenarios, `all` (the first ten) or `services` (the
-    /// svc-* ones, which need --services): sigterm, sigkill-restart, crash,
-    /// link-flap, api-cut, api-down, partition, loss, vip-deleted, stale-vip,
-    /// svc-crash, svc-api-down, svc-link-flap [default: all; services with
-    /// --services]
+    /// Comma-separated scenarios, `all` (the first ten; in quorum mode also
+    /// peer-partition and peer-loss, and witness-down with --witness),
+    /// `peer` (the last three) or `services` (the svc-* ones, which need
+    /// --services): sigterm, sigkill-restart, crash, link-flap, api-cut,
+    /// api-down, partition, loss, vip-deleted, stale-vip, svc-crash,
+    /// svc-api-down, svc-link-flap, peer-partition, peer-loss, witness-down.
+    /// A scenario that does not apply (peer-* to vipd in lease mode,
+    /// witness-down without a witness) is reported as not applicable
+    /// [default: all; services with --services]
     #[arg(long)]
     scenarios: Option<String>,
+    /// How the vipd nodes agree on the holder: `lease` (a lease in the API
+    /// backend) or `quorum` (the nodes vote over authenticated UDP, port
+    /// 7480; the backend stays configured, vipd mirrors the holder there);
+    /// `bench` takes a comma-separated list (`lease,quorum`: vipd runs once
+    /// per coordination, side by side with keepalived)
+    #[arg(long, value_name = "MODE[,MODE]", default_value = "lease")]
+    coordination: String,
+    /// Quorum mode with --nodes 2: a third voter, `vipd witness`, in its own
+    /// namespace (192.0.2.40) on the lab switch; it votes, never holds.
+    #[arg(long)]
+    witness: bool,
+    /// Quorum promise in seconds (`vipd run --quorum-promise`; quorum mode).
+    #[arg(long, default_value_t = 0.6)]
+    quorum_promise: f64,
+    /// Quorum heartbeat in seconds (`vipd run --quorum-heartbeat`; quorum
+    /// mode).
+    #[arg(long, default_value_t = 0.1)]
+    quorum_heartbeat: f64,
     /// Lease backend of the vipd nodes: `etcd` (a real etcd 3.4 in the API
     /// namespace) or `kubernetes` (the in-repo Kubernetes API TEST server,
     /// `vipd-kube-testserver`, in its place; vipd gets its kubeconfig). A
@@ -358,6 +380,9 @@ fn install_signal_flag(flag: Arc<AtomicBool>) -> Result<(), LabError> {
 
 struct Plan {
     impls: Vec<lab::Implementation>,
+    coordinations: Vec<lab::Coordination>,
+    witness: bool,
+    quorum: cluster::QuorumTiming,
     bench: bool,
     run: runner::RunPlan,
     nodes: usize,
@@ -379,6 +404,9 @@ pub fn run(args: LabArgs) -> ExitCode {
         LabCommand::Demo { out } => (
             Plan {
                 impls: vec![lab::Implementation::Vipd],
+                coordinations: vec![lab::Coordination::Lease],
+                witness: false,
+                quorum: cluster::QuorumTiming::default(),
                 bench: false,
                 run: runner::RunPlan {
                     scenarios: scenario::Scenario::ALL.to_vec(),
@@ -450,18 +478,37 @@ fn plan_of(r: RunArgs, bench: bool) -> Result<(Plan, OutputArgs), ExitCode> {
                 return Err(ExitCode::from(2));
             }
         };
-    let default_scenarios = if r.services > 0 { "services" } else { "all" };
-    let scenarios =
-        match scenario::Scenario::parse_list(r.scenarios.as_deref().unwrap_or(default_scenarios)) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("vipd lab: --scenarios: {e}");
-                return Err(ExitCode::from(2));
-            }
-        };
     let usage = |msg: &str| {
         eprintln!("vipd lab: {msg}");
         Err(ExitCode::from(2))
+    };
+    let coordinations = match lab::Coordination::parse_list(&r.coordination) {
+        Ok(c) if !bench && c.len() > 1 => {
+            return usage("run: --coordination takes one mode; `vipd lab bench --coordination lease,quorum` compares several");
+        }
+        Ok(c) => c,
+        Err(e) => return usage(&format!("--coordination: {e}")),
+    };
+    let quorum = coordinations.contains(&lab::Coordination::Quorum);
+    if quorum && !impls.contains(&lab::Implementation::Vipd) {
+        return usage(
+            "--coordination quorum is vipd's; keepalived coordinates by VRRP (add --impl vipd)",
+        );
+    }
+    if let Some(msg) = witness_misuse(r.witness, &coordinations, r.nodes) {
+        return usage(msg);
+    }
+    if quorum && r.services > 0 {
+        return usage("--services runs Services mode on the lease; quorum mode has no Services (use --coordination lease)");
+    }
+    let default_scenarios = if r.services > 0 { "services" } else { "all" };
+    let scenarios = match scenario::Scenario::parse_list(
+        r.scenarios.as_deref().unwrap_or(default_scenarios),
+        quorum,
+        r.witness,
+    ) {
+        Ok(s) => s,
+        Err(e) => return usage(&format!("--scenarios: {e}")),
     };
     let image = match r.node_image {
         None => None,
@@ -515,6 +562,8 @@ fn plan_of(r: RunArgs, bench: bool) -> Result<(Plan, OutputArgs), ExitCode> {
             ("lease-duration", r.lease_duration),
             ("renew-deadline", r.renew_deadline),
             ("retry-period", r.retry_period),
+            ("quorum-promise", r.quorum_promise),
+            ("quorum-heartbeat", r.quorum_heartbeat),
         ] {
             secs(n, v)?;
         }
@@ -533,6 +582,12 @@ fn plan_of(r: RunArgs, bench: bool) -> Result<(Plan, OutputArgs), ExitCode> {
     Ok((
         Plan {
             impls,
+            coordinations,
+            witness: r.witness,
+            quorum: cluster::QuorumTiming {
+                promise: r.quorum_promise,
+                heartbeat: r.quorum_heartbeat,
+            },
             bench,
             run: runner::RunPlan {
                 scenarios,
@@ -556,6 +611,27 @@ fn plan_of(r: RunArgs, bench: bool) -> Result<(Plan, OutputArgs), ExitCode> {
     ))
 }
 
+/// Why `--witness` cannot be used with these settings (`None`: it can, or
+/// it was not asked for).
+fn witness_misuse(
+    witness: bool,
+    coordinations: &[lab::Coordination],
+    nodes: u8,
+) -> Option<&'static str> {
+    if !witness {
+        return None;
+    }
+    if coordinations.contains(&lab::Coordination::Lease)
+        || !coordinations.contains(&lab::Coordination::Quorum)
+    {
+        return Some("--witness is quorum mode's third voter: use it with --coordination quorum alone (lease mode has no voters)");
+    }
+    if nodes != 2 {
+        return Some("--witness needs --nodes 2 (2 nodes + the witness = 3 voters)");
+    }
+    None
+}
+
 fn execute(plan: &Plan, out: &OutputArgs) -> Result<bool, LabError> {
     let exe = std::env::current_exe().map_err(|source| LabError::Io {
         what: "locate the vipd executable".into(),
@@ -566,22 +642,33 @@ fn execute(plan: &Plan, out: &OutputArgs) -> Result<bool, LabError> {
     let stop = Arc::new(AtomicBool::new(false));
     install_signal_flag(stop.clone())?;
     let mut live = runner::Live::new();
-    let several = plan.impls.len() > 1;
+    let variants = lab::Variant::all(&plan.impls, &plan.coordinations);
+    let several = variants.len() > 1;
+    // Lease-only runs read as they did before quorum mode.
+    let compared = plan.coordinations != [lab::Coordination::Lease];
     let mut all: Vec<bench::ImplRuns> = Vec::new();
     let mut pictures: Vec<runner::RunOutcome> = Vec::new();
     let mut failed_vipd = 0;
     let mut failed = 0;
-    for imp in &plan.impls {
-        // One fresh lab per implementation, back to back: nothing of one
+    let mut skipped = 0;
+    for v in &variants {
+        let imp = &v.implementation;
+        let label = v.label(compared);
+        // One fresh lab per variant, back to back: nothing of one
         // (namespaces, etcd data, neighbour caches) leaks into the other.
         let prefix = netlab::unique_prefix("lab");
         let run_dir = match &out.run_dir {
-            Some(d) if several => d.join(imp.name()),
+            Some(d) if several => d.join(label.replace(' ', "-")),
             Some(d) => d.clone(),
             None => std::env::temp_dir().join(format!("vipd-lab-{prefix}")),
         };
+        let quorum =
+            *imp == lab::Implementation::Vipd && v.coordination == lab::Coordination::Quorum;
         let cfg = lab::LabConfig {
             implementation: *imp,
+            coordination: v.coordination,
+            witness: plan.witness && quorum,
+            quorum: plan.quorum,
             keepalived: keepalived.clone().unwrap_or_default(),
             nodes: plan.nodes,
             timing: plan.timing,
@@ -594,12 +681,38 @@ fn execute(plan: &Plan, out: &OutputArgs) -> Result<bool, LabError> {
             services: plan.services,
             image: plan.image.clone(),
         };
-        let (outcomes, settings) = run_impl(plan, cfg, &stop, &mut live)?;
+        // What does not apply to this variant is reported, never run.
+        let mut run_plan = plan.run.clone();
+        let mut not_applicable = Vec::new();
+        run_plan
+            .scenarios
+            .retain(|sc| match sc.not_applicable(*v, cfg.witness) {
+                None => true,
+                Some(reason) => {
+                    not_applicable.push(report::NotApplicable {
+                        scenario: sc.name().to_string(),
+                        reason: reason.to_string(),
+                    });
+                    false
+                }
+            });
+        not_applicable.dedup();
+        skipped += not_applicable.len();
+        let (outcomes, settings) = if run_plan.scenarios.is_empty() {
+            live.event(&format!("vipd lab: {label}: no scenario applies"));
+            (
+                Vec::new(),
+                settings_of(plan, &cfg, compared, None, String::new()),
+            )
+        } else {
+            run_impl(plan, &run_plan, cfg, compared, &stop, &mut live)?
+        };
         let reports: Vec<report::RunReport> = outcomes.iter().map(|o| o.report.clone()).collect();
-        if several {
-            print!("\n{}:", imp.name());
+        if several || compared {
+            print!("\n{label}:");
         }
         print!("\n{}", report::table(&reports));
+        print!("{}", report::not_applicable_lines(&not_applicable));
         let svc = report::services_table(&reports);
         if !svc.is_empty() {
             print!(
@@ -614,14 +727,16 @@ fn execute(plan: &Plan, out: &OutputArgs) -> Result<bool, LabError> {
         }
         pictures.extend(outcomes.into_iter().map(|mut o| {
             if several {
-                o.report.scenario = format!("{} {}", imp.name(), o.report.scenario);
+                o.report.scenario = format!("{label} {}", o.report.scenario);
             }
             o
         }));
         all.push(bench::ImplRuns {
             implementation: imp.name().to_string(),
+            coordination: compared.then(|| v.coordination_name().to_string()),
             settings,
             runs: reports,
+            not_applicable,
         });
     }
     let write = |path: &Path, text: String| {
@@ -632,11 +747,11 @@ fn execute(plan: &Plan, out: &OutputArgs) -> Result<bool, LabError> {
     };
     let rows = bench::side_by_side(&all);
     if plan.bench {
-        print!("\n{}", bench::table(&rows));
+        print!("\n{}", bench::table(&all, &rows));
     }
     if let Some(p) = &out.json {
         let text = match (plan.bench, all.first()) {
-            (false, Some(one)) => report::to_json(&one.settings, &one.runs),
+            (false, Some(one)) => report::to_json(&one.settings, &one.runs, &one.not_applicable),
             _ => bench::to_json(&all, &rows),
         };
         write(p, text)?;
@@ -647,7 +762,11 @@ fn execute(plan: &Plan, out: &OutputArgs) -> Result<bool, LabError> {
         println!("SVG:  {}", p.display());
     }
     let total: usize = all.iter().map(|i| i.runs.len()).sum();
-    println!("{total} runs, {failed} failed");
+    if skipped > 0 {
+        println!("{total} runs, {failed} failed, {skipped} not applicable (not run)");
+    } else {
+        println!("{total} runs, {failed} failed");
+    }
     // A bench's verdict is vipd's: keepalived's results are data (it may
     // well show two holders by design).
     Ok(if plan.bench {
@@ -659,13 +778,51 @@ fn execute(plan: &Plan, out: &OutputArgs) -> Result<bool, LabError> {
 
 /// Builds one lab for `cfg`, starts its daemons, runs the plan, and tears it
 /// all down (when the `Lab` drops at the end).
+/// The settings recorded with a variant's runs (`vip`: the lab's VIP).
+fn settings_of(
+    plan: &Plan,
+    cfg: &lab::LabConfig,
+    compared: bool,
+    advert: Option<f64>,
+    vip: String,
+) -> report::Settings {
+    let v = lab::Variant {
+        implementation: cfg.implementation,
+        coordination: cfg.coordination,
+    };
+    let quorum = cfg.implementation == lab::Implementation::Vipd
+        && cfg.coordination == lab::Coordination::Quorum;
+    report::Settings {
+        implementation: cfg.implementation.name().to_string(),
+        backend: plan.backend.name().to_string(),
+        services: (plan.services > 0).then_some(plan.services),
+        nodes: plan.nodes,
+        lease_duration_s: plan.timing.lease,
+        renew_deadline_s: plan.timing.renew,
+        retry_period_s: plan.timing.retry,
+        advert_int_s: advert,
+        vip,
+        coordination: compared.then(|| v.coordination_name().to_string()),
+        quorum: quorum.then(|| report::QuorumSettings {
+            voters: plan.nodes + usize::from(cfg.witness),
+            witness: cfg.witness,
+            promise_s: cfg.quorum.promise,
+            heartbeat_s: cfg.quorum.heartbeat,
+            port: cluster::QUORUM_PORT,
+        }),
+    }
+}
+
 fn run_impl(
     plan: &Plan,
+    run_plan: &runner::RunPlan,
     cfg: lab::LabConfig,
+    compared: bool,
     stop: &AtomicBool,
     live: &mut runner::Live,
 ) -> Result<(Vec<runner::RunOutcome>, report::Settings), LabError> {
     let imp = cfg.implementation;
+    let quorum = imp == lab::Implementation::Vipd && cfg.coordination == lab::Coordination::Quorum;
     let advert = (imp == lab::Implementation::Keepalived)
         .then(|| keepalived::advert_int_for_lease(cfg.timing.lease));
     let timing = match advert {
@@ -673,11 +830,23 @@ fn run_impl(
             "keepalived advert_int {a} s (master down after {:.2} s)",
             keepalived::master_down_interval(a, keepalived::PRIORITY)
         ),
+        None if quorum => format!(
+            "quorum {} voters{}, promise {} s, heartbeat {} s (lease flags ignored)",
+            cfg.nodes + usize::from(cfg.witness),
+            if cfg.witness { " (witness w)" } else { "" },
+            cfg.quorum.promise,
+            cfg.quorum.heartbeat
+        ),
         None => format!(
             "lease {}/{}/{} s",
             cfg.timing.lease, cfg.timing.renew, cfg.timing.retry
         ),
     };
+    let label = lab::Variant {
+        implementation: imp,
+        coordination: cfg.coordination,
+    }
+    .label(compared);
     let backend = match cfg.backend {
         lab_backend @ api::Backend::Etcd => lab_backend.name().to_string(),
         api::Backend::Kubernetes => format!(
@@ -697,12 +866,12 @@ fn run_impl(
         _ => String::new(),
     };
     live.event(&format!(
-        "vipd lab: {}{image}, backend {backend}{services}, {} nodes, {timing}, namespaces {}-*, logs in {}",
-        imp.name(),
+        "vipd lab: {label}{image}, backend {backend}{services}, {} nodes, {timing}, namespaces {}-*, logs in {}",
         cfg.nodes,
         cfg.prefix,
         cfg.run_dir.display()
     ));
+    let settings = settings_of(plan, &cfg, compared, advert, String::new());
     let mut lab = lab::Lab::build(cfg)?;
     if stop.load(Ordering::Relaxed) {
         return Err(LabError::Interrupted);
@@ -712,6 +881,17 @@ fn run_impl(
     // breaking SPEC R1) exits at once with status 2: say so now rather
     // than time out in every run.
     std::thread::sleep(Duration::from_millis(500));
+    if lab.has_witness() && !lab.witness_running() {
+        let log = lab.run_dir().join(format!("{}.log", cluster::WITNESS));
+        let tail = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = tail.lines().rev().take(5).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return Err(LabError::Setup(format!(
+            "vipd witness exited at start ({}):\n{}",
+            log.display(),
+            tail.join("\n")
+        )));
+    }
     for n in lab.nodes() {
         if !lab.running(&n) {
             let log = lab.run_dir().join(format!("{n}.log"));
@@ -727,17 +907,10 @@ fn run_impl(
         }
     }
     let settings = report::Settings {
-        implementation: imp.name().to_string(),
-        backend: plan.backend.name().to_string(),
-        services: (plan.services > 0).then_some(plan.services),
-        nodes: plan.nodes,
-        lease_duration_s: plan.timing.lease,
-        renew_deadline_s: plan.timing.renew,
-        retry_period_s: plan.timing.retry,
-        advert_int_s: advert,
         vip: lab.vip().to_string(),
+        ..settings
     };
-    let outcomes = runner::run_plan(&mut lab, &plan.run, stop, live)?;
+    let outcomes = runner::run_plan(&mut lab, run_plan, stop, live)?;
     Ok((outcomes, settings))
     // `lab` drops here: daemons, monitors, etcd and namespaces go.
 }
@@ -813,5 +986,96 @@ mod tests {
         assert!(Cli::try_parse_from(["vipd lab", "run", "--services", "241"]).is_err());
         assert!(Cli::try_parse_from(["vipd lab", "run", "--nodes", "1"]).is_err());
         assert!(Cli::try_parse_from(["vipd lab", "demo", "--bogus"]).is_err());
+    }
+
+    #[test]
+    fn cli_parses_coordination_and_witness_and_defaults_to_the_lease() {
+        let c = Cli::try_parse_from(["vipd lab", "run"]).unwrap();
+        let LabCommand::Run(r) = c.args.command else {
+            panic!("not run")
+        };
+        assert_eq!(
+            (
+                r.coordination.as_str(),
+                r.witness,
+                r.quorum_promise,
+                r.quorum_heartbeat
+            ),
+            ("lease", false, 0.6, 0.1)
+        );
+        let c = Cli::try_parse_from([
+            "vipd lab",
+            "bench",
+            "--coordination",
+            "lease,quorum",
+            "--quorum-promise",
+            "1.2",
+        ])
+        .unwrap();
+        let LabCommand::Bench(r) = c.args.command else {
+            panic!("not bench")
+        };
+        assert_eq!(
+            (r.coordination.as_str(), r.quorum_promise),
+            ("lease,quorum", 1.2)
+        );
+        let c = Cli::try_parse_from([
+            "vipd lab",
+            "run",
+            "--coordination",
+            "quorum",
+            "--nodes",
+            "2",
+            "--witness",
+        ])
+        .unwrap();
+        let LabCommand::Run(r) = c.args.command else {
+            panic!("not run")
+        };
+        assert!(r.witness);
+        assert!(plan_of(r, false).is_ok());
+    }
+
+    #[test]
+    fn witness_needs_quorum_alone_and_two_nodes() {
+        use lab::Coordination::{Lease, Quorum};
+        assert_eq!(witness_misuse(false, &[Lease], 3), None);
+        assert_eq!(witness_misuse(true, &[Quorum], 2), None);
+        let lease = witness_misuse(true, &[Lease], 2).unwrap();
+        assert!(lease.contains("--coordination quorum"), "{lease}");
+        assert!(witness_misuse(true, &[Lease, Quorum], 2).is_some());
+        let three = witness_misuse(true, &[Quorum], 3).unwrap();
+        assert!(three.contains("--nodes 2"), "{three}");
+    }
+
+    #[test]
+    fn run_refuses_several_coordinations_and_quorum_without_vipd() {
+        let plan = |args: &[&str], bench: bool| {
+            let mut v = vec!["vipd lab", if bench { "bench" } else { "run" }];
+            v.extend_from_slice(args);
+            let c = Cli::try_parse_from(v).unwrap();
+            let (LabCommand::Run(r) | LabCommand::Bench(r)) = c.args.command else {
+                panic!("not run or bench")
+            };
+            plan_of(r, bench).map(|(p, _)| p)
+        };
+        assert!(plan(&["--coordination", "lease,quorum"], false).is_err());
+        let p = plan(&["--coordination", "lease,quorum"], true).unwrap_or_else(|_| panic!("bench"));
+        assert_eq!(p.coordinations.len(), 2);
+        // `all` grows by the peer scenarios when quorum mode runs.
+        assert_eq!(p.run.scenarios.len(), 12);
+        assert!(plan(&["--impl", "keepalived", "--coordination", "quorum"], false).is_err());
+        assert!(plan(&["--coordination", "bogus"], false).is_err());
+        assert!(plan(&["--witness"], false).is_err());
+        assert!(plan(&["--coordination", "quorum", "--witness"], false).is_err());
+        let w = plan(
+            &["--coordination", "quorum", "--witness", "--nodes", "2"],
+            false,
+        )
+        .unwrap_or_else(|_| panic!("witness plan"));
+        assert_eq!(w.run.scenarios.len(), 13);
+        let lease = plan(&[], false).unwrap_or_else(|_| panic!("default plan"));
+        assert_eq!(lease.run.scenarios, scenario::Scenario::ALL.to_vec());
+        assert_eq!(lease.coordinations, [lab::Coordination::Lease]);
     }
 }

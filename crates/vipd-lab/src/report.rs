@@ -6,8 +6,13 @@
 //! { "schema": "vipd-lab/1",
 //!   "settings": { "implementation", "backend", "nodes", "lease_duration_s",
 //!                 "renew_deadline_s", "retry_period_s", "advert_int_s" (keepalived
-//!                 only), "vip", "services" (Services runs only) },
-//!   "runs": [ { one RunReport per run, fields below }, ... ] }
+//!                 only), "vip", "services" (Services runs only),
+//!                 "coordination" ("lease", "quorum" or keepalived's "vrrp";
+//!                 only in runs with quorum mode), "quorum" (quorum mode
+//!                 only: voters, witness, promise_s, heartbeat_s, port) },
+//!   "runs": [ { one RunReport per run, fields below }, ... ],
+//!   "not_applicable": [ { "scenario", "reason" }, ... ] (only when some
+//!                 asked-for scenario cannot run here; never counted as runs) }
 //! ```
 //! Field names of [`RunReport`] are stable; times in the run are seconds on
 //! the lab clock (since the lab started), durations are milliseconds.
@@ -178,6 +183,45 @@ pub struct Settings {
     /// LoadBalancer Services created (Services runs only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub services: Option<usize>,
+    /// What decided the holder: `lease`, `quorum`, or `vrrp` (keepalived);
+    /// recorded when the lab ran quorum mode (absent: lease, as before).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coordination: Option<String>,
+    /// Quorum mode's settings (quorum mode only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<QuorumSettings>,
+}
+
+/// The quorum settings a run used.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QuorumSettings {
+    /// Voters: the nodes, plus the witness.
+    pub voters: usize,
+    /// A witness (`vipd witness`) was one of them.
+    pub witness: bool,
+    /// `--quorum-promise`.
+    pub promise_s: f64,
+    /// `--quorum-heartbeat`.
+    pub heartbeat_s: f64,
+    /// The quorum UDP port.
+    pub port: u16,
+}
+
+/// An asked-for scenario that cannot run on this implementation or
+/// coordination (reported, never run, never counted as a pass).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotApplicable {
+    /// Scenario name.
+    pub scenario: String,
+    /// Why it does not apply.
+    pub reason: String,
+}
+
+/// One line per scenario that did not apply (empty when all did).
+pub fn not_applicable_lines(na: &[NotApplicable]) -> String {
+    na.iter()
+        .map(|n| format!("{}: not applicable: {}\n", n.scenario, n.reason))
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -185,14 +229,21 @@ struct Doc<'a> {
     schema: &'static str,
     settings: &'a Settings,
     runs: &'a [RunReport],
+    #[serde(skip_serializing_if = "<[NotApplicable]>::is_empty")]
+    not_applicable: &'a [NotApplicable],
 }
 
 /// The JSON document (see the module docs).
-pub fn to_json(settings: &Settings, runs: &[RunReport]) -> String {
+pub fn to_json(
+    settings: &Settings,
+    runs: &[RunReport],
+    not_applicable: &[NotApplicable],
+) -> String {
     let doc = Doc {
         schema: "vipd-lab/1",
         settings,
         runs,
+        not_applicable,
     };
     serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
@@ -378,8 +429,11 @@ mod tests {
             renew_deadline_s: 2.0,
             retry_period_s: 0.5,
             vip: "192.0.2.100".into(),
+            coordination: None,
+            quorum: None,
         };
-        let v: serde_json::Value = serde_json::from_str(&to_json(&s, &[report(0, true)])).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&to_json(&s, &[report(0, true)], &[])).unwrap();
         assert_eq!(v["schema"], "vipd-lab/1");
         let run = &v["runs"][0];
         for k in [
@@ -409,7 +463,49 @@ mod tests {
         for k in ["address", "services", "addresses"] {
             assert!(run.get(k).is_none(), "{k} in {run}");
         }
-        assert!(v["settings"].get("services").is_none());
+        // Lease runs' documents are what they were before quorum mode.
+        for k in ["services", "coordination", "quorum"] {
+            assert!(v["settings"].get(k).is_none(), "{k} in {}", v["settings"]);
+        }
+        assert!(v.get("not_applicable").is_none());
+    }
+
+    #[test]
+    fn quorum_settings_and_not_applicable_scenarios_are_recorded() {
+        let s = Settings {
+            implementation: "vipd".into(),
+            backend: "etcd".into(),
+            services: None,
+            advert_int_s: None,
+            nodes: 2,
+            lease_duration_s: 3.0,
+            renew_deadline_s: 2.0,
+            retry_period_s: 0.5,
+            vip: "192.0.2.100".into(),
+            coordination: Some("quorum".into()),
+            quorum: Some(QuorumSettings {
+                voters: 3,
+                witness: true,
+                promise_s: 0.6,
+                heartbeat_s: 0.1,
+                port: 7480,
+            }),
+        };
+        let na = [NotApplicable {
+            scenario: "peer-loss".into(),
+            reason: "because".into(),
+        }];
+        let v: serde_json::Value =
+            serde_json::from_str(&to_json(&s, &[report(0, true)], &na)).unwrap();
+        assert_eq!(v["settings"]["coordination"], "quorum");
+        assert_eq!(v["settings"]["quorum"]["voters"], 3);
+        assert_eq!(v["settings"]["quorum"]["witness"], true);
+        assert_eq!(v["not_applicable"][0]["scenario"], "peer-loss");
+        assert_eq!(v["runs"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            not_applicable_lines(&na),
+            "peer-loss: not applicable: because\n"
+        );
     }
 
     #[test]

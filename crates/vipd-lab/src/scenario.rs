@@ -1,7 +1,8 @@
 //! The fault recipes. Each is *inject, hold, heal*; the runner then lets the
 //! lab settle and measures. They follow crates/vipd/tests/scenarios.rs.
 
-use crate::lab::Lab;
+use crate::cluster::WITNESS;
+use crate::lab::{Coordination, Implementation, Lab, Variant};
 use crate::LabError;
 use std::time::Duration;
 
@@ -45,6 +46,17 @@ pub enum Scenario {
     /// Services run: the busiest node's link flaps (as
     /// [`Scenario::LinkFlap`]).
     SvcLinkFlap,
+    /// The holder's peer traffic (vipd's quorum UDP; keepalived's VRRP) to
+    /// and from every peer dropped at the switch, while the client and the
+    /// API still reach every node. Not applicable to vipd in lease mode
+    /// (no peer traffic).
+    PeerPartition,
+    /// 20 % random loss of all peer traffic between any two hosts, at the
+    /// switch. Not applicable to vipd in lease mode.
+    PeerLoss,
+    /// The quorum witness SIGKILLed, restarted at heal (quorum mode with
+    /// `--witness` only).
+    WitnessDown,
 }
 
 /// Who a run acts on, chosen when the lab is steady.
@@ -81,6 +93,15 @@ impl Scenario {
         Scenario::SvcLinkFlap,
     ];
 
+    /// The peer-traffic and witness scenarios, in the order `peer` runs
+    /// them (`all` adds the first two in quorum mode, and the third with a
+    /// witness).
+    pub const PEER: [Scenario; 3] = [
+        Scenario::PeerPartition,
+        Scenario::PeerLoss,
+        Scenario::WitnessDown,
+    ];
+
     /// True for the Services scenarios (they need `--services N`).
     pub fn is_services(self) -> bool {
         Scenario::SERVICES.contains(&self)
@@ -108,17 +129,56 @@ impl Scenario {
             Scenario::SvcCrash => "svc-crash",
             Scenario::SvcApiDown => "svc-api-down",
             Scenario::SvcLinkFlap => "svc-link-flap",
+            Scenario::PeerPartition => "peer-partition",
+            Scenario::PeerLoss => "peer-loss",
+            Scenario::WitnessDown => "witness-down",
         }
     }
 
-    /// Parses a comma-separated list; `all` expands to [`Scenario::ALL`],
-    /// `services` to [`Scenario::SERVICES`].
-    pub fn parse_list(s: &str) -> Result<Vec<Scenario>, String> {
+    /// Why the scenario cannot run on `v` (`None`: it can). `witness`: the
+    /// lab has a quorum witness. A scenario that does not apply is
+    /// reported as such, never run and never counted as a pass.
+    pub fn not_applicable(self, v: Variant, witness: bool) -> Option<&'static str> {
+        let quorum =
+            v.implementation == Implementation::Vipd && v.coordination == Coordination::Quorum;
+        match self {
+            Scenario::PeerPartition | Scenario::PeerLoss
+                if v.implementation == Implementation::Vipd && !quorum =>
+            {
+                Some("vipd in lease mode has no peer traffic (its nodes meet only in the API: see api-cut, api-down)")
+            }
+            Scenario::WitnessDown if !(quorum && witness) => {
+                Some("no witness here (vipd quorum mode with --witness only)")
+            }
+            _ => None,
+        }
+    }
+
+    /// Parses a comma-separated list; `all` expands to [`Scenario::ALL`]
+    /// and, when the run has vipd in quorum mode (`quorum`), peer-partition
+    /// and peer-loss, and with a witness (`witness`) witness-down too;
+    /// `peer` to [`Scenario::PEER`]; `services` to [`Scenario::SERVICES`].
+    pub fn parse_list(s: &str, quorum: bool, witness: bool) -> Result<Vec<Scenario>, String> {
         let mut out = Vec::new();
-        let every = || Scenario::ALL.iter().chain(&Scenario::SERVICES);
+        let every = || {
+            Scenario::ALL
+                .iter()
+                .chain(&Scenario::SERVICES)
+                .chain(&Scenario::PEER)
+        };
         for w in s.split(',').map(str::trim).filter(|w| !w.is_empty()) {
             if w == "all" {
                 out.extend(Scenario::ALL);
+                if quorum {
+                    out.extend([Scenario::PeerPartition, Scenario::PeerLoss]);
+                }
+                if quorum && witness {
+                    out.push(Scenario::WitnessDown);
+                }
+                continue;
+            }
+            if w == "peer" {
+                out.extend(Scenario::PEER);
                 continue;
             }
             if w == "services" {
@@ -130,7 +190,7 @@ impl Scenario {
                 None => {
                     let names: Vec<&str> = every().map(|s| s.name()).collect();
                     return Err(format!(
-                        "unknown scenario `{w}`; known: all, services, {}",
+                        "unknown scenario `{w}`; known: all, peer, services, {}",
                         names.join(", ")
                     ));
                 }
@@ -153,9 +213,17 @@ impl Scenario {
             // partition must outlast failure detection too, or keepalived's
             // backups (master down after ~1.2 leases, see keepalived.rs)
             // would never notice it and the scenario would test nothing.
-            Scenario::Crash | Scenario::SvcCrash | Scenario::ApiCut | Scenario::Partition => {
-                lease + Duration::from_secs(2)
-            }
+            // The peer faults likewise: the holder must lose its promises
+            // (or keepalived its adverts) and a successor be elected; loss
+            // and a dead witness must be survived for a while to show that
+            // they are.
+            Scenario::Crash
+            | Scenario::SvcCrash
+            | Scenario::ApiCut
+            | Scenario::Partition
+            | Scenario::PeerPartition
+            | Scenario::PeerLoss
+            | Scenario::WitnessDown => lease + Duration::from_secs(2),
             // "Longer than the lease": everyone must have fenced.
             Scenario::ApiDown | Scenario::SvcApiDown => lease + Duration::from_secs(1),
             // The follower's vipd must restart and reconcile (1 s period).
@@ -211,12 +279,16 @@ impl Scenario {
                 format!("{api} down for everyone")
             }
             Scenario::Partition => {
-                let others: Vec<&str> = t
+                // The witness is a peer like the nodes: cut it off too.
+                let mut others: Vec<&str> = t
                     .nodes
                     .iter()
                     .map(String::as_str)
                     .filter(|n| *n != h)
                     .collect();
+                if lab.has_witness() {
+                    others.push(WITNESS);
+                }
                 lab.topo.partition(h, &others)?;
                 format!("{h} partitioned from {}", others.join(","))
             }
@@ -242,6 +314,9 @@ impl Scenario {
                     .map(String::as_str)
                     .filter(|n| *n != f)
                     .collect();
+                if lab.has_witness() {
+                    cut.push(WITNESS);
+                }
                 cut.push("client");
                 lab.topo.partition(f, &cut)?;
                 lab.plant_vip(f)?;
@@ -250,6 +325,27 @@ impl Scenario {
                     "stale VIP planted on {f}, {} restarted",
                     lab.implementation().name()
                 )
+            }
+            Scenario::PeerPartition => match lab.cut_peers(h)? {
+                Some(traffic) => format!(
+                    "{h}'s {} to and from its peers dropped at the switch",
+                    traffic.name()
+                ),
+                None => return Err(not_applicable(self)),
+            },
+            Scenario::PeerLoss => match lab.lossy_peers(20)? {
+                Some(traffic) => format!(
+                    "20% loss of {} between all peers at the switch",
+                    traffic.name()
+                ),
+                None => return Err(not_applicable(self)),
+            },
+            Scenario::WitnessDown => {
+                if !lab.has_witness() {
+                    return Err(not_applicable(self));
+                }
+                lab.kill_witness();
+                format!("witness {WITNESS} SIGKILLed")
             }
         })
     }
@@ -272,9 +368,20 @@ impl Scenario {
             Scenario::ApiDown | Scenario::SvcApiDown => lab.api_up()?,
             Scenario::Partition | Scenario::StaleVip => lab.topo.heal_partition()?,
             Scenario::VipDeleted => {}
+            Scenario::PeerPartition | Scenario::PeerLoss => lab.clear_peer_rules()?,
+            Scenario::WitnessDown => lab.start_witness()?,
         }
         Ok(())
     }
+}
+
+/// The error of a scenario injected where it does not apply (the plan
+/// filters those out first: a bug if it happens).
+fn not_applicable(sc: Scenario) -> LabError {
+    LabError::Setup(format!(
+        "scenario {} does not apply to this lab (it should have been skipped)",
+        sc.name()
+    ))
 }
 
 #[cfg(test)]
@@ -285,12 +392,15 @@ mod tests {
     #[test]
     fn scenario_lists_parse_names_and_all() {
         assert_eq!(
-            Scenario::parse_list("api-cut, loss").unwrap(),
+            Scenario::parse_list("api-cut, loss", false, false).unwrap(),
             vec![Scenario::ApiCut, Scenario::Loss]
         );
-        assert_eq!(Scenario::parse_list("all").unwrap().len(), 10);
         assert_eq!(
-            Scenario::parse_list("services,crash").unwrap(),
+            Scenario::parse_list("all", false, false).unwrap(),
+            Scenario::ALL.to_vec()
+        );
+        assert_eq!(
+            Scenario::parse_list("services,crash", false, false).unwrap(),
             vec![
                 Scenario::SvcCrash,
                 Scenario::SvcApiDown,
@@ -298,12 +408,68 @@ mod tests {
                 Scenario::Crash
             ]
         );
-        let err = Scenario::parse_list("sigterm,bogus").unwrap_err();
+        let err = Scenario::parse_list("sigterm,bogus", true, true).unwrap_err();
         assert!(
-            err.contains("bogus") && err.contains("stale-vip") && err.contains("svc-crash"),
+            err.contains("bogus")
+                && err.contains("stale-vip")
+                && err.contains("svc-crash")
+                && err.contains("peer-partition")
+                && err.contains("witness-down"),
             "{err}"
         );
-        assert!(Scenario::parse_list(",").is_err());
+        assert!(Scenario::parse_list(",", false, false).is_err());
+    }
+
+    #[test]
+    fn all_adds_the_peer_scenarios_only_in_quorum_mode_and_witness_down_only_with_a_witness() {
+        let names = |s: &str, q, w| -> Vec<&'static str> {
+            Scenario::parse_list(s, q, w)
+                .unwrap()
+                .into_iter()
+                .map(Scenario::name)
+                .collect()
+        };
+        let q = names("all", true, false);
+        assert_eq!(q.len(), 12);
+        assert_eq!(&q[10..], ["peer-partition", "peer-loss"]);
+        let w = names("all", true, true);
+        assert_eq!(&w[10..], ["peer-partition", "peer-loss", "witness-down"]);
+        // A witness without quorum mode adds nothing (the CLI refuses it).
+        assert_eq!(names("all", false, true).len(), 10);
+        assert_eq!(
+            names("peer,sigterm", false, false),
+            ["peer-partition", "peer-loss", "witness-down", "sigterm"]
+        );
+        assert_eq!(names("witness-down", false, false), ["witness-down"]);
+    }
+
+    #[test]
+    fn peer_scenarios_do_not_apply_to_lease_mode_and_witness_down_needs_a_witness() {
+        let v = |implementation, coordination| Variant {
+            implementation,
+            coordination,
+        };
+        let lease = v(Implementation::Vipd, Coordination::Lease);
+        let quorum = v(Implementation::Vipd, Coordination::Quorum);
+        let keepalived = v(Implementation::Keepalived, Coordination::Lease);
+        for sc in [Scenario::PeerPartition, Scenario::PeerLoss] {
+            assert!(sc.not_applicable(lease, false).is_some());
+            assert_eq!(sc.not_applicable(quorum, false), None);
+            assert_eq!(sc.not_applicable(quorum, true), None);
+            // keepalived's peer traffic is VRRP: the fault applies.
+            assert_eq!(sc.not_applicable(keepalived, false), None);
+        }
+        let wd = Scenario::WitnessDown;
+        assert!(wd.not_applicable(quorum, false).is_some());
+        assert!(wd.not_applicable(lease, true).is_some());
+        assert!(wd.not_applicable(keepalived, true).is_some());
+        assert_eq!(wd.not_applicable(quorum, true), None);
+        // Every classic scenario applies everywhere.
+        for sc in Scenario::ALL {
+            for var in [lease, quorum, keepalived] {
+                assert_eq!(sc.not_applicable(var, true), None, "{}", sc.name());
+            }
+        }
     }
 
     #[test]
