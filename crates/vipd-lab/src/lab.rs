@@ -595,6 +595,9 @@ impl Lab {
 
     /// Starts `vipd witness` (a no-op without a witness or while it runs).
     pub fn start_witness(&mut self) -> Result<(), LabError> {
+        if self.witness.is_none() {
+            return Ok(());
+        }
         let args = cluster::witness_args(
             &self.peers(),
             &self.cfg.run_dir.join(PEER_KEY_FILE),

@@ -1,0 +1,828 @@
+//! Quorum mode end to end (SPEC §5a): real `vipd run --coordination
+//! quorum` and `vipd witness` processes in network namespaces, voting over
+//! their UDP sockets on the lab switch; the client probes the VIP.
+//!
+//! ```text
+//!                 [PFX-sw: br0]  ◄── nftables (bridge) cuts/loses quorum UDP 7480
+//!   ┌───────┬──────┬─────┼─────┬──────────┐
+//!  api     n1     n2    n3     (w)       client
+//!  etcd   vipd   vipd  vipd  witness     Prober ──► VIP:8080
+//!  .2     .11    .12   .13    .40        .50
+//! ```
+//! The topology, daemon slots, peer list, key and fault rules come from
+//! `vipd_lab::cluster`, the lab's own. Most tests run with `--backend none`
+//! (no store at all: the peers alone decide); the API-down test runs with
+//! etcd, which vipd mirrors the holder into and which then goes away.
+//!
+//! Every test asserts liveness with generous bounds (not timing targets),
+//! zero time with two holders (from every node's addresses) and, where a
+//! holder changes, zero time with two MACs claiming the VIP on the wire.
+//! Each prints a `SCENARIO name=quorum-... key=value` line with its numbers.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+mod common;
+
+use common::{http_get_in, ms, Family, PORT};
+use netlab::etcd::EtcdServer;
+use netlab::probe::{Prober, Responder, Sample};
+use netlab::watch::AddrWatcher;
+use netlab::{LabClock, Topology};
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+use vipd_lab::cluster::{self, Daemon, QuorumTiming, WITNESS};
+use vipd_lab::wire::{two_mac_time, WireMonitor};
+
+/// Liveness bound for the first election after start.
+const ELECT_BOUND: Duration = Duration::from_secs(15);
+/// Liveness bound for another node serving after the holder is gone or cut
+/// off (the default promise is 0.6 s: several times that and more).
+const TAKEOVER_BOUND: Duration = Duration::from_secs(5);
+/// How long the client must be served without a failure to count as served.
+const HOLD: Duration = Duration::from_secs(1);
+/// How long a fault that must change nothing is held.
+const STEADY_HOLD: Duration = Duration::from_secs(6);
+/// The longest client gap allowed while nothing may change: 100 probe
+/// periods, far above a served client's sub-100 ms jitter, far below any
+/// failover.
+const NO_GAP: Duration = Duration::from_secs(1);
+/// nftables table in the switch namespace for the peer faults.
+const PEER_TABLE: &str = "vipdqpeer";
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// Where the holder is mirrored to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Store {
+    /// `--backend none`: no store.
+    None,
+    /// etcd in `api`, `--backend etcd`.
+    Etcd,
+}
+
+/// A quorum cluster. Fields drop in declaration order: daemons first (their
+/// slots SIGKILL them), then monitors, responders, etcd, namespaces.
+struct Quorum {
+    daemons: Vec<Daemon>,
+    witness: Option<Daemon>,
+    wire: WireMonitor,
+    watcher: AddrWatcher,
+    prober: Prober,
+    _responders: Vec<Responder>,
+    etcd: Option<EtcdServer>,
+    topo: Topology,
+    clock: LabClock,
+    nodes: Vec<String>,
+    store: Store,
+    peers: String,
+    key: PathBuf,
+    logdir: PathBuf,
+    scenario: String,
+}
+
+impl Quorum {
+    /// Builds `count` nodes (and a witness), etcd when `store` says so,
+    /// responders, the watchers and the client's probe; starts the witness
+    /// and every node; waits for one holder serving the client.
+    fn up(scenario: &str, count: usize, witness: bool, store: Store) -> (Quorum, String) {
+        let prefix = netlab::unique_prefix(scenario);
+        let nodes = cluster::node_names(count);
+        let names: Vec<&str> = nodes.iter().map(String::as_str).collect();
+        let topo = cluster::topology_with_witness(&prefix, &names, witness)
+            .unwrap_or_else(|e| panic!("building topology {prefix}: {e}"));
+        let logdir = std::env::temp_dir().join(format!("vipd-quorum-{prefix}"));
+        std::fs::create_dir_all(&logdir).unwrap();
+        let key = logdir.join("peer.key");
+        cluster::write_peer_key(&key, 0o600).unwrap();
+        let etcd = (store == Store::Etcd).then(|| {
+            EtcdServer::start_in_ns(
+                topo.host("api").ns.name(),
+                cluster::API_IP.parse().unwrap(),
+                2379,
+            )
+            .unwrap_or_else(|e| panic!("starting etcd in {prefix}-api: {e}"))
+        });
+        let responders = names
+            .iter()
+            .map(|n| Responder::start(&topo.host(n).ns, n, PORT).unwrap())
+            .collect();
+        let clock = LabClock::new();
+        let vip = Family::V4.vip();
+        let watcher = AddrWatcher::start(&topo, &names, vip, clock).unwrap();
+        let wire = WireMonitor::start(&topo.switch, vip, &[], clock).unwrap();
+        let prober = Prober::start(
+            &topo.host("client").ns,
+            std::net::SocketAddr::new(vip, PORT),
+            clock,
+        )
+        .unwrap();
+        let daemons = nodes
+            .iter()
+            .map(|n| Daemon::new(n.clone(), logdir.join(format!("{n}.log"))))
+            .collect();
+        let w = witness.then(|| Daemon::new(WITNESS, logdir.join("witness.log")));
+        let mut q = Quorum {
+            daemons,
+            witness: w,
+            wire,
+            watcher,
+            prober,
+            _responders: responders,
+            etcd,
+            topo,
+            clock,
+            peers: cluster::quorum_peers(&names, witness),
+            nodes,
+            store,
+            key,
+            logdir,
+            scenario: scenario.to_string(),
+        };
+        if witness {
+            q.start_witness();
+        }
+        for n in q.nodes.clone() {
+            q.start(&n);
+        }
+        let holder = q.wait_holder(None, ELECT_BOUND).unwrap_or_else(|| {
+            panic!("no single holder within {ELECT_BOUND:?}: {:?}", q.holders())
+        });
+        q.wait_served(&holder, HOLD, secs(10))
+            .unwrap_or_else(|| panic!("client not served by {holder} within 10 s"));
+        (q, holder)
+    }
+
+    fn args(&self, node: &str) -> Vec<String> {
+        let ip = self.topo.host(node).ipv4().unwrap();
+        let mut v: Vec<String> = [
+            "run",
+            "--address",
+            &Family::V4.vip().to_string(),
+            "--interface",
+            "eth0",
+            "--node-name",
+            node,
+            "--reconcile-period",
+            "1",
+            "--prometheus-server",
+            &format!("{ip}:2112"),
+            "--log-level",
+            "debug",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        match self.store {
+            Store::None => v.extend(["--backend".into(), "none".into()]),
+            Store::Etcd => v.extend([
+                "--backend".into(),
+                "etcd".into(),
+                "--etcd-endpoints".into(),
+                format!("http://{}:2379", cluster::API_IP),
+                "--lease-name".into(),
+                "cp-vip".into(),
+            ]),
+        }
+        v.extend(cluster::quorum_run_args(
+            &self.peers,
+            &self.key,
+            QuorumTiming::default(),
+        ));
+        v
+    }
+
+    fn start(&mut self, node: &str) {
+        let args = self.args(node);
+        let t = self.clock.now();
+        let ns = &self.topo.host(node).ns;
+        let d = self.daemons.iter_mut().find(|d| d.node() == node).unwrap();
+        assert!(!d.running(), "vipd on {node} already running");
+        d.spawn(ns, Path::new(env!("CARGO_BIN_EXE_vipd")), &args, t)
+            .unwrap_or_else(|e| panic!("spawning vipd on {node}: {e}"));
+    }
+
+    fn start_witness(&mut self) {
+        let args = cluster::witness_args(&self.peers, &self.key, QuorumTiming::default());
+        let t = self.clock.now();
+        let ns = &self.topo.host(WITNESS).ns;
+        let w = self.witness.as_mut().expect("a witness");
+        w.spawn(ns, Path::new(env!("CARGO_BIN_EXE_vipd")), &args, t)
+            .unwrap_or_else(|e| panic!("spawning vipd witness: {e}"));
+    }
+
+    fn kill_witness(&mut self) {
+        self.witness.as_mut().expect("a witness").sigkill();
+    }
+
+    /// Node crash: SIGKILL vipd and set the node's `eth0` down.
+    fn crash(&mut self, node: &str) {
+        let d = self.daemons.iter_mut().find(|d| d.node() == node).unwrap();
+        d.sigkill();
+        self.topo.host(node).link_down().unwrap();
+    }
+
+    fn running(&mut self, node: &str) -> bool {
+        self.daemons
+            .iter_mut()
+            .find(|d| d.node() == node)
+            .is_some_and(Daemon::running)
+    }
+
+    /// Drops `node`'s quorum datagrams to and from every peer at the
+    /// switch; the client and the API still reach it.
+    fn cut_peers(&self, node: &str) {
+        let rules = cluster::peer_cut_rules(
+            PEER_TABLE,
+            &self.topo.host(node).port,
+            cluster::PeerTraffic::Quorum,
+        );
+        self.topo.switch.nft(&rules).unwrap();
+    }
+
+    fn heal_peers(&self) {
+        self.topo
+            .switch
+            .nft(&format!(
+                "table bridge {PEER_TABLE}\ndelete table bridge {PEER_TABLE}\n"
+            ))
+            .unwrap();
+    }
+
+    fn holders(&self) -> Vec<String> {
+        self.watcher.holders()
+    }
+
+    fn holder(&self) -> Option<String> {
+        let h = self.holders();
+        (h.len() == 1).then(|| h[0].clone())
+    }
+
+    fn wait_for<T>(&self, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+        let end = self.clock.now() + timeout;
+        loop {
+            if let Some(v) = f() {
+                return Some(v);
+            }
+            if self.clock.now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn wait_holder(&self, not: Option<&str>, timeout: Duration) -> Option<String> {
+        self.wait_for(timeout, || {
+            self.holder().filter(|h| Some(h.as_str()) != not)
+        })
+    }
+
+    fn samples(&self) -> Vec<Sample> {
+        self.prober.samples()
+    }
+
+    /// Waits until `node` has answered the client without a failure for
+    /// `hold`; returns the start of that run (clock time).
+    fn wait_served(&self, node: &str, hold: Duration, timeout: Duration) -> Option<Duration> {
+        let from = self.clock.now();
+        self.wait_for(timeout, || {
+            netlab::probe::served_continuously_after(&self.samples(), from, hold, Some(node))
+                .map(|d| from + d)
+        })
+    }
+
+    fn gap(&self, from: Duration, to: Duration) -> Duration {
+        netlab::probe::longest_gap(&self.samples(), from..to)
+    }
+
+    /// Nodes that answered the client in `[from, to]`.
+    fn servers(&self, from: Duration, to: Duration) -> Vec<String> {
+        netlab::probe::servers(&self.samples(), from..to)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    fn transitions_since(&self, t: Duration) -> Vec<netlab::watch::Transition> {
+        self.watcher
+            .transitions()
+            .into_iter()
+            .filter(|x| x.t >= t)
+            .collect()
+    }
+
+    fn acquired_at(&self, node: &str, after: Duration) -> Option<Duration> {
+        self.transitions_since(after)
+            .into_iter()
+            .find(|t| t.host == node && t.holding)
+            .map(|t| t.t)
+    }
+
+    fn released_at(&self, node: &str, after: Duration) -> Option<Duration> {
+        self.transitions_since(after)
+            .into_iter()
+            .find(|t| t.host == node && !t.holding)
+            .map(|t| t.t)
+    }
+
+    fn two_holder_time(&self) -> Duration {
+        self.watcher
+            .two_holder_time(Duration::ZERO..self.clock.now())
+    }
+
+    /// Time with two MACs claiming the VIP on the wire, since the start.
+    fn two_mac_time(&self) -> Duration {
+        let macs: HashMap<String, String> = self
+            .nodes
+            .iter()
+            .map(|n| (self.topo.host(n).mac.clone(), n.clone()))
+            .collect();
+        two_mac_time(
+            &self.wire.claims(),
+            &macs,
+            &self.watcher.log(),
+            Duration::ZERO..self.clock.now(),
+            vipd_lab::measure::TWO_MAC_WINDOW,
+        )
+    }
+
+    /// The `quorum` object of `host`'s `/status` (a node or the witness).
+    fn status(&self, host: &str) -> Option<serde_json::Value> {
+        let h = self.topo.host(host);
+        let body = http_get_in(&h.ns, h.ipv4()?, "/status")?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        v.get("quorum").cloned()
+    }
+
+    /// `host`'s quorum role now (`None`: no answer).
+    fn role(&self, host: &str) -> Option<String> {
+        Some(self.status(host)?["role"].as_str()?.to_string())
+    }
+
+    /// Waits until `f` holds for `host`'s quorum status; returns it.
+    fn wait_status(
+        &self,
+        host: &str,
+        timeout: Duration,
+        f: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
+        self.wait_for(timeout, || self.status(host).filter(|s| f(s)))
+    }
+
+    fn assert_no_two_holders(&self) -> (Duration, Duration) {
+        let two = self.two_holder_time();
+        assert_eq!(two, Duration::ZERO, "two nodes held the VIP for {two:?}");
+        let mac = self.two_mac_time();
+        assert_eq!(mac, Duration::ZERO, "two MACs claimed the VIP for {mac:?}");
+        (two, mac)
+    }
+
+    fn report(&self, fields: &[(&str, String)]) {
+        let mut line = format!("SCENARIO name={} coordination=quorum", self.scenario);
+        for (k, v) in fields {
+            line.push_str(&format!(" {k}={v}"));
+        }
+        println!("{line}");
+        if let Ok(path) = std::env::var("VIPD_SCENARIO_LOG") {
+            if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
+                let _ = writeln!(f, "{line}");
+            }
+        }
+    }
+
+    fn failure_report(&self) -> String {
+        let mut out = format!(
+            "\n===== quorum scenario {} failed; logs in {}\n",
+            self.scenario,
+            self.logdir.display()
+        );
+        for d in self.daemons.iter().chain(&self.witness) {
+            let text = std::fs::read_to_string(d.log()).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(200)..];
+            out.push_str(&format!(
+                "----- {} ({} lines, last 200) -----\n",
+                d.node(),
+                lines.len()
+            ));
+            for l in tail {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out.push_str("----- VIP holding transitions (t, host, holding) -----\n");
+        for t in self.watcher.transitions() {
+            out.push_str(&format!(
+                "{:>9.3}s {} {}\n",
+                t.t.as_secs_f64(),
+                t.host,
+                t.holding
+            ));
+        }
+        out
+    }
+}
+
+impl Drop for Quorum {
+    fn drop(&mut self) {
+        // The /status answers are only there while the daemons run.
+        let statuses: Vec<String> = if std::thread::panicking() {
+            self.nodes
+                .iter()
+                .map(String::as_str)
+                .chain(self.witness.as_ref().map(|_| WITNESS))
+                .map(|h| format!("{h}: {}", ms_status(self.status(h))))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for d in self.daemons.iter_mut().chain(self.witness.as_mut()) {
+            d.sigkill();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "{}----- quorum status at failure -----\n{}",
+                self.failure_report(),
+                statuses.join("\n")
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.logdir);
+        }
+    }
+}
+
+fn ms_status(s: Option<serde_json::Value>) -> String {
+    s.map(|v| v.to_string())
+        .unwrap_or_else(|| "no answer".into())
+}
+
+fn term(s: &serde_json::Value) -> u64 {
+    s["term"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no term in {s}"))
+}
+
+#[test]
+fn three_nodes_elect_exactly_one_holder_and_the_client_reaches_the_vip() {
+    netlab::require_root!();
+    let t0 = Duration::ZERO;
+    let (q, holder) = Quorum::up("quorum-start", 3, false, Store::None);
+    let elected = q.acquired_at(&holder, t0).unwrap();
+    // Steady: nobody else binds, the holder does not flap.
+    std::thread::sleep(secs(3));
+    assert_eq!(q.holders(), vec![holder.clone()]);
+    let flaps = q.watcher.transitions();
+    assert_eq!(flaps.len(), 1, "holding changed after election: {flaps:?}");
+    // Every node agrees on the holder and the term. The holder hears
+    // every voter; a follower hears the holder (voters do not talk among
+    // themselves while a holder heartbeats): itself + 1.
+    let hs = q
+        .wait_status(&holder, secs(3), |s| s["voters_reachable"] == 3)
+        .unwrap_or_else(|| panic!("{holder}: {}", ms_status(q.status(&holder))));
+    assert_eq!(hs["role"], "holder", "{hs}");
+    assert_eq!(hs["holder"], holder.as_str(), "{hs}");
+    assert_eq!(hs["voters"], 3, "{hs}");
+    assert!(
+        hs["hold_remaining_seconds"]
+            .as_f64()
+            .is_some_and(|x| x > 0.0),
+        "{hs}"
+    );
+    for n in q.nodes.iter().filter(|n| **n != holder) {
+        let s = q
+            .wait_status(n, secs(3), |s| s["voters_reachable"] == 2)
+            .unwrap_or_else(|| panic!("{n}: {}", ms_status(q.status(n))));
+        assert_eq!(s["role"], "follower", "{n}: {s}");
+        assert_eq!(s["holder"], holder.as_str(), "{n}: {s}");
+        assert_eq!(term(&s), term(&hs), "{n}: {s} vs {hs}");
+    }
+    let (two, mac) = q.assert_no_two_holders();
+    q.report(&[
+        ("holder", holder),
+        ("elect_ms", ms(elected)),
+        ("term", term(&hs).to_string()),
+        ("two_holder_ms", ms(two)),
+        ("two_mac_ms", ms(mac)),
+    ]);
+}
+
+#[test]
+fn holder_crash_another_node_serves_within_five_seconds() {
+    netlab::require_root!();
+    let (mut q, old) = Quorum::up("quorum-crash", 3, false, Store::None);
+    let term_before = term(&q.status(&old).unwrap());
+    let t0 = q.clock.now();
+    q.crash(&old);
+    let new = q
+        .wait_holder(Some(&old), TAKEOVER_BOUND)
+        .unwrap_or_else(|| panic!("no takeover within {TAKEOVER_BOUND:?}: {:?}", q.holders()));
+    let acquired = q.acquired_at(&new, t0).unwrap();
+    let served = q
+        .wait_served(&new, HOLD, TAKEOVER_BOUND)
+        .unwrap_or_else(|| panic!("client not served by {new}"));
+    assert!(
+        served.saturating_sub(t0) <= TAKEOVER_BOUND,
+        "the client was first served by {new} {:?} after the crash",
+        served.saturating_sub(t0)
+    );
+    let s = q.status(&new).unwrap();
+    assert_eq!(s["role"], "holder", "{s}");
+    assert!(term(&s) > term_before, "term did not grow: {s}");
+    assert!(!q.running(&old));
+    let (two, mac) = q.assert_no_two_holders();
+    q.report(&[
+        ("old", old),
+        ("new", new),
+        ("takeover_ms", ms(acquired - t0)),
+        ("first_served_ms", ms(served.saturating_sub(t0))),
+        ("client_gap_ms", ms(q.gap(t0, q.clock.now()))),
+        ("two_holder_ms", ms(two)),
+        ("two_mac_ms", ms(mac)),
+    ]);
+}
+
+#[test]
+fn holder_cut_from_its_peers_fences_and_a_majority_node_takes_over_never_two_on_the_wire() {
+    netlab::require_root!();
+    let (q, old) = Quorum::up("quorum-peer-cut", 3, false, Store::None);
+    let t0 = q.clock.now();
+    q.cut_peers(&old);
+    let new = q
+        .wait_holder(Some(&old), TAKEOVER_BOUND)
+        .unwrap_or_else(|| panic!("no takeover within {TAKEOVER_BOUND:?}: {:?}", q.holders()));
+    let released = q
+        .released_at(&old, t0)
+        .unwrap_or_else(|| panic!("{old} never removed the VIP"));
+    let acquired = q.acquired_at(&new, t0).unwrap();
+    assert!(
+        released <= acquired,
+        "{new} added the VIP at {acquired:?}, before {old} removed it at {released:?}"
+    );
+    q.wait_served(&new, HOLD, TAKEOVER_BOUND)
+        .unwrap_or_else(|| panic!("client not served by {new}"));
+    // The cut-off node is still running and reachable, and no longer holds.
+    let cut = q
+        .status(&old)
+        .unwrap_or_else(|| panic!("{old}: no /status"));
+    assert_ne!(cut["role"], "holder", "{old}: {cut}");
+    let t_heal = q.clock.now();
+    q.heal_peers();
+    std::thread::sleep(secs(3));
+    let end = q.clock.now();
+    let after = q
+        .holder()
+        .unwrap_or_else(|| panic!("not one holder after the heal: {:?}", q.holders()));
+    let served = q.servers(end - HOLD, end);
+    assert_eq!(served, vec![after.clone()], "who answered the last second");
+    let (two, mac) = q.assert_no_two_holders();
+    q.report(&[
+        ("old", old),
+        ("new", new),
+        ("fence_ms", ms(released - t0)),
+        ("takeover_ms", ms(acquired - t0)),
+        ("client_gap_ms", ms(q.gap(t0, t_heal))),
+        ("gap_after_heal_ms", ms(q.gap(t_heal, end))),
+        ("holder_after_heal", after),
+        ("two_holder_ms", ms(two)),
+        ("two_mac_ms", ms(mac)),
+    ]);
+}
+
+#[test]
+fn follower_cut_from_its_peers_leaves_the_holder_alone() {
+    netlab::require_root!();
+    let (q, holder) = Quorum::up("quorum-minority", 3, false, Store::None);
+    let f = q.nodes.iter().find(|n| **n != holder).unwrap().clone();
+    let t0 = q.clock.now();
+    q.cut_peers(&f);
+    let isolated = q
+        .wait_status(&f, secs(3), |s| s["voters_reachable"] == 1)
+        .unwrap_or_else(|| panic!("{f} still hears its peers: {}", ms_status(q.status(&f))));
+    std::thread::sleep(STEADY_HOLD);
+    let role_cut = q.role(&f).unwrap_or_default();
+    assert_ne!(role_cut, "holder", "{f}: {isolated}");
+    let t_heal = q.clock.now();
+    assert_eq!(q.holders(), vec![holder.clone()]);
+    q.heal_peers();
+    // Back with its peers, the follower must follow the holder again, not
+    // unseat it.
+    q.wait_status(&f, secs(3), |s| {
+        s["role"] == "follower" && s["holder"] == holder.as_str() && s["voters_reachable"] == 2
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{f} does not follow {holder} again: {}",
+            ms_status(q.status(&f))
+        )
+    });
+    std::thread::sleep(secs(2));
+    let end = q.clock.now();
+    let changes = q.transitions_since(t0);
+    assert!(changes.is_empty(), "holding changed: {changes:?}");
+    let gap = q.gap(t0, end);
+    assert!(
+        gap < NO_GAP,
+        "client gap {gap:?} while only a follower was cut"
+    );
+    assert_eq!(q.servers(t0, end), vec![holder.clone()]);
+    let hs = q.status(&holder).unwrap();
+    assert_eq!(hs["role"], "holder", "{hs}");
+    let (two, mac) = q.assert_no_two_holders();
+    q.report(&[
+        ("holder", holder),
+        ("cut", f),
+        ("cut_role", role_cut),
+        ("client_gap_ms", ms(gap)),
+        ("gap_after_heal_ms", ms(q.gap(t_heal, end))),
+        ("two_holder_ms", ms(two)),
+        ("two_mac_ms", ms(mac)),
+    ]);
+}
+
+#[test]
+fn two_nodes_and_a_witness_keep_serving_without_the_witness_and_fail_over_with_it() {
+    netlab::require_root!();
+    let (mut q, holder) = Quorum::up("quorum-witness", 2, true, Store::None);
+    let other = q.nodes.iter().find(|n| **n != holder).unwrap().clone();
+    let ws = q
+        .wait_status(WITNESS, secs(3), |s| s["holder"] == holder.as_str())
+        .unwrap_or_else(|| panic!("witness: {}", ms_status(q.status(WITNESS))));
+    assert_eq!(ws["role"], "witness", "{ws}");
+    assert_eq!(ws["holder"], holder.as_str(), "{ws}");
+
+    // The witness dies: two of three voters remain, the holder keeps on.
+    let t0 = q.clock.now();
+    q.kill_witness();
+    std::thread::sleep(STEADY_HOLD);
+    let t1 = q.clock.now();
+    let changes = q.transitions_since(t0);
+    assert!(
+        changes.is_empty(),
+        "holding changed without the witness: {changes:?}"
+    );
+    let gap_witness_down = q.gap(t0, t1);
+    assert!(
+        gap_witness_down < NO_GAP,
+        "client gap {gap_witness_down:?} with the witness down"
+    );
+    assert_eq!(q.servers(t0, t1), vec![holder.clone()]);
+    let hs = q.status(&holder).unwrap();
+    assert_eq!(hs["role"], "holder", "{hs}");
+    assert_eq!(hs["voters_reachable"], 2, "{hs}");
+
+    // The witness is back (and past its restart quiet time); then the
+    // holder crashes: the other node and the witness are a majority.
+    q.start_witness();
+    q.wait_status(WITNESS, secs(10), |s| {
+        s["holder"] == holder.as_str() && s["quiet_remaining_seconds"].as_f64() == Some(0.0)
+    })
+    .unwrap_or_else(|| panic!("witness not back: {}", ms_status(q.status(WITNESS))));
+    q.wait_status(&holder, secs(3), |s| s["voters_reachable"] == 3)
+        .unwrap_or_else(|| {
+            panic!(
+                "{holder} does not hear the witness: {}",
+                ms_status(q.status(&holder))
+            )
+        });
+    let t2 = q.clock.now();
+    q.crash(&holder);
+    let new = q
+        .wait_holder(Some(&holder), TAKEOVER_BOUND)
+        .unwrap_or_else(|| panic!("no takeover within {TAKEOVER_BOUND:?}: {:?}", q.holders()));
+    assert_eq!(new, other);
+    let acquired = q.acquired_at(&new, t2).unwrap();
+    let served = q
+        .wait_served(&new, HOLD, TAKEOVER_BOUND)
+        .unwrap_or_else(|| panic!("client not served by {new}"));
+    let (two, mac) = q.assert_no_two_holders();
+    q.report(&[
+        ("holder", holder),
+        ("new", new),
+        ("gap_witness_down_ms", ms(gap_witness_down)),
+        ("takeover_ms", ms(acquired - t2)),
+        ("first_served_ms", ms(served.saturating_sub(t2))),
+        ("two_holder_ms", ms(two)),
+        ("two_mac_ms", ms(mac)),
+    ]);
+}
+
+#[test]
+fn api_down_for_everyone_leaves_the_vip_served() {
+    netlab::require_root!();
+    let (mut q, holder) = Quorum::up("quorum-api-down", 3, false, Store::Etcd);
+    let t0 = q.clock.now();
+    q.etcd.as_mut().unwrap().stop().unwrap();
+    std::thread::sleep(STEADY_HOLD);
+    let t_up = q.clock.now();
+    q.etcd.as_mut().unwrap().start().unwrap();
+    std::thread::sleep(secs(2));
+    let end = q.clock.now();
+    let changes = q.transitions_since(t0);
+    assert!(
+        changes.is_empty(),
+        "holding changed with etcd down: {changes:?}"
+    );
+    let gap = q.gap(t0, t_up);
+    assert!(gap < NO_GAP, "client gap {gap:?} with etcd down");
+    assert_eq!(q.servers(t0, end), vec![holder.clone()]);
+    let hs = q.status(&holder).unwrap();
+    assert_eq!(hs["role"], "holder", "{hs}");
+    let (two, mac) = q.assert_no_two_holders();
+    q.report(&[
+        ("holder", holder),
+        ("etcd_down_ms", ms(t_up - t0)),
+        ("client_gap_ms", ms(gap)),
+        ("gap_after_up_ms", ms(q.gap(t_up, end))),
+        ("two_holder_ms", ms(two)),
+        ("two_mac_ms", ms(mac)),
+    ]);
+}
+
+/// `vipd run` in quorum mode with `key`: exit status and stderr (it exits
+/// at configuration, before touching any interface or socket).
+fn run_with_key(key: Option<&Path>) -> (Option<i32>, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vipd"));
+    cmd.args([
+        "check-config",
+        "--address",
+        "192.0.2.100",
+        "--interface",
+        "eth0",
+        "--node-name",
+        "n1",
+        "--coordination",
+        "quorum",
+        "--backend",
+        "none",
+        "--peers",
+        &cluster::quorum_peers(&["n1", "n2", "n3"], false),
+    ]);
+    if let Some(k) = key {
+        cmd.arg("--peer-key-file").arg(k);
+    }
+    let out = cmd.env_remove("VIPD_PEER_KEY_FILE").output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn quorum_mode_without_a_usable_peer_key_exits_2() {
+    let dir = std::env::temp_dir().join(format!("vipd-quorum-key-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.key");
+    cluster::write_peer_key(&good, 0o600).unwrap();
+    let short = dir.join("short.key");
+    std::fs::write(&short, "0123456789abcde\n").unwrap();
+    let missing = dir.join("absent.key");
+    let ok = run_with_key(Some(&good));
+    let none = run_with_key(None);
+    let too_short = run_with_key(Some(&short));
+    let absent = run_with_key(Some(&missing));
+    let _ = std::fs::remove_dir_all(&dir);
+    // The same command line with a good key is accepted: what fails below
+    // is the key alone.
+    assert_eq!(ok.0, Some(0), "with a good key: {}", ok.1);
+    for (what, (code, err)) in [
+        ("no --peer-key-file", none),
+        ("a 15-byte key", too_short),
+        ("a missing key file", absent),
+    ] {
+        assert_eq!(code, Some(2), "{what}: {err}");
+        assert!(err.contains("peer-key-file"), "{what}: {err}");
+    }
+}
+
+/// `vipd run` itself (not only check-config) refuses to start without a
+/// key, with status 2.
+#[test]
+fn vipd_run_without_a_peer_key_file_exits_2_before_starting() {
+    let out = Command::new(env!("CARGO_BIN_EXE_vipd"))
+        .args([
+            "run",
+            "--address",
+            "192.0.2.100",
+            "--interface",
+            "eth0",
+            "--node-name",
+            "n1",
+            "--coordination",
+            "quorum",
+            "--backend",
+            "none",
+            "--peers",
+            &cluster::quorum_peers(&["n1", "n2", "n3"], false),
+        ])
+        .env_remove("VIPD_PEER_KEY_FILE")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("peer-key-file"), "{err}");
+}
