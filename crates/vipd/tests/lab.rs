@@ -343,3 +343,107 @@ fn lab_services_scenarios_keep_every_address_held_once_and_never_two() {
     assert_no_namespace_left(&prefix);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn lab_refuses_a_witness_outside_two_node_quorum_mode_and_several_modes_in_one_run() {
+    for (args, says) in [
+        (&["--witness", "--nodes", "2"][..], "--coordination quorum"),
+        (
+            &["--witness", "--nodes", "3", "--coordination", "quorum"][..],
+            "--nodes 2",
+        ),
+        (&["--coordination", "lease,quorum"][..], "vipd lab bench"),
+        (&["--coordination", "raft"][..], "lease, quorum"),
+        (
+            &["--impl", "keepalived", "--coordination", "quorum"][..],
+            "VRRP",
+        ),
+    ] {
+        let out = vipd().args(["lab", "run"]).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn lab_in_quorum_mode_with_a_witness_survives_its_faults_and_reports_the_coordination() {
+    netlab::require_root!();
+    let dir = std::env::temp_dir().join(format!("vipd-lab-quorum-ci-{}", std::process::id()));
+    let (out, doc, prefix) = lab_run(
+        &dir,
+        &[
+            "--coordination",
+            "quorum",
+            "--nodes",
+            "2",
+            "--witness",
+            "--scenarios",
+            "witness-down,peer-partition,api-down",
+            "--hold",
+            "1",
+            "--settle-timeout",
+            "20",
+        ],
+    );
+    let s = &doc["settings"];
+    assert_eq!(s["coordination"], "quorum", "{s}");
+    assert_eq!(s["quorum"]["voters"], 3, "{s}");
+    assert_eq!(s["quorum"]["witness"], true, "{s}");
+    let runs = doc["runs"].as_array().unwrap();
+    let names: Vec<&str> = runs
+        .iter()
+        .map(|r| r["scenario"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["witness-down", "peer-partition", "api-down"]);
+    for r in runs {
+        assert_eq!(r["end_ok"], true, "not one holder serving the client: {r}");
+        assert_eq!(r["two_holder_ms"], 0, "{r}");
+        assert_eq!(r["two_mac_ms"], 0, "{r}");
+    }
+    // The peer cut moved the holder; the witness dying did not.
+    assert_eq!(runs[0]["leadership_changes"], 0, "{}", runs[0]);
+    assert_eq!(runs[1]["leadership_changes"], 1, "{}", runs[1]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // Every voter got the same key file, and the witness ran.
+    let logs = dir.join("logs");
+    assert!(logs.join("peer.key").is_file());
+    let w = std::fs::read_to_string(logs.join("w.log")).unwrap();
+    assert!(w.contains("witness --node-name w"), "{w}");
+    assert_no_namespace_left(&prefix);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn lab_in_lease_mode_reports_the_peer_scenarios_as_not_applicable() {
+    netlab::require_root!();
+    let dir = std::env::temp_dir().join(format!("vipd-lab-na-ci-{}", std::process::id()));
+    let (out, doc, prefix) = lab_run(
+        &dir,
+        &[
+            "--scenarios",
+            "peer-partition,witness-down,vip-deleted",
+            "--hold",
+            "1",
+        ],
+    );
+    let runs = doc["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "only vip-deleted runs: {runs:?}");
+    assert_eq!(runs[0]["scenario"], "vip-deleted");
+    let na: Vec<&str> = doc["not_applicable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["scenario"].as_str().unwrap())
+        .collect();
+    assert_eq!(na, ["peer-partition", "witness-down"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("1 runs, 0 failed, 2 not applicable"),
+        "{stdout}"
+    );
+    // Lease runs record no coordination (their documents are as before).
+    assert!(doc["settings"].get("coordination").is_none());
+    assert_no_namespace_left(&prefix);
+    let _ = std::fs::remove_dir_all(&dir);
+}
