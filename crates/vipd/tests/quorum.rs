@@ -14,6 +14,10 @@
 //! (no store at all: the peers alone decide); the API-down test runs with
 //! etcd, which vipd mirrors the holder into and which then goes away.
 //!
+//! (This file merges main's first quorum tests — /status and `vipd
+//! status` agreement, the etcd mirror, crash, L2 partition, etcd down — into
+//! this harness, which adds the witness and the switch-side peer faults.)
+//!
 //! Every test asserts liveness with generous bounds (not timing targets),
 //! zero time with two holders (from every node's addresses) and, where a
 //! holder changes, zero time with two MACs claiming the VIP on the wire.
@@ -359,6 +363,36 @@ impl Quorum {
         v.get("quorum").cloned()
     }
 
+    /// The value of the first sample of `metric` whose line contains
+    /// every one of `labels`, from `host`'s /metrics.
+    fn metric(&self, host: &str, metric: &str, labels: &[&str]) -> Option<f64> {
+        let h = self.topo.host(host);
+        let body = http_get_in(&h.ns, h.ipv4()?, "/metrics")?;
+        body.lines()
+            .filter(|l| l.starts_with(metric) && labels.iter().all(|lb| l.contains(lb)))
+            .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
+    /// `vipd status` inside `node`'s namespace against its own endpoint:
+    /// exit code, stdout, stderr.
+    fn status_cli(&self, node: &str) -> (Option<i32>, String, String) {
+        let h = self.topo.host(node);
+        let out =
+            h.ns.command(env!("CARGO_BIN_EXE_vipd"))
+                .args([
+                    "status",
+                    "--prometheus-server",
+                    &format!("{}:2112", h.ipv4().unwrap()),
+                ])
+                .output()
+                .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// `host`'s quorum role now (`None`: no answer).
     fn role(&self, host: &str) -> Option<String> {
         Some(self.status(host)?["role"].as_str()?.to_string())
@@ -501,6 +535,16 @@ fn three_nodes_elect_exactly_one_holder_and_the_client_reaches_the_vip() {
         assert_eq!(s["holder"], holder.as_str(), "{n}: {s}");
         assert_eq!(term(&s), term(&hs), "{n}: {s} vs {hs}");
     }
+    // `vipd status` judges every node healthy; the metrics say the same.
+    for n in &q.nodes {
+        let (code, out, err) = q.status_cli(n);
+        assert_eq!(code, Some(0), "vipd status on {n}: {out}{err}");
+        let role = if *n == holder { "holder" } else { "follower" };
+        let on = q.metric(n, "vipd_quorum_role", &[&format!("role=\"{role}\"")]);
+        assert_eq!(on, Some(1.0), "{n}: vipd_quorum_role{{role=\"{role}\"}}");
+    }
+    let term_metric = q.metric(&holder, "vipd_quorum_term", &[]).unwrap();
+    assert_eq!(term_metric, term(&hs) as f64);
     let (two, mac) = q.assert_no_two_holders();
     q.report(&[
         ("holder", holder),
@@ -588,6 +632,51 @@ fn holder_cut_from_its_peers_fences_and_a_majority_node_takes_over_never_two_on_
         ("client_gap_ms", ms(q.gap(t0, t_heal))),
         ("gap_after_heal_ms", ms(q.gap(t_heal, end))),
         ("holder_after_heal", after),
+        ("two_holder_ms", ms(two)),
+        ("two_mac_ms", ms(mac)),
+    ]);
+}
+
+#[test]
+fn holder_partitioned_at_layer_2_from_its_peers_fences_and_stays_a_follower_after_the_heal() {
+    netlab::require_root!();
+    let (q, old) = Quorum::up("quorum-partition", 3, false, Store::None);
+    let others: Vec<&str> = q
+        .nodes
+        .iter()
+        .map(String::as_str)
+        .filter(|n| *n != old)
+        .collect();
+    let t0 = q.clock.now();
+    // Everything between the holder and its peers is cut at the bridge
+    // (ARP included); the client still reaches every node.
+    q.topo.partition(&old, &others).unwrap();
+    let new = q
+        .wait_holder(Some(&old), TAKEOVER_BOUND)
+        .unwrap_or_else(|| panic!("no takeover within {TAKEOVER_BOUND:?}: {:?}", q.holders()));
+    assert!(others.contains(&new.as_str()));
+    let released = q
+        .released_at(&old, t0)
+        .unwrap_or_else(|| panic!("{old} never removed the VIP"));
+    let acquired = q.acquired_at(&new, t0).unwrap();
+    assert!(
+        released <= acquired,
+        "{old} released at {released:?}, {new} bound at {acquired:?}"
+    );
+    q.topo.heal_partition().unwrap();
+    // Q7: the old holder returns as a follower; the new one keeps the VIP.
+    q.wait_status(&old, secs(3), |s| {
+        s["role"] == "follower" && s["holder"] == new.as_str()
+    })
+    .unwrap_or_else(|| panic!("{old} does not follow {new}: {}", ms_status(q.status(&old))));
+    std::thread::sleep(secs(2));
+    assert_eq!(q.holders(), vec![new.clone()]);
+    let (two, mac) = q.assert_no_two_holders();
+    q.report(&[
+        ("old", old),
+        ("new", new),
+        ("fence_ms", ms(released - t0)),
+        ("takeover_ms", ms(acquired - t0)),
         ("two_holder_ms", ms(two)),
         ("two_mac_ms", ms(mac)),
     ]);
@@ -715,6 +804,17 @@ fn two_nodes_and_a_witness_keep_serving_without_the_witness_and_fail_over_with_i
 fn api_down_for_everyone_leaves_the_vip_served() {
     netlab::require_root!();
     let (mut q, holder) = Quorum::up("quorum-api-down", 3, false, Store::Etcd);
+    // The holder mirrors itself into etcd (best effort): its updates
+    // succeed while etcd is up, so the outage below is a real one.
+    let wrote = q.wait_for(secs(10), || {
+        q.metric(
+            &holder,
+            "vipd_api_requests_total",
+            &["verb=\"update\"", "code=\"ok\""],
+        )
+        .filter(|v| *v >= 1.0)
+    });
+    assert!(wrote.is_some(), "the holder never wrote the mirror record");
     let t0 = q.clock.now();
     q.etcd.as_mut().unwrap().stop().unwrap();
     std::thread::sleep(STEADY_HOLD);
