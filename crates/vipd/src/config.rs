@@ -91,7 +91,7 @@ pub enum Command {
     Status(StatusRequest),
     /// `vipd lab demo|run|bench`: the fault-injection lab (SPEC §7), run by
     /// [`vipd_lab::run`].
-    Lab(vipd_lab::LabArgs),
+    Lab(Box<vipd_lab::LabArgs>),
     /// `vipd witness`: a quorum voter that never holds (SPEC §5a).
     Witness(Box<WitnessConfig>),
     /// `vipd version`.
@@ -227,7 +227,7 @@ pub fn parse_command_with(
     };
     Ok(match cli.command {
         CliCommand::Version => Command::Version,
-        CliCommand::Lab(a) => Command::Lab(a),
+        CliCommand::Lab(a) => Command::Lab(Box::new(a)),
         CliCommand::Witness(a) => {
             Command::Witness(Box::new(quorum::resolve_witness(a, env, host)?))
         }
