@@ -437,7 +437,7 @@ async fn witness(cfg: WitnessConfig) -> ExitCode {
         node,
         make,
         origin,
-        WitnessHolder,
+        NoAddresses,
         control_rx,
         qobs_tx,
         &liveness,
@@ -485,18 +485,5 @@ impl LeaseStore for NoMirror {
     }
     fn reset(&self) {
         match *self {}
-    }
-}
-
-/// [`NoAddresses`], clonable for the restart loop.
-#[derive(Clone, Copy)]
-struct WitnessHolder;
-
-impl QuorumHolder for WitnessHolder {
-    async fn lead(&mut self) {
-        NoAddresses.lead().await;
-    }
-    async fn fence(&mut self, reason: FenceReason) -> bool {
-        NoAddresses.fence(reason).await
     }
 }
