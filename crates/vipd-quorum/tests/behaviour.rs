@@ -413,7 +413,7 @@ fn candidate_that_lost_its_term_backs_the_winner_once_its_own_vote_ends() {
     // voted" (a heartbeat of term 1 proves its sender won term 1), only
     // held back while n1's promise to itself runs (Q2/Q3)...
     let hb = Body::Heartbeat { priority: 0 };
-    let acts = n1.handle(at + 10 * MS, p.send("n0", 1, hb.clone()));
+    let acts = n1.handle(at + 10 * MS, p.send("n0", 1, hb));
     assert_eq!(verdict(&acts), Some(Verdict::LiveHolder));
     // ...and granted once it ended: n1 backs n0 and stops campaigning.
     let acts = n1.handle(at + 600 * MS, p.send("n0", 1, hb));
