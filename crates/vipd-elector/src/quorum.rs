@@ -47,6 +47,7 @@ pub trait QuorumHolder: Send {
 }
 
 /// A witness holds nothing: every fence is trivially complete.
+#[derive(Clone, Copy, Debug)]
 pub struct NoAddresses;
 
 impl QuorumHolder for NoAddresses {
@@ -82,11 +83,6 @@ pub struct Traffic {
     pub received: u64,
     /// Sends the kernel refused (no route, buffer full, ...).
     pub send_errors: u64,
-}
-
-/// Role label for metrics and logs.
-pub fn role_label(r: Role) -> &'static str {
-    r.label()
 }
 
 /// Binds the quorum socket, retrying with capped back-off while the

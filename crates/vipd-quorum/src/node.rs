@@ -424,9 +424,15 @@ impl Node {
             }
             Body::Vote | Body::Heartbeat { .. } => {
                 self.adopt_term(now, m.term, out);
+                // Q2's one vote per term binds votes. A heartbeat of this
+                // term proves its sender already won it (only a majority
+                // of this term's votes makes a holder), so a voter that
+                // voted otherwise, e.g. a candidate that lost the term,
+                // backs it once no promise of its own is live: that rule
+                // (`may_grant`) is what the safety argument rests on.
                 let verdict = if m.term < self.term {
                     Verdict::StaleTerm
-                } else if self.backing.is_some_and(|b| b != from) {
+                } else if m.body == Body::Vote && self.backing.is_some_and(|b| b != from) {
                     Verdict::AlreadyVoted // Q2: one vote per term
                 } else {
                     match self.may_grant(now, from) {
@@ -435,6 +441,10 @@ impl Node {
                     }
                 };
                 if verdict == Verdict::Granted {
+                    if m.body != Body::Vote {
+                        // The term has a holder: our campaign in it is over.
+                        self.abandon_campaign(now);
+                    }
                     self.give_promise(now, from);
                     // Randomise *after* the promise ends, when every voter's
                     // promise ends at about the same time (Raft §3.4).

@@ -386,3 +386,41 @@ fn preemption_only_when_configured() {
         assert!(c.violation.is_none());
     }
 }
+
+#[test]
+fn candidate_that_lost_its_term_backs_the_winner_once_its_own_vote_ends() {
+    // n1 campaigns in term 1 and votes for itself; n0 wins term 1 with n2.
+    let mut n1 = node("n1");
+    let mut p = Peer { seq: 0 };
+    let at = n1.poll_timeout().unwrap();
+    let acts = n1.handle(at, Input::Tick);
+    let prevote = sent(&acts)[0].seq;
+    let acts = n1.handle(
+        at,
+        p.send(
+            "n0",
+            0,
+            Body::PreVoteReply {
+                verdict: Verdict::Granted,
+                reply_to: prevote,
+            },
+        ),
+    );
+    assert!(sent(&acts)
+        .iter()
+        .any(|m| m.body == Body::Vote && m.term == 1));
+    // The winner's heartbeat in the same term: not refused as "already
+    // voted" (a heartbeat of term 1 proves its sender won term 1), only
+    // held back while n1's promise to itself runs (Q2/Q3)...
+    let hb = Body::Heartbeat { priority: 0 };
+    let acts = n1.handle(at + 10 * MS, p.send("n0", 1, hb));
+    assert_eq!(verdict(&acts), Some(Verdict::LiveHolder));
+    // ...and granted once it ended: n1 backs n0 and stops campaigning.
+    let acts = n1.handle(at + 600 * MS, p.send("n0", 1, hb));
+    assert_eq!(verdict(&acts), Some(Verdict::Granted));
+    let st = n1.status(at + 600 * MS);
+    assert_eq!(
+        (st.role, st.holder.as_deref()),
+        (Role::Follower, Some("n0"))
+    );
+}

@@ -108,24 +108,32 @@ fn init_logging_with(level: tracing::Level, json: bool) {
     }
 }
 
+/// Serves `/metrics`, `/healthz`, `/readyz` and `/status` until `stop`.
+fn spawn_http(
+    addr: std::net::SocketAddr,
+    obs: &Obs,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let state = vipd::http::HttpState::new(
+        obs.metrics.clone(),
+        obs.status.clone(),
+        obs.liveness.clone(),
+    );
+    tokio::spawn(async move {
+        // The endpoint is best effort: a port clash must not take the
+        // VIP down, so log and keep the daemon running.
+        if let Err(e) = vipd::http::serve(addr, state, stop.cancelled_owned()).await {
+            error!(%addr, error = %e, "HTTP endpoint failed");
+        }
+    })
+}
+
 async fn run(cfg: Config) -> ExitCode {
     let obs = Obs::for_config(&cfg);
     let stop_http = CancellationToken::new();
-    let http = cfg.http_addr.map(|addr| {
-        let state = vipd::http::HttpState::new(
-            obs.metrics.clone(),
-            obs.status.clone(),
-            obs.liveness.clone(),
-        );
-        let stop = stop_http.clone();
-        tokio::spawn(async move {
-            // The endpoint is best effort: a port clash must not take the
-            // VIP down, so log and keep the daemon running.
-            if let Err(e) = vipd::http::serve(addr, state, stop.cancelled_owned()).await {
-                error!(%addr, error = %e, "HTTP endpoint failed");
-            }
-        })
-    });
+    let http = cfg
+        .http_addr
+        .map(|addr| spawn_http(addr, &obs, stop_http.clone()));
     let code = match (cfg.vip, cfg.services.clone()) {
         (Some(vip), None) => run_vip(cfg, vip, obs).await,
         #[cfg(feature = "kubernetes")]

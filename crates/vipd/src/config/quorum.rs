@@ -204,23 +204,7 @@ pub(super) fn resolve_witness(
     env: &std::collections::HashMap<String, String>,
     host: &super::HostFacts,
 ) -> Result<WitnessConfig, ConfigError> {
-    let config_path = args
-        .config
-        .clone()
-        .or_else(|| env.get(CONFIG_ENV).cloned())
-        .filter(|p| !p.trim().is_empty())
-        .map(PathBuf::from);
-    let file = match &config_path {
-        None => std::collections::HashMap::new(),
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|error| ConfigError::FileRead {
-                path: path.clone(),
-                error,
-            })?;
-            let known: Vec<&str> = ALL.iter().map(|o| o.key).collect();
-            super::file::parse(path, &text, &known)?
-        }
-    };
+    let (_, file) = super::validate::config_file(args.config.clone(), env)?;
     let mut r = Resolver {
         flags: args.into_map(),
         env,
@@ -248,28 +232,7 @@ pub(super) fn resolve_witness(
             v.role = vipd_quorum::VoterRole::Witness;
         }
     }
-    let (http_addr, _) = r.get_or(
-        &PROMETHEUS_SERVER,
-        super::values::listen_addr(":2112").ok().flatten(),
-        |a| a.map_or_else(|| "off".to_string(), |a| a.to_string()),
-        super::values::listen_addr,
-    )?;
-    let (log_level, _) = r.get_or(
-        &LOG_LEVEL,
-        tracing::Level::INFO,
-        |l| l.to_string().to_lowercase(),
-        super::values::log_level,
-    )?;
-    let (log_json, _) = r.get_or(
-        &LOG_FORMAT,
-        false,
-        |j| if *j { "json".into() } else { "text".into() },
-        |s| match s.trim().to_ascii_lowercase().as_str() {
-            "text" => Ok(false),
-            "json" => Ok(true),
-            _ => Err("text or json"),
-        },
-    )?;
+    let (http_addr, log_level, log_json) = super::validate::observability(&mut r)?;
     Ok(WitnessConfig {
         node_name,
         quorum,

@@ -10,19 +10,17 @@ use super::options::*;
 use super::sources::Raw;
 use super::*;
 
-/// Layers → typed, validated [`Config`].
-pub(super) fn resolve(
-    mut raw: RawOptions,
+/// The `--config` file (flag, else `VIPD_CONFIG`) and its parsed keys;
+/// none when unset or empty.
+pub(super) fn config_file(
+    flag: Option<String>,
     env: &HashMap<String, String>,
-    host: &HostFacts,
-) -> Result<Config, ConfigError> {
-    let config_path = raw
-        .config
-        .clone()
+) -> Result<(Option<PathBuf>, HashMap<String, String>), ConfigError> {
+    let path = flag
         .or_else(|| env.get(CONFIG_ENV).cloned())
         .filter(|p| !p.trim().is_empty())
         .map(PathBuf::from);
-    let file = match &config_path {
+    let file = match &path {
         None => HashMap::new(),
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|error| ConfigError::FileRead {
@@ -33,6 +31,46 @@ pub(super) fn resolve(
             file::parse(path, &text, &known)?
         }
     };
+    Ok((path, file))
+}
+
+/// `--prometheus-server`, `--log-level`, `--log-format`: shared by `vipd
+/// run` and `vipd witness`.
+pub(super) fn observability(
+    r: &mut Resolver<'_>,
+) -> Result<(Option<std::net::SocketAddr>, tracing::Level, bool), ConfigError> {
+    let (http_addr, _) = r.get_or(
+        &PROMETHEUS_SERVER,
+        values::listen_addr(":2112").ok().flatten(),
+        |a| a.map_or_else(|| "off".to_string(), |a| a.to_string()),
+        values::listen_addr,
+    )?;
+    let (log_level, _) = r.get_or(
+        &LOG_LEVEL,
+        tracing::Level::INFO,
+        |l| l.to_string().to_lowercase(),
+        values::log_level,
+    )?;
+    let (log_json, _) = r.get_or(
+        &LOG_FORMAT,
+        false,
+        |j| if *j { "json".into() } else { "text".into() },
+        |s| match s.trim().to_ascii_lowercase().as_str() {
+            "text" => Ok(false),
+            "json" => Ok(true),
+            _ => Err("text or json"),
+        },
+    )?;
+    Ok((http_addr, log_level, log_json))
+}
+
+/// Layers → typed, validated [`Config`].
+pub(super) fn resolve(
+    mut raw: RawOptions,
+    env: &HashMap<String, String>,
+    host: &HostFacts,
+) -> Result<Config, ConfigError> {
+    let (config_path, file) = config_file(raw.config.clone(), env)?;
     let kube_vip_flags = std::mem::take(&mut raw.kube_vip);
     let mut warnings = Vec::new();
     let mut r = Resolver {
@@ -378,28 +416,7 @@ pub(super) fn resolve(
     }
 
     // Observability.
-    let (http_addr, _) = r.get_or(
-        &PROMETHEUS_SERVER,
-        values::listen_addr(":2112").ok().flatten(),
-        |a| a.map_or_else(|| "off".to_string(), |a| a.to_string()),
-        values::listen_addr,
-    )?;
-    let (log_level, _) = r.get_or(
-        &LOG_LEVEL,
-        tracing::Level::INFO,
-        |l| l.to_string().to_lowercase(),
-        values::log_level,
-    )?;
-    let (log_json, _) = r.get_or(
-        &LOG_FORMAT,
-        false,
-        |j| if *j { "json".into() } else { "text".into() },
-        |s| match s.trim().to_ascii_lowercase().as_str() {
-            "text" => Ok(false),
-            "json" => Ok(true),
-            _ => Err("text or json"),
-        },
-    )?;
+    let (http_addr, log_level, log_json) = observability(&mut r)?;
     let (reconcile_period, _) = r.get_or(
         &RECONCILE_PERIOD,
         DEFAULT_RECONCILE_PERIOD,

@@ -409,15 +409,14 @@ async fn witness(cfg: WitnessConfig) -> ExitCode {
     let status = StatusHandle::new(&cfg.node_name, env!("CARGO_PKG_VERSION"), "-", "none");
     let liveness = Liveness::new();
     let cancel = CancellationToken::new();
-    let http = cfg.http_addr.map(|addr| {
-        let state = vipd::http::HttpState::new(metrics.clone(), status.clone(), liveness.clone());
-        let stop = cancel.clone();
-        tokio::spawn(async move {
-            if let Err(e) = vipd::http::serve(addr, state, stop.cancelled_owned()).await {
-                error!(%addr, error = %e, "HTTP endpoint failed");
-            }
-        })
-    });
+    let obs = Obs {
+        metrics: metrics.clone(),
+        status: status.clone(),
+        liveness: liveness.clone(),
+    };
+    let http = cfg
+        .http_addr
+        .map(|addr| super::spawn_http(addr, &obs, cancel.clone()));
     let (control_tx, control_rx) = mpsc::channel::<Control>(8);
     let (qobs_tx, qobs_rx) = watch::channel(initial_observation(&node, voters, origin));
     spawn_reporter(
@@ -437,7 +436,7 @@ async fn witness(cfg: WitnessConfig) -> ExitCode {
         node,
         make,
         origin,
-        WitnessHolder,
+        NoAddresses,
         control_rx,
         qobs_tx,
         &liveness,
@@ -485,18 +484,5 @@ impl LeaseStore for NoMirror {
     }
     fn reset(&self) {
         match *self {}
-    }
-}
-
-/// [`NoAddresses`], clonable for the restart loop.
-#[derive(Clone, Copy)]
-struct WitnessHolder;
-
-impl QuorumHolder for WitnessHolder {
-    async fn lead(&mut self) {
-        NoAddresses.lead().await;
-    }
-    async fn fence(&mut self, reason: FenceReason) -> bool {
-        NoAddresses.fence(reason).await
     }
 }
