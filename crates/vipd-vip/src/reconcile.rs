@@ -181,6 +181,14 @@ impl Reconciler {
         !observed.addrs.iter().any(|a| a.ours)
     }
 
+    /// True when none of `vips` is on the interface with vipd's tag.
+    pub fn none_of(observed: &Observed, vips: &BTreeSet<Vip>) -> bool {
+        !observed
+            .addrs
+            .iter()
+            .any(|a| a.ours && vips.contains(&a.vip()))
+    }
+
     /// One reconcile step against a fresh kernel observation.
     pub fn reconcile(&mut self, observed: &Observed) -> Vec<ReconcileAction> {
         let mut link_reports = Vec::new();
@@ -503,5 +511,13 @@ mod tests {
         let node = foreign(IpAddr::from([192, 0, 2, 1]), 24);
         assert!(Reconciler::none_of_ours(&up(vec![node])));
         assert!(!Reconciler::none_of_ours(&up(vec![node, ours(v4(9))])));
+    }
+
+    #[test]
+    fn none_of_looks_only_at_the_given_addresses_and_only_at_ours() {
+        let set = BTreeSet::from([v4(9)]);
+        let node = foreign(IpAddr::from([192, 0, 2, 1]), 24);
+        assert!(Reconciler::none_of(&up(vec![node, ours(v4(8))]), &set));
+        assert!(!Reconciler::none_of(&up(vec![ours(v4(9))]), &set));
     }
 }

@@ -111,6 +111,8 @@ pub enum ManagerError {
 enum Command {
     /// Want nothing from now on; answer once a dump shows none of ours.
     Drain(oneshot::Sender<()>),
+    /// Stop wanting these now; answer once a dump shows none of them ours.
+    Remove(BTreeSet<Vip>, oneshot::Sender<()>),
 }
 
 /// Handle to a running VIP manager task. Dropping it aborts the task
@@ -124,7 +126,10 @@ pub struct VipManager {
 
 impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Drain")
+        match self {
+            Command::Drain(_) => f.write_str("Drain"),
+            Command::Remove(vips, _) => write!(f, "Remove({vips:?})"),
+        }
     }
 }
 
@@ -156,6 +161,7 @@ impl VipManager {
             rec: Reconciler::new(),
             draining: false,
             drain_waiters: Vec::new(),
+            removal_waiters: Vec::new(),
             nl: None,
             monitor: Monitor::new(),
             backoff,
@@ -184,6 +190,25 @@ impl VipManager {
         let (tx, rx) = oneshot::channel();
         self.cmd_tx
             .send(Command::Drain(tx))
+            .await
+            .map_err(|_| ManagerError::Stopped)?;
+        rx.await.map_err(|_| ManagerError::Stopped)
+    }
+
+    /// Removes `vips` at once and returns once a fresh kernel dump shows
+    /// none of them carrying vipd's tag on the interface (or the interface
+    /// is gone). Unlike [`VipManager::remove_all_now`] this is not a
+    /// shutdown: the desired watch keeps applying, so the caller must have
+    /// dropped `vips` from it already (or a later change brings them back,
+    /// and this call may then never return). Quorum mode needs this
+    /// confirmation on every fence (SPEC §5a Q6: the voters are released
+    /// only after the address is gone) and must be able to hold again
+    /// afterwards. Retries forever; bound the wait with
+    /// `tokio::time::timeout`.
+    pub async fn remove_now(&self, vips: BTreeSet<Vip>) -> Result<(), ManagerError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd_tx
+            .send(Command::Remove(vips, tx))
             .await
             .map_err(|_| ManagerError::Stopped)?;
         rx.await.map_err(|_| ManagerError::Stopped)
@@ -218,6 +243,8 @@ struct Shell {
     rec: Reconciler,
     draining: bool,
     drain_waiters: Vec<oneshot::Sender<()>>,
+    /// [`Command::Remove`] callers, each with the addresses it waits for.
+    removal_waiters: Vec<(BTreeSet<Vip>, oneshot::Sender<()>)>,
     nl: Option<Netlink>,
     monitor: Monitor,
     backoff: Backoff,
@@ -278,6 +305,11 @@ impl Shell {
                         Command::Drain(tx) => {
                             self.draining = true;
                             self.drain_waiters.push(tx);
+                        }
+                        Command::Remove(vips, tx) => {
+                            let want = self.rec.desired().difference(&vips).copied().collect();
+                            self.rec.set_desired(want);
+                            self.removal_waiters.push((vips, tx));
                         }
                     }
                     return true;
@@ -408,6 +440,17 @@ impl Shell {
                 for w in self.drain_waiters.drain(..) {
                     let _ = w.send(());
                 }
+            }
+        }
+        if !self.removal_waiters.is_empty() {
+            // Answered from this dump, taken after the command: an address
+            // removed by an earlier pass shows here as gone.
+            let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.removal_waiters)
+                .into_iter()
+                .partition(|(vips, _)| Reconciler::none_of(&observed, vips));
+            self.removal_waiters = waiting;
+            for (_, w) in done {
+                let _ = w.send(());
             }
         }
         let actions = self.rec.reconcile(&observed);

@@ -450,6 +450,49 @@ fn remove_all_now_returns_only_after_vips_are_gone() {
 }
 
 #[test]
+fn remove_now_confirms_the_removal_and_a_later_desired_change_binds_again() {
+    // Quorum mode fences through remove_now on every lost hold and must be
+    // able to hold again afterwards (found in the lab: remove_all_now was
+    // used, and a node that had fenced once never bound the VIP again).
+    netlab::require_root!();
+    let ns = lab();
+    ns.ip(&["addr", "add", "192.0.2.1/24", "dev", IF])
+        .unwrap_or_else(|e| panic!("{e}"));
+    run_in(&ns, |_| async move {
+        let mut r = start(&[vip4(), vip6()]);
+        for v in [vip4(), vip6()] {
+            expect_event(&mut r.events, Duration::from_secs(5), "Bound", |e| {
+                is_bound(e, v)
+            })
+            .await;
+        }
+        r.desired.send_replace([vip6()].into_iter().collect());
+        timeout(
+            Duration::from_secs(3),
+            r.mgr.remove_now([vip4()].into_iter().collect()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("removal not confirmed"))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let nl = Netlink::new().unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            find(&nl, vip4().addr).await.is_none(),
+            "confirmed, but the VIP is still there"
+        );
+        assert!(
+            find(&nl, vip6().addr).await.is_some(),
+            "an address not named was removed"
+        );
+        r.desired.send_replace([vip4(), vip6()].into_iter().collect());
+        expect_event(&mut r.events, Duration::from_secs(5), "Bound again", |e| {
+            is_bound(e, vip4())
+        })
+        .await;
+        assert!(find(&nl, vip4().addr).await.is_some_and(|k| k.ours));
+    });
+}
+
+#[test]
 fn manager_waits_for_missing_interface_and_binds_when_it_appears() {
     netlab::require_root!();
     let ns = NetNs::new(&netlab::unique_prefix("vipm")).unwrap_or_else(|e| panic!("{e}"));

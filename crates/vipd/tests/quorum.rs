@@ -801,6 +801,55 @@ fn two_nodes_and_a_witness_keep_serving_without_the_witness_and_fail_over_with_i
 }
 
 #[test]
+fn a_node_that_fenced_holds_again_in_a_later_term() {
+    // Regression (lab, peer-partition after earlier faults): a fence used to
+    // drain the VIP manager for good, so a node that had lost its hold once
+    // won the next election and never bound the VIP. Two nodes + witness
+    // make the second election deterministic: after A fences and B holds,
+    // B's crash leaves A as the only node that can hold.
+    netlab::require_root!();
+    let (mut q, a) = Quorum::up("quorum-rehold", 2, true, Store::None);
+    let b = q.nodes.iter().find(|n| **n != a).unwrap().clone();
+    let t0 = q.clock.now();
+    q.cut_peers(&a);
+    let got = q
+        .wait_holder(Some(&a), TAKEOVER_BOUND)
+        .unwrap_or_else(|| panic!("no takeover from {a}: {:?}", q.holders()));
+    assert_eq!(got, b);
+    assert!(q.released_at(&a, t0).is_some(), "{a} never fenced");
+    q.heal_peers();
+    q.wait_status(&a, secs(5), |s| {
+        s["role"] == "follower"
+            && s["holder"] == b.as_str()
+            && s["quiet_remaining_seconds"].as_f64() == Some(0.0)
+    })
+    .unwrap_or_else(|| panic!("{a} does not follow {b}: {}", ms_status(q.status(&a))));
+    q.wait_status(WITNESS, secs(5), |s| {
+        s["holder"] == b.as_str() && s["quiet_remaining_seconds"].as_f64() == Some(0.0)
+    })
+    .unwrap_or_else(|| panic!("witness: {}", ms_status(q.status(WITNESS))));
+    let t1 = q.clock.now();
+    q.crash(&b);
+    let again = q
+        .wait_holder(Some(&b), TAKEOVER_BOUND)
+        .unwrap_or_else(|| panic!("no takeover from {b}: {:?}", q.holders()));
+    assert_eq!(again, a);
+    let acquired = q.acquired_at(&a, t1).unwrap();
+    let served = q
+        .wait_served(&a, HOLD, TAKEOVER_BOUND)
+        .unwrap_or_else(|| panic!("{a} holds again but the client is not served by it"));
+    let (two, mac) = q.assert_no_two_holders();
+    q.report(&[
+        ("first", a),
+        ("second", b),
+        ("rehold_takeover_ms", ms(acquired - t1)),
+        ("first_served_ms", ms(served.saturating_sub(t1))),
+        ("two_holder_ms", ms(two)),
+        ("two_mac_ms", ms(mac)),
+    ]);
+}
+
+#[test]
 fn api_down_for_everyone_leaves_the_vip_served() {
     netlab::require_root!();
     let (mut q, holder) = Quorum::up("quorum-api-down", 3, false, Store::Etcd);

@@ -47,8 +47,14 @@ impl QuorumHolder for VipHolder {
         info!(vip = %self.vip.addr, ?reason, "removing the VIP");
         self.desired.send_replace(std::collections::BTreeSet::new());
         // Q6: the voters drop their promises as soon as we say the address
-        // is gone, so say it only after a kernel dump shows it gone.
-        match tokio::time::timeout(Duration::from_secs(1), self.manager.remove_all_now()).await {
+        // is gone, so say it only after a kernel dump shows it gone. Not
+        // remove_all_now: that drains the manager for good (R7 shutdown,
+        // done by Plumbing::finish), and any other fence must leave this
+        // node able to bind again in a later term.
+        let removal = self
+            .manager
+            .remove_now(std::collections::BTreeSet::from([self.vip]));
+        match tokio::time::timeout(Duration::from_secs(1), removal).await {
             Ok(Ok(())) => true,
             Ok(Err(e)) => {
                 error!(error = %e, "cannot confirm VIP removal; retrying before releasing");
