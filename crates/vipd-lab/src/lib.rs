@@ -127,7 +127,7 @@ pub struct RunArgs {
     /// for bench).
     #[arg(long = "impl", value_name = "IMPL[,IMPL]")]
     implementation: Option<String>,
-    /// Comma-separated scenarios, `all` (the first ten; in quorum mode also
+    /// Comma-separated scenarios, `all` (the first eleven; in quorum mode also
     /// peer-partition and peer-loss, and witness-down with --witness),
     /// `peer` (the last three) or `services` (the svc-* ones, which need
     /// --services): sigterm, sigkill-restart, crash, link-flap, api-cut,

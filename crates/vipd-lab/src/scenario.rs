@@ -29,6 +29,10 @@ pub enum Scenario {
     Partition,
     /// 30 % random packet loss on the holder, both directions.
     Loss,
+    /// One node isolated: a follower's link down, up at heal. The holder
+    /// must not notice (no gap, no change), and the node coming back must
+    /// not unseat it (SPEC §5a Q7 in quorum mode).
+    Isolated,
     /// The VIP deleted by hand on the holder.
     VipDeleted,
     /// A stale VIP left on a follower (crash leftover; vipd-tagged with
@@ -73,7 +77,7 @@ pub struct Targets {
 
 impl Scenario {
     /// Every scenario, in the order `all` runs them.
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::Sigterm,
         Scenario::SigkillRestart,
         Scenario::Crash,
@@ -84,6 +88,7 @@ impl Scenario {
         Scenario::Loss,
         Scenario::VipDeleted,
         Scenario::StaleVip,
+        Scenario::Isolated,
     ];
 
     /// The Services scenarios, in the order `services` runs them.
@@ -124,6 +129,7 @@ impl Scenario {
             Scenario::ApiDown => "api-down",
             Scenario::Partition => "partition",
             Scenario::Loss => "loss",
+            Scenario::Isolated => "isolated",
             Scenario::VipDeleted => "vip-deleted",
             Scenario::StaleVip => "stale-vip",
             Scenario::SvcCrash => "svc-crash",
@@ -221,6 +227,7 @@ impl Scenario {
             | Scenario::SvcCrash
             | Scenario::ApiCut
             | Scenario::Partition
+            | Scenario::Isolated
             | Scenario::PeerPartition
             | Scenario::PeerLoss
             | Scenario::WitnessDown => lease + Duration::from_secs(2),
@@ -296,6 +303,11 @@ impl Scenario {
                 lab.lossy(h, 30)?;
                 format!("30% loss on {h}")
             }
+            Scenario::Isolated => {
+                let f = t.follower.as_str();
+                lab.topo.host(f).link_down()?;
+                format!("follower {f} isolated (link down)")
+            }
             Scenario::VipDeleted => {
                 lab.delete_vip(h)?;
                 format!("VIP deleted on {h}")
@@ -364,6 +376,7 @@ impl Scenario {
                 lab.start(h)?;
             }
             Scenario::LinkFlap | Scenario::SvcLinkFlap => lab.topo.host(h).link_up()?,
+            Scenario::Isolated => lab.topo.host(&t.follower).link_up()?,
             Scenario::ApiCut | Scenario::Loss => lab.clear_node_rules(h)?,
             Scenario::ApiDown | Scenario::SvcApiDown => lab.api_up()?,
             Scenario::Partition | Scenario::StaleVip => lab.topo.heal_partition()?,
