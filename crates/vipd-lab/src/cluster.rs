@@ -465,8 +465,10 @@ impl Daemon {
         self.container = container;
     }
 
-    /// SIGKILLs the child's whole process group and reaps the child (an
-    /// address it held stays configured, as after a real crash). A
+    /// SIGKILLs the child's whole process group and reaps the child. vipd's
+    /// address guard runs in its own group, so it survives this and removes
+    /// the addresses vipd held (a process crash); [`Daemon::sigkill_tree`]
+    /// takes the guard along (the whole node's processes gone). A
     /// container is killed through podman first (its process is conmon's
     /// child, not ours), then removed.
     pub fn sigkill(&mut self) {
@@ -480,6 +482,42 @@ impl Daemon {
             let _ = c.wait();
         }
     }
+}
+
+impl Daemon {
+    /// SIGKILLs the child's own children first (vipd's address guard, in
+    /// its own process group), then the child as [`Daemon::sigkill`]: an
+    /// address vipd held stays configured, as after a crash that took
+    /// every vipd process (the leftover R3 must clean up at restart).
+    pub fn sigkill_tree(&mut self) {
+        if let Some(c) = &self.child {
+            for pid in children_of(c.id()) {
+                let _ = netlab::run_ok("kill", &["-s", "KILL", &pid.to_string()]);
+            }
+        }
+        self.sigkill();
+    }
+}
+
+/// The pids whose parent is `pid` (from /proc/*/stat).
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|st| {
+                    // "pid (comm) state ppid ...": comm may hold spaces and
+                    // parentheses, so split after the last ')'.
+                    let rest = st.get(st.rfind(')')? + 1..)?;
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
 }
 
 impl Drop for Daemon {

@@ -16,11 +16,16 @@
 //!   ([`VipManager::remove_all_now`], R7). [`preflight`] validates the
 //!   configuration before anything is touched.
 //!
+//! - [`guard`]: the address guard, a second process that removes vipd's
+//!   addresses when the daemon dies without removing them (SIGKILL, OOM,
+//!   abort); the manager keeps it informed through a [`guard::GuardPipe`].
+//!
 //! Everything runs in the network namespace of the calling thread (tests
 //! enter a namespace and run a current-thread runtime there).
 
 #![forbid(unsafe_code)]
 
+pub mod guard;
 pub mod netlink;
 pub mod reconcile;
 pub mod task;

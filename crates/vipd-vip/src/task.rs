@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::guard::GuardPipe;
 use crate::netlink::{LinkInfo, Monitor, MonitorEvent, Netlink, NetlinkError};
 use crate::reconcile::{Observed, ReconcileAction, Reconciler, RefuseReason, Vip};
 use vipd_backoff::Backoff;
@@ -44,6 +45,10 @@ pub struct VipManagerConfig {
     /// `IFA_PROTO` tag of the addresses this manager owns
     /// ([`crate::VIPD_ADDR_PROTO`] or [`crate::VIPD_SVC_ADDR_PROTO`]).
     pub tag: u8,
+    /// The address guard to keep informed ([`crate::guard`]): told of an
+    /// address before it is added and after it is removed, so that it can
+    /// remove what this manager leaves behind if the process dies.
+    pub guard: Option<GuardPipe>,
 }
 
 impl VipManagerConfig {
@@ -55,6 +60,7 @@ impl VipManagerConfig {
             retry_min: Duration::from_millis(200),
             retry_max: Duration::from_secs(5),
             tag: crate::VIPD_ADDR_PROTO,
+            guard: None,
         }
     }
 }
@@ -162,6 +168,7 @@ impl VipManager {
             draining: false,
             drain_waiters: Vec::new(),
             removal_waiters: Vec::new(),
+            guarded: BTreeSet::new(),
             nl: None,
             monitor: Monitor::new(),
             backoff,
@@ -245,6 +252,8 @@ struct Shell {
     drain_waiters: Vec<oneshot::Sender<()>>,
     /// [`Command::Remove`] callers, each with the addresses it waits for.
     removal_waiters: Vec<(BTreeSet<Vip>, oneshot::Sender<()>)>,
+    /// What the guard was last told may be ours on the interface.
+    guarded: BTreeSet<Vip>,
     nl: Option<Netlink>,
     monitor: Monitor,
     backoff: Backoff,
@@ -434,6 +443,9 @@ impl Shell {
             }
         };
         self.ifindex = link.as_ref().map(|l| l.ifindex);
+        if link.is_some() {
+            self.sync_guard(&observed);
+        }
         if self.draining {
             self.rec.set_desired(BTreeSet::new());
             if Reconciler::none_of_ours(&observed) {
@@ -463,6 +475,29 @@ impl Shell {
         }
         self.bound_tx.send_replace(self.rec.bound().clone());
         pass
+    }
+
+    /// Tells the guard what a fresh dump shows as ours (adopted leftovers,
+    /// addresses someone else deleted): it then lists exactly the kernel's
+    /// truth, plus whatever [`Self::execute`] is about to add.
+    fn sync_guard(&mut self, observed: &Observed) {
+        let Some(guard) = self.config.guard.as_ref() else {
+            return;
+        };
+        let now: BTreeSet<Vip> = observed
+            .addrs
+            .iter()
+            .filter(|a| a.ours)
+            .map(|a| a.vip())
+            .collect();
+        let scope = (self.config.ifname.clone(), self.config.tag);
+        for v in now.difference(&self.guarded) {
+            guard.adding(&scope, *v);
+        }
+        for v in self.guarded.difference(&now) {
+            guard.removed(&scope, *v);
+        }
+        self.guarded = now;
     }
 
     /// Executes one action; false when a kernel operation failed.
@@ -500,12 +535,26 @@ impl Shell {
                 let (Some(link), Some(nl)) = (link, self.nl.as_ref()) else {
                     return true;
                 };
+                let scope = (ifname.clone(), self.config.tag);
                 let res = if matches!(action, ReconcileAction::Add(_)) {
                     tracing::debug!(%vip, interface = %ifname, "adding VIP");
+                    // The guard hears of it first: if we die right after
+                    // the kernel took it, the guard knows to remove it.
+                    if let Some(g) = self.config.guard.as_ref() {
+                        if self.guarded.insert(vip) {
+                            g.adding(&scope, vip);
+                        }
+                    }
                     nl.add_vip(link.ifindex, vip).await
                 } else {
                     tracing::info!(%vip, interface = %ifname, "removing VIP we do not want");
-                    nl.del_vip(link.ifindex, vip).await
+                    let r = nl.del_vip(link.ifindex, vip).await;
+                    if let (Ok(()), Some(g)) = (&r, self.config.guard.as_ref()) {
+                        if self.guarded.remove(&vip) {
+                            g.removed(&scope, vip);
+                        }
+                    }
+                    r
                 };
                 if let Err(e) = res {
                     if matches!(e, NetlinkError::Timeout { .. }) {

@@ -483,7 +483,8 @@ fn remove_now_confirms_the_removal_and_a_later_desired_change_binds_again() {
             find(&nl, vip6().addr).await.is_some(),
             "an address not named was removed"
         );
-        r.desired.send_replace([vip4(), vip6()].into_iter().collect());
+        r.desired
+            .send_replace([vip4(), vip6()].into_iter().collect());
         expect_event(&mut r.events, Duration::from_secs(5), "Bound again", |e| {
             is_bound(e, vip4())
         })

@@ -96,6 +96,9 @@ pub enum Command {
     Witness(Box<WitnessConfig>),
     /// `vipd version`.
     Version,
+    /// `vipd guard` (hidden): the address guard that `vipd run` starts for
+    /// itself, reading its parent's addresses on standard input.
+    Guard,
 }
 
 /// The coordination backend holding the lease (SPEC §5).
@@ -227,6 +230,7 @@ pub fn parse_command_with(
     };
     Ok(match cli.command {
         CliCommand::Version => Command::Version,
+        CliCommand::Guard => Command::Guard,
         CliCommand::Lab(a) => Command::Lab(Box::new(a)),
         CliCommand::Witness(a) => {
             Command::Witness(Box::new(quorum::resolve_witness(a, env, host)?))
@@ -375,6 +379,7 @@ impl Config {
         match Cli::try_parse_from(&argv)?.command {
             CliCommand::Run(raw) | CliCommand::CheckConfig(raw) => resolve(raw, env, host),
             CliCommand::Version
+            | CliCommand::Guard
             | CliCommand::Manifest(_)
             | CliCommand::Lab(_)
             | CliCommand::Witness(_)

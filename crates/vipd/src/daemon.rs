@@ -34,6 +34,7 @@ use vipd_elector::{self as elect, Control, Holder, Observation};
 
 mod events;
 mod glue;
+pub(crate) mod guard;
 mod health;
 mod quorum;
 
@@ -48,6 +49,7 @@ use crate::context::{
 };
 use vipd_backoff::{random_u64, Backoff};
 
+pub use guard::guard_main;
 pub use quorum::witness_main;
 
 /// Entry point of `vipd run`.
@@ -129,6 +131,9 @@ fn spawn_http(
 }
 
 async fn run(cfg: Config) -> ExitCode {
+    // Before any address exists: the guard removes them if this process
+    // dies without doing so (SIGKILL, OOM, abort).
+    guard::start();
     let obs = Obs::for_config(&cfg);
     let stop_http = CancellationToken::new();
     let http = cfg
@@ -372,6 +377,7 @@ impl Plumbing {
         let (vip_ev_tx, vip_ev_rx) = mpsc::unbounded_channel();
         let mut mcfg = VipManagerConfig::new(cfg.interface.clone());
         mcfg.reconcile_period = cfg.reconcile_period;
+        mcfg.guard = guard::pipe();
         let manager = Arc::new(VipManager::spawn(
             mcfg,
             desired_rx,

@@ -44,6 +44,7 @@ fn main() -> ExitCode {
         }
         Command::Run(cfg) => daemon::main(*cfg, caps),
         Command::Witness(cfg) => daemon::witness_main(*cfg),
+        Command::Guard => daemon::guard_main(),
         Command::Manifest(m) => vipd::manifest::print(&m),
         Command::Lab(lab) => vipd_lab::run(*lab),
         Command::Status(req) => status(&req),

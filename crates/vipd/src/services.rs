@@ -113,6 +113,7 @@ pub(crate) async fn run(cfg: Config, svc: ServicesSettings, obs: Obs) -> ExitCod
     let mut mcfg = VipManagerConfig::new(svc.interface.clone());
     mcfg.reconcile_period = cfg.reconcile_period;
     mcfg.tag = VIPD_SVC_ADDR_PROTO;
+    mcfg.guard = crate::daemon::guard::pipe();
     let manager = Arc::new(VipManager::spawn(
         mcfg,
         desired_rx,

@@ -591,6 +591,51 @@ fn holder_crash_another_node_serves_within_five_seconds() {
 }
 
 #[test]
+fn holder_process_sigkilled_its_guard_removes_the_vip_before_a_successor_binds() {
+    // The kernel keeps an address after its process dies. A quorum
+    // successor binds in about one promise, before any restart could clean
+    // up, so without the address guard this was two holders on the wire
+    // (lab sigkill-restart: 322-440 ms). Only vipd is killed, not the node.
+    netlab::require_root!();
+    let (mut q, old) = Quorum::up("quorum-sigkill", 3, false, Store::None);
+    let t0 = q.clock.now();
+    q.daemons
+        .iter_mut()
+        .find(|d| d.node() == old)
+        .unwrap()
+        .sigkill();
+    let new = q
+        .wait_holder(Some(&old), TAKEOVER_BOUND)
+        .unwrap_or_else(|| panic!("no takeover within {TAKEOVER_BOUND:?}: {:?}", q.holders()));
+    let released = q
+        .released_at(&old, t0)
+        .unwrap_or_else(|| panic!("{old}'s VIP stayed after vipd was killed"));
+    let acquired = q.acquired_at(&new, t0).unwrap();
+    assert!(
+        released <= acquired,
+        "{new} bound at {acquired:?} before {old}'s leftover went at {released:?}"
+    );
+    let log = std::fs::read_to_string(q.logdir.join(format!("{old}.log"))).unwrap();
+    assert!(
+        log.contains("the guard removed it"),
+        "no guard removal in {old}'s log"
+    );
+    let served = q
+        .wait_served(&new, HOLD, TAKEOVER_BOUND)
+        .unwrap_or_else(|| panic!("client not served by {new}"));
+    let (two, mac) = q.assert_no_two_holders();
+    q.report(&[
+        ("old", old),
+        ("new", new),
+        ("guard_removed_ms", ms(released - t0)),
+        ("takeover_ms", ms(acquired - t0)),
+        ("first_served_ms", ms(served.saturating_sub(t0))),
+        ("two_holder_ms", ms(two)),
+        ("two_mac_ms", ms(mac)),
+    ]);
+}
+
+#[test]
 fn holder_cut_from_its_peers_fences_and_a_majority_node_takes_over_never_two_on_the_wire() {
     netlab::require_root!();
     let (q, old) = Quorum::up("quorum-peer-cut", 3, false, Store::None);

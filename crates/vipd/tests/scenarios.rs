@@ -468,7 +468,8 @@ fn vip_deleted_by_hand(backend: Backend) {
 
 /// Planting a stale VIP exactly as vipd leaves one: vipd itself binds it (so
 /// it carries vipd's own tag, whatever the address manager uses) and is then
-/// SIGKILLed, which leaves the address configured. To keep that leftover
+/// SIGKILLed together with its address guard (a crash that took every vipd
+/// process), which leaves the address configured. To keep that leftover
 /// from answering on the wire while another node legitimately holds the VIP,
 /// n1 is cut from the client and the other nodes at the bridge (L2, both
 /// ways) but can still reach etcd. n2/n3 then take over after the lease
@@ -494,7 +495,7 @@ fn stale_vip(backend: Backend) {
         Some("n1"),
         "n1 alone did not take the VIP"
     );
-    c.sigkill("n1");
+    c.sigkill_tree("n1");
     assert!(
         c.topo.host("n1").has_addr(vip),
         "SIGKILL removed the VIP: nothing to plant"

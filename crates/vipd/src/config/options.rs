@@ -126,6 +126,9 @@ pub(super) enum CliCommand {
     Witness(WitnessArgs),
     /// Print the version.
     Version,
+    /// Internal: the address guard the daemon starts for itself.
+    #[command(hide = true)]
+    Guard,
 }
 
 /// `vipd manifest pod|daemonset|rbac`.

@@ -303,6 +303,11 @@ impl Cluster {
         self.daemon(node).sigkill();
     }
 
+    /// SIGKILL vipd and its address guard: the VIP stays configured.
+    pub fn sigkill_tree(&mut self, node: &str) {
+        self.daemon(node).sigkill_tree();
+    }
+
     /// Graceful stop: SIGTERM, wait (SIGKILL after 10 s, which fails the
     /// test: vipd must exit on SIGTERM).
     pub fn stop(&mut self, node: &str) -> ExitStatus {
