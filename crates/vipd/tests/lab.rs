@@ -151,7 +151,8 @@ fn lab_runs_every_scenario_with_one_holder_at_the_end_and_never_two() {
             "partition",
             "loss",
             "vip-deleted",
-            "stale-vip"
+            "stale-vip",
+            "isolated"
         ]
     );
     for r in runs {
