@@ -1063,7 +1063,7 @@ mod tests {
         let p = plan(&["--coordination", "lease,quorum"], true).unwrap_or_else(|_| panic!("bench"));
         assert_eq!(p.coordinations.len(), 2);
         // `all` grows by the peer scenarios when quorum mode runs.
-        assert_eq!(p.run.scenarios.len(), 12);
+        assert_eq!(p.run.scenarios.len(), 13);
         assert!(plan(&["--impl", "keepalived", "--coordination", "quorum"], false).is_err());
         assert!(plan(&["--coordination", "bogus"], false).is_err());
         assert!(plan(&["--witness"], false).is_err());
@@ -1073,7 +1073,7 @@ mod tests {
             false,
         )
         .unwrap_or_else(|_| panic!("witness plan"));
-        assert_eq!(w.run.scenarios.len(), 13);
+        assert_eq!(w.run.scenarios.len(), 14);
         let lease = plan(&[], false).unwrap_or_else(|_| panic!("default plan"));
         assert_eq!(lease.run.scenarios, scenario::Scenario::ALL.to_vec());
         assert_eq!(lease.coordinations, [lab::Coordination::Lease]);

@@ -443,12 +443,12 @@ mod tests {
                 .collect()
         };
         let q = names("all", true, false);
-        assert_eq!(q.len(), 12);
-        assert_eq!(&q[10..], ["peer-partition", "peer-loss"]);
+        assert_eq!(q.len(), 13);
+        assert_eq!(&q[11..], ["peer-partition", "peer-loss"]);
         let w = names("all", true, true);
-        assert_eq!(&w[10..], ["peer-partition", "peer-loss", "witness-down"]);
+        assert_eq!(&w[11..], ["peer-partition", "peer-loss", "witness-down"]);
         // A witness without quorum mode adds nothing (the CLI refuses it).
-        assert_eq!(names("all", false, true).len(), 10);
+        assert_eq!(names("all", false, true).len(), 11);
         assert_eq!(
             names("peer,sigterm", false, false),
             ["peer-partition", "peer-loss", "witness-down", "sigterm"]
