@@ -340,6 +340,16 @@ impl Node {
         turn
     }
 
+    /// A quarter heartbeat per turn ([`Self::release_turn`] after
+    /// `holder`) plus up to an eighth of a heartbeat of jitter. Timing
+    /// only: safety never depends on who starts first.
+    fn turn_wait(&mut self, holder: usize) -> Duration {
+        let hb = self.cfg.timings.heartbeat();
+        let eighth = u64::try_from((hb / 8).as_nanos()).unwrap_or(1).max(1);
+        let r = u64::try_from(self.election_wait().as_nanos()).unwrap_or(0);
+        (hb / 4) * self.release_turn(holder) + Duration::from_nanos(r % eighth)
+    }
+
     fn election_wait(&mut self) -> Duration {
         // splitmix64 seeded by the shell: deterministic, no RNG inside.
         self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -464,9 +474,17 @@ impl Node {
                         self.abandon_campaign(now);
                     }
                     self.give_promise(now, from);
-                    // Randomise *after* the promise ends, when every voter's
-                    // promise ends at about the same time (Raft §3.4).
-                    self.next_campaign = now + self.cfg.timings.promise() + self.election_wait();
+                    // Wait *after* the promise ends, when every voter's
+                    // promise ends at about the same time: the election
+                    // minimum, then turns in voter order after the node we
+                    // back (see [`Self::turn_wait`]). Raft randomises the
+                    // whole wait (§3.4); turns make two followers of one
+                    // holder start a quarter heartbeat apart instead of
+                    // colliding now and then (a split vote costs a whole
+                    // promise, Q2).
+                    let (lo, _) = self.cfg.timings.election_range();
+                    self.next_campaign =
+                        now + self.cfg.timings.promise() + lo + self.turn_wait(from);
                     if let Body::Heartbeat { priority } = m.body {
                         self.holder_priority = priority;
                     }
@@ -512,23 +530,17 @@ impl Node {
                     if p.holder == from && p.term <= m.term {
                         self.promise = None;
                         // A preempting node goes first; the others take
-                        // turns a quarter heartbeat apart, in voter order
-                        // after the old holder, with a little jitter. All
+                        // turns (see [`Self::turn_wait`]). All
                         // of them hear the Release at the same instant, so
                         // a purely random wait let two start within a
                         // millisecond (lab: 1 of 10 SIGTERMs); each then
                         // votes for itself, and a split vote binds both
                         // voters for a whole promise (Q2): 0.73 s instead
-                        // of 0.04 s. Timing only: safety never depends on
-                        // who starts first.
-                        let hb = self.cfg.timings.heartbeat();
+                        // of 0.04 s.
                         let wait = if self.cfg.preempt && self.cfg.priority > self.holder_priority {
                             Duration::ZERO
                         } else {
-                            let eighth = u64::try_from((hb / 8).as_nanos()).unwrap_or(1).max(1);
-                            let r = u64::try_from(self.election_wait().as_nanos()).unwrap_or(0);
-                            let turn = self.release_turn(from);
-                            (hb / 4) * turn + Duration::from_nanos(r % eighth)
+                            self.turn_wait(from)
                         };
                         self.next_campaign = now + wait;
                     }

@@ -204,27 +204,34 @@ fn followers_released_at_once_take_turns_instead_of_splitting_the_vote() {
     // SIGTERMs), each voted for itself and the split bound both for a
     // whole promise (0.73 s instead of 0.04 s). Now the voter after the
     // old holder goes within an eighth of a heartbeat, the next one a
-    // quarter heartbeat later.
+    // quarter heartbeat later; after a silent holder (crash) the same, from
+    // the end of the promise plus the election minimum.
     let hb = Timings::default().heartbeat();
     for seed in 0..50u64 {
         let mut p = Peer { seq: 100 };
         let t = quiet() + MS;
         let mut next = Vec::new();
+        let mut timeout = Vec::new();
+        let p_then_min = Timings::default().promise() + Timings::default().election_range().0;
         for me in ["n1", "n2"] {
             let cfg =
                 Config::new(voters(3, false), me, Timings::default(), key(), seed, 1).unwrap();
             let mut n = Node::new(cfg, Duration::ZERO);
             let acts = n.handle(t, p.send("n0", 1, Body::Heartbeat { priority: 0 }));
             assert_eq!(verdict(&acts), Some(Verdict::Granted), "{me}");
+            // Without a Release (a crash), the same turns after the promise.
+            timeout.push(n.poll_timeout().unwrap() - (t + p_then_min));
             n.handle(t + MS, p.send("n0", 1, Body::Release));
             next.push(n.poll_timeout().unwrap() - (t + MS));
         }
-        assert!(next[0] < hb / 8, "seed {seed}: n1 waits {:?}", next[0]);
-        assert!(
-            next[1] >= hb / 4 && next[1] < hb / 4 + hb / 8,
-            "seed {seed}: n2 waits {:?}",
-            next[1]
-        );
+        for w in [&next, &timeout] {
+            assert!(w[0] < hb / 8, "seed {seed}: n1 waits {:?}", w[0]);
+            assert!(
+                w[1] >= hb / 4 && w[1] < hb / 4 + hb / 8,
+                "seed {seed}: n2 waits {:?}",
+                w[1]
+            );
+        }
     }
 }
 
