@@ -34,7 +34,7 @@ use vipd_elector::{self as elect, Control, Holder, Observation};
 
 mod events;
 mod glue;
-pub(crate) mod guard;
+mod guard;
 mod health;
 mod quorum;
 
@@ -142,14 +142,14 @@ async fn run(cfg: Config) -> ExitCode {
     let code = match (cfg.vip, cfg.services.clone()) {
         (Some(vip), None) => run_vip(cfg, vip, obs).await,
         #[cfg(feature = "kubernetes")]
-        (None, Some(svc)) => crate::services::run(cfg, svc, obs).await,
+        (None, Some(svc)) => crate::services::run(cfg, svc, obs, guard::pipe()).await,
         #[cfg(feature = "kubernetes")]
         (Some(vip), Some(svc)) => {
             // Both in one process: separate address tags keep the two VIP
             // managers from removing each other's addresses.
             let (a, b) = tokio::join!(
                 run_vip(cfg.clone(), vip, obs.clone()),
-                crate::services::run(cfg, svc, obs)
+                crate::services::run(cfg, svc, obs, guard::pipe())
             );
             if a == ExitCode::SUCCESS {
                 b

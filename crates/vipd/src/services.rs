@@ -66,7 +66,14 @@ impl Holder for AssignerHolder {
 }
 
 /// Runs Services mode until SIGTERM/SIGINT.
-pub(crate) async fn run(cfg: Config, svc: ServicesSettings, obs: Obs) -> ExitCode {
+/// `guard`: the process's address guard, kept informed by the Services VIP
+/// manager (see `vipd_vip::guard`).
+pub(crate) async fn run(
+    cfg: Config,
+    svc: ServicesSettings,
+    obs: Obs,
+    guard: Option<vipd_vip::guard::GuardPipe>,
+) -> ExitCode {
     let api = match load_kube(&cfg, cfg.vip).await {
         Ok(api) => api,
         Err(code) => return code,
@@ -113,7 +120,7 @@ pub(crate) async fn run(cfg: Config, svc: ServicesSettings, obs: Obs) -> ExitCod
     let mut mcfg = VipManagerConfig::new(svc.interface.clone());
     mcfg.reconcile_period = cfg.reconcile_period;
     mcfg.tag = VIPD_SVC_ADDR_PROTO;
-    mcfg.guard = crate::daemon::guard::pipe();
+    mcfg.guard = guard;
     let manager = Arc::new(VipManager::spawn(
         mcfg,
         desired_rx,
