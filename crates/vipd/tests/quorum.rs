@@ -68,6 +68,8 @@ enum Store {
     None,
     /// etcd in `api`, `--backend etcd`.
     Etcd,
+    /// The Kubernetes API test server in `api`, `--backend kubernetes`.
+    Kube,
 }
 
 /// A quorum cluster. Fields drop in declaration order: daemons first (their
@@ -80,6 +82,7 @@ struct Quorum {
     prober: Prober,
     _responders: Vec<Responder>,
     etcd: Option<EtcdServer>,
+    kube: Option<common::kube::KubeApi>,
     topo: Topology,
     clock: LabClock,
     nodes: Vec<String>,
@@ -112,6 +115,10 @@ impl Quorum {
             )
             .unwrap_or_else(|e| panic!("starting etcd in {prefix}-api: {e}"))
         });
+        let kube = (store == Store::Kube).then(|| {
+            common::kube::KubeApi::start(&topo.host("api").ns, &logdir)
+                .unwrap_or_else(|e| panic!("starting the API test server in {prefix}-api: {e}"))
+        });
         let responders = names
             .iter()
             .map(|n| Responder::start(&topo.host(n).ns, n, PORT).unwrap())
@@ -139,6 +146,7 @@ impl Quorum {
             prober,
             _responders: responders,
             etcd,
+            kube,
             topo,
             clock,
             peers: cluster::quorum_peers(&names, witness),
@@ -191,6 +199,16 @@ impl Quorum {
                 format!("http://{}:2379", cluster::API_IP),
                 "--lease-name".into(),
                 "cp-vip".into(),
+            ]),
+            Store::Kube => v.extend([
+                "--backend".into(),
+                "kubernetes".into(),
+                "--kubeconfig".into(),
+                self.logdir.join("kubeconfig").display().to_string(),
+                "--lease-namespace".into(),
+                common::kube::LEASE_NS.into(),
+                "--lease-name".into(),
+                common::kube::LEASE_NAME.into(),
             ]),
         }
         v.extend(cluster::quorum_run_args(
@@ -889,6 +907,70 @@ fn a_node_that_fenced_holds_again_in_a_later_term() {
         ("second", b),
         ("rehold_takeover_ms", ms(acquired - t1)),
         ("first_served_ms", ms(served.saturating_sub(t1))),
+        ("two_holder_ms", ms(two)),
+        ("two_mac_ms", ms(mac)),
+    ]);
+}
+
+#[test]
+fn kubernetes_backend_mirrors_the_holder_into_its_own_lease_and_sends_events() {
+    // Issue 12: with a Kubernetes backend the holder is mirrored, best
+    // effort, into `<lease name>-quorum` (never the lease kube-vip locks)
+    // and Events are sent. Checked through the real HTTPS API of the test
+    // server (not a real kube-apiserver: none can run here).
+    netlab::require_root!();
+    let (mut q, holder) = Quorum::up("quorum-kube", 3, false, Store::Kube);
+    let mirror = format!("{}-quorum", common::kube::LEASE_NAME);
+    let holder_of = |q: &Quorum| {
+        q.kube
+            .as_ref()
+            .unwrap()
+            .lease_named_json(&mirror)
+            .and_then(|v| v["spec"]["holderIdentity"].as_str().map(str::to_string))
+    };
+    let seen = q.wait_for(secs(10), || holder_of(&q).filter(|h| *h == holder));
+    assert!(
+        seen.is_some(),
+        "mirror lease {mirror} does not name {holder}: {:?}",
+        q.kube.as_ref().unwrap().lease_named_json(&mirror)
+    );
+    assert!(
+        q.kube.as_ref().unwrap().lease_json().is_none(),
+        "the lease kube-vip would lock was written"
+    );
+    let events = |q: &Quorum| -> u64 {
+        q.kube
+            .as_ref()
+            .unwrap()
+            .stats()
+            .requests
+            .iter()
+            .filter(|r| r.resource.starts_with("events") && r.verb == "create")
+            .map(|r| r.count)
+            .sum()
+    };
+    let sent = q.wait_for(secs(10), || Some(events(&q)).filter(|n| *n >= 1));
+    assert!(sent.is_some(), "no Event created");
+    let t0 = q.clock.now();
+    q.crash(&holder);
+    let new = q
+        .wait_holder(Some(&holder), TAKEOVER_BOUND)
+        .unwrap_or_else(|| panic!("no takeover within {TAKEOVER_BOUND:?}: {:?}", q.holders()));
+    let acquired = q.acquired_at(&new, t0).unwrap();
+    let moved = q.wait_for(secs(10), || holder_of(&q).filter(|h| *h == new));
+    assert!(
+        moved.is_some(),
+        "mirror still says {:?} after {new} took over",
+        holder_of(&q)
+    );
+    let mirrored = q.clock.now();
+    let (two, mac) = q.assert_no_two_holders();
+    q.report(&[
+        ("old", holder),
+        ("new", new),
+        ("takeover_ms", ms(acquired - t0)),
+        ("mirror_updated_by_ms", ms(mirrored - t0)),
+        ("events_created", events(&q).to_string()),
         ("two_holder_ms", ms(two)),
         ("two_mac_ms", ms(mac)),
     ]);

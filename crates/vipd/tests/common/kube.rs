@@ -185,8 +185,13 @@ impl KubeApi {
     /// the test server has no in-process getter), `None` when absent or
     /// unreachable.
     pub fn lease_json(&self) -> Option<Value> {
+        self.lease_named_json(LEASE_NAME)
+    }
+
+    /// `GET` of the lease `name` in [`LEASE_NS`], as [`KubeApi::lease_json`].
+    pub fn lease_named_json(&self, name: &str) -> Option<Value> {
         let url = format!(
-            "https://{API_IP}:{API_PORT}/apis/coordination.k8s.io/v1/namespaces/{LEASE_NS}/leases/{LEASE_NAME}"
+            "https://{API_IP}:{API_PORT}/apis/coordination.k8s.io/v1/namespaces/{LEASE_NS}/leases/{name}"
         );
         let out = std::process::Command::new("ip")
             .args([
