@@ -103,9 +103,12 @@ pub fn verdict(s: &StatusSnapshot) -> Vec<String> {
                 q.voters / 2 + 1
             ));
         }
-        if q.role == "witness" && q.voters_reachable < q.voters / 2 + 1 {
+        // A follower (the witness included) hears the holder, not the
+        // other followers: judge a witness by whether it backs a holder,
+        // and give the count only to explain why not.
+        if q.role == "witness" && q.holder.is_none() {
             problems.push(format!(
-                "witness hears only {} of {} voters: no majority can form through it",
+                "witness backs no holder and hears only {} of {} voters",
                 q.voters_reachable, q.voters
             ));
         }
@@ -355,8 +358,16 @@ mod tests {
         });
         let v = verdict(&s);
         assert!(v.iter().any(|p| p.contains("1 of 3 voters")), "{v:?}");
-        // A witness that hears no majority is a problem too.
+        // A witness backing a holder is fine although it hears only the
+        // holder (2 of 3, itself included); one backing nobody is not.
         s.vips.clear();
+        s.quorum = Some(QuorumEntry {
+            role: "witness".into(),
+            holder: Some("n1".into()),
+            voters_reachable: 2,
+            ..entry.clone()
+        });
+        assert!(verdict(&s).is_empty(), "{:?}", verdict(&s));
         s.quorum = Some(QuorumEntry {
             role: "witness".into(),
             holder: None,
@@ -365,7 +376,8 @@ mod tests {
         });
         let v = verdict(&s);
         assert!(
-            v.iter().any(|p| p.contains("witness hears only 1 of 3")),
+            v.iter()
+                .any(|p| p.contains("backs no holder and hears only 1 of 3")),
             "{v:?}"
         );
     }

@@ -106,7 +106,9 @@ pub struct QuorumEntry {
     pub holder: Option<String>,
     /// Voters in the set, this node included.
     pub voters: usize,
-    /// Voters heard from within one promise period, this node included.
+    /// Voters heard from within one promise period, this node included (a
+    /// follower hears the holder, not the other followers: 2 in steady
+    /// state).
     pub voters_reachable: usize,
     /// While holding: seconds left of the right to announce (Q4).
     pub hold_remaining_seconds: Option<f64>,

@@ -80,7 +80,7 @@ impl QuorumMetrics {
         );
         registry.register(
             "vipd_quorum_voters_reachable",
-            "Voters heard from within one promise period, this node included",
+            "Voters heard from within one promise period, this node included: the holder hears every voter that acks; a follower hears the holder (and candidates), so 2 is a follower's steady state",
             self.reachable.clone(),
         );
         registry.register(
