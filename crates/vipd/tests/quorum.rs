@@ -806,6 +806,9 @@ fn two_nodes_and_a_witness_keep_serving_without_the_witness_and_fail_over_with_i
         .unwrap_or_else(|| panic!("witness: {}", ms_status(q.status(WITNESS))));
     assert_eq!(ws["role"], "witness", "{ws}");
     assert_eq!(ws["holder"], holder.as_str(), "{ws}");
+    // It hears the holder only (2 of 3, itself included): healthy.
+    let (code, out, err) = q.status_cli(WITNESS);
+    assert_eq!(code, Some(0), "vipd status on the witness: {out}{err}");
 
     // The witness dies: two of three voters remain, the holder keeps on.
     let t0 = q.clock.now();
