@@ -43,20 +43,22 @@ use crate::reconcile::Vip;
 pub type GuardScope = (String, u8);
 
 /// The daemon's end of the pipe to the guard. Cloned into every VIP
-/// manager; all clones write to the one pipe.
+/// manager, which writes through its own [`ManagerGuard`]; all clones write
+/// to the one pipe.
 ///
 /// Writes never block the caller: a line the pipe cannot take at once (the
-/// guard stopped reading) marks the pipe broken, logged once, and the
-/// guard then stands down (see [`GuardState::apply`] on a malformed line)
-/// — the daemon itself never waits for its guard.
+/// guard stopped reading) marks the pipe broken, logged once, and nothing
+/// more is written. The daemon never waits for its guard; a torn line makes
+/// the guard remove nothing ([`GuardState::apply`]), an unsent one leaves
+/// that address to the restarted daemon's reconcile.
 #[derive(Clone)]
 pub struct GuardPipe {
-    inner: Arc<Mutex<PipeInner>>,
+    /// `None` once a write failed.
+    out: Arc<Mutex<Option<Writer>>>,
 }
 
-struct PipeInner {
-    out: Option<Pin<Box<dyn AsyncWrite + Send>>>,
-}
+/// The pipe's write end, whatever its type (a child's stdin; a test stream).
+type Writer = Pin<Box<dyn AsyncWrite + Send>>;
 
 impl std::fmt::Debug for GuardPipe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -68,34 +70,29 @@ impl GuardPipe {
     /// Wraps the write end (the guard's standard input).
     pub fn new(out: impl AsyncWrite + Send + 'static) -> Self {
         Self {
-            inner: Arc::new(Mutex::new(PipeInner {
-                out: Some(Box::pin(out)),
-            })),
+            out: Arc::new(Mutex::new(Some(Box::pin(out)))),
         }
     }
 
-    /// Tells the guard that `vip` may be on the interface from now on.
-    /// Called before the address is added, so the guard always knows a
-    /// superset of what the kernel has.
-    pub fn adding(&self, scope: &GuardScope, vip: Vip) {
-        self.write(&line('+', scope, vip));
-    }
-
-    /// Tells the guard that `vip` is gone (called after its removal).
-    pub fn removed(&self, scope: &GuardScope, vip: Vip) {
-        self.write(&line('-', scope, vip));
+    /// The handle one VIP manager reports through: its interface and tag.
+    pub fn for_manager(&self, ifname: &str, tag: u8) -> ManagerGuard {
+        ManagerGuard {
+            pipe: self.clone(),
+            scope: (ifname.to_string(), tag),
+            told: BTreeSet::new(),
+        }
     }
 
     /// True until a write failed (the guard is gone or stopped reading).
     pub fn healthy(&self) -> bool {
-        self.inner.lock().map(|i| i.out.is_some()).unwrap_or(false)
+        self.out.lock().map(|o| o.is_some()).unwrap_or(false)
     }
 
     fn write(&self, text: &str) {
-        let Ok(mut inner) = self.inner.lock() else {
+        let Ok(mut slot) = self.out.lock() else {
             return;
         };
-        let Some(out) = inner.out.as_mut() else {
+        let Some(out) = slot.as_mut() else {
             return;
         };
         // One poll with a no-op waker: a pipe with room takes the whole
@@ -110,8 +107,44 @@ impl GuardPipe {
             tracing::warn!(
                 "the address guard stopped reading; vipd goes on without it (a crash of vipd now leaves its addresses until it restarts)"
             );
-            inner.out = None;
+            *slot = None;
         }
+    }
+}
+
+/// One VIP manager's view of the guard: what it has told the guard may be
+/// on its interface, so that each change is written once.
+#[derive(Debug)]
+pub struct ManagerGuard {
+    pipe: GuardPipe,
+    scope: GuardScope,
+    told: BTreeSet<Vip>,
+}
+
+impl ManagerGuard {
+    /// `vip` may be on the interface from now on. Called before the
+    /// address is added, so the guard always knows a superset of what the
+    /// kernel has.
+    pub fn adding(&mut self, vip: Vip) {
+        if self.told.insert(vip) {
+            self.pipe.write(&line('+', &self.scope, vip));
+        }
+    }
+
+    /// `vip` is gone (called after its removal).
+    pub fn removed(&mut self, vip: Vip) {
+        if self.told.remove(&vip) {
+            self.pipe.write(&line('-', &self.scope, vip));
+        }
+    }
+
+    /// Brings the guard to what a fresh kernel dump shows as ours (adopted
+    /// leftovers, addresses someone else deleted).
+    pub fn sync(&mut self, ours: &BTreeSet<Vip>) {
+        let new: Vec<Vip> = ours.difference(&self.told).copied().collect();
+        let gone: Vec<Vip> = self.told.difference(ours).copied().collect();
+        new.into_iter().for_each(|v| self.adding(v));
+        gone.into_iter().for_each(|v| self.removed(v));
     }
 }
 
@@ -194,8 +227,9 @@ pub struct GuardOutcome {
     /// The address.
     pub vip: Vip,
     /// `Ok(true)`: removed; `Ok(false)`: already gone (or no longer
-    /// vipd's); `Err`: the interface or netlink failed.
-    pub result: Result<bool, NetlinkError>,
+    /// vipd's); `Err`: the interface or netlink failed (the error's text,
+    /// shared by every address of the interface).
+    pub result: Result<bool, String>,
 }
 
 /// Deletes every leftover that the kernel still shows with its tag (R3:
@@ -205,30 +239,49 @@ pub async fn remove_leftovers(
 ) -> Vec<GuardOutcome> {
     let mut out = Vec::new();
     for ((ifname, tag), vips) in leftovers {
-        let scope = (ifname.clone(), *tag);
-        for vip in vips {
-            out.push(GuardOutcome {
-                scope: scope.clone(),
-                vip: *vip,
-                result: remove_one(ifname, *tag, *vip).await,
-            });
+        let outcome = |vip: Vip, result| GuardOutcome {
+            scope: (ifname.clone(), *tag),
+            vip,
+            result,
+        };
+        // One socket and one dump per interface: Services mode may list
+        // a thousand addresses, and the guard should be quick.
+        match ours_on(ifname, *tag).await {
+            Ok((nl, ifindex, ours)) => {
+                for vip in vips {
+                    let result = if ours.contains(vip) {
+                        nl.del_vip(ifindex, *vip)
+                            .await
+                            .map(|()| true)
+                            .map_err(|e| e.to_string())
+                    } else {
+                        Ok(false)
+                    };
+                    out.push(outcome(*vip, result));
+                }
+            }
+            Err(e) => {
+                let text = e.to_string();
+                out.extend(vips.iter().map(|v| outcome(*v, Err(text.clone()))));
+            }
         }
     }
     out
 }
 
-async fn remove_one(ifname: &str, tag: u8, vip: Vip) -> Result<bool, NetlinkError> {
+/// A netlink socket with `tag`, the index of `ifname`, and the addresses
+/// on it that carry the tag.
+async fn ours_on(ifname: &str, tag: u8) -> Result<(Netlink, u32, BTreeSet<Vip>), NetlinkError> {
     let nl = Netlink::with_tag(tag)?;
     let link = nl.link_by_name(ifname).await?;
     let ours = nl
         .addresses(link.ifindex)
         .await?
         .iter()
-        .any(|a| a.vip() == vip && a.ours);
-    if !ours {
-        return Ok(false);
-    }
-    nl.del_vip(link.ifindex, vip).await.map(|()| true)
+        .filter(|a| a.ours)
+        .map(|a| a.vip())
+        .collect();
+    Ok((nl, link.ifindex, ours))
 }
 
 #[cfg(test)]
@@ -295,7 +348,8 @@ mod tests {
         // A duplex stream with room for a little more than one line.
         let (a, mut b) = tokio::io::duplex(40);
         let pipe = GuardPipe::new(a);
-        pipe.adding(&scope(), v("192.0.2.100", 32));
+        let mut g = pipe.for_manager("eth0", 0x7e);
+        g.adding(v("192.0.2.100", 32));
         assert!(pipe.healthy());
         let mut buf = [0u8; 64];
         let mut cx = Context::from_waker(noop_waker_ref());
@@ -303,15 +357,15 @@ mod tests {
         let r = tokio::io::AsyncRead::poll_read(Pin::new(&mut b), &mut cx, &mut rb);
         assert!(matches!(r, Poll::Ready(Ok(()))));
         let text = String::from_utf8(rb.filled().to_vec()).unwrap();
-        let mut g = GuardState::default();
-        g.apply(&text);
+        let mut state = GuardState::default();
+        state.apply(&text);
         assert_eq!(
-            g.leftovers()[&scope()],
+            state.leftovers()[&scope()],
             BTreeSet::from([v("192.0.2.100", 32)])
         );
         // Nobody reads now: the second line fits, the third does not.
-        pipe.adding(&scope(), v("2001:db8::100", 128));
-        pipe.adding(&scope(), v("2001:db8::101", 128));
+        g.adding(v("2001:db8::100", 128));
+        g.adding(v("2001:db8::101", 128));
         assert!(!pipe.healthy());
     }
 }

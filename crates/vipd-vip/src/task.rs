@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::guard::GuardPipe;
+use crate::guard::{GuardPipe, ManagerGuard};
 use crate::netlink::{LinkInfo, Monitor, MonitorEvent, Netlink, NetlinkError};
 use crate::reconcile::{Observed, ReconcileAction, Reconciler, RefuseReason, Vip};
 use vipd_backoff::Backoff;
@@ -156,6 +156,10 @@ impl VipManager {
         let (cmd_tx, cmd_rx) = mpsc::channel(4);
         let (bound_tx, bound_rx) = watch::channel(BTreeSet::new());
         let backoff = Backoff::new(config.retry_min, config.retry_max);
+        let guard = config
+            .guard
+            .as_ref()
+            .map(|p| p.for_manager(&config.ifname, config.tag));
         let shell = Shell {
             config,
             desired_rx: desired,
@@ -168,7 +172,7 @@ impl VipManager {
             draining: false,
             drain_waiters: Vec::new(),
             removal_waiters: Vec::new(),
-            guarded: BTreeSet::new(),
+            guard,
             nl: None,
             monitor: Monitor::new(),
             backoff,
@@ -252,8 +256,8 @@ struct Shell {
     drain_waiters: Vec<oneshot::Sender<()>>,
     /// [`Command::Remove`] callers, each with the addresses it waits for.
     removal_waiters: Vec<(BTreeSet<Vip>, oneshot::Sender<()>)>,
-    /// What the guard was last told may be ours on the interface.
-    guarded: BTreeSet<Vip>,
+    /// The address guard, told of every change (from `config.guard`).
+    guard: Option<ManagerGuard>,
     nl: Option<Netlink>,
     monitor: Monitor,
     backoff: Backoff,
@@ -481,23 +485,15 @@ impl Shell {
     /// addresses someone else deleted): it then lists exactly the kernel's
     /// truth, plus whatever [`Self::execute`] is about to add.
     fn sync_guard(&mut self, observed: &Observed) {
-        let Some(guard) = self.config.guard.as_ref() else {
-            return;
-        };
-        let now: BTreeSet<Vip> = observed
-            .addrs
-            .iter()
-            .filter(|a| a.ours)
-            .map(|a| a.vip())
-            .collect();
-        let scope = (self.config.ifname.clone(), self.config.tag);
-        for v in now.difference(&self.guarded) {
-            guard.adding(&scope, *v);
+        if let Some(g) = self.guard.as_mut() {
+            let ours = observed
+                .addrs
+                .iter()
+                .filter(|a| a.ours)
+                .map(|a| a.vip())
+                .collect();
+            g.sync(&ours);
         }
-        for v in self.guarded.difference(&now) {
-            guard.removed(&scope, *v);
-        }
-        self.guarded = now;
     }
 
     /// Executes one action; false when a kernel operation failed.
@@ -535,24 +531,19 @@ impl Shell {
                 let (Some(link), Some(nl)) = (link, self.nl.as_ref()) else {
                     return true;
                 };
-                let scope = (ifname.clone(), self.config.tag);
                 let res = if matches!(action, ReconcileAction::Add(_)) {
                     tracing::debug!(%vip, interface = %ifname, "adding VIP");
                     // The guard hears of it first: if we die right after
                     // the kernel took it, the guard knows to remove it.
-                    if let Some(g) = self.config.guard.as_ref() {
-                        if self.guarded.insert(vip) {
-                            g.adding(&scope, vip);
-                        }
+                    if let Some(g) = self.guard.as_mut() {
+                        g.adding(vip);
                     }
                     nl.add_vip(link.ifindex, vip).await
                 } else {
                     tracing::info!(%vip, interface = %ifname, "removing VIP we do not want");
                     let r = nl.del_vip(link.ifindex, vip).await;
-                    if let (Ok(()), Some(g)) = (&r, self.config.guard.as_ref()) {
-                        if self.guarded.remove(&vip) {
-                            g.removed(&scope, vip);
-                        }
+                    if let (Ok(()), Some(g)) = (&r, self.guard.as_mut()) {
+                        g.removed(vip);
                     }
                     r
                 };
