@@ -323,8 +323,9 @@ impl Node {
     }
 
     /// This node's turn (0 first) among the voters that may hold, counted
-    /// in voter order from the one after `holder`, which just released.
-    fn release_turn(&self, holder: usize) -> u32 {
+    /// in voter order from the one after `holder` (who released, or whom we
+    /// back until it may fall silent).
+    fn turn_after(&self, holder: usize) -> u32 {
         let voters = self.cfg.voters.voters();
         let n = voters.len();
         let mut turn = 0;
@@ -340,14 +341,14 @@ impl Node {
         turn
     }
 
-    /// A quarter heartbeat per turn ([`Self::release_turn`] after
+    /// A quarter heartbeat per turn ([`Self::turn_after`]
     /// `holder`) plus up to an eighth of a heartbeat of jitter. Timing
     /// only: safety never depends on who starts first.
     fn turn_wait(&mut self, holder: usize) -> Duration {
         let hb = self.cfg.timings.heartbeat();
         let eighth = u64::try_from((hb / 8).as_nanos()).unwrap_or(1).max(1);
         let r = u64::try_from(self.election_wait().as_nanos()).unwrap_or(0);
-        (hb / 4) * self.release_turn(holder) + Duration::from_nanos(r % eighth)
+        (hb / 4) * self.turn_after(holder) + Duration::from_nanos(r % eighth)
     }
 
     fn election_wait(&mut self) -> Duration {
@@ -530,13 +531,12 @@ impl Node {
                     if p.holder == from && p.term <= m.term {
                         self.promise = None;
                         // A preempting node goes first; the others take
-                        // turns (see [`Self::turn_wait`]). All
-                        // of them hear the Release at the same instant, so
-                        // a purely random wait let two start within a
-                        // millisecond (lab: 1 of 10 SIGTERMs); each then
-                        // votes for itself, and a split vote binds both
-                        // voters for a whole promise (Q2): 0.73 s instead
-                        // of 0.04 s.
+                        // turns ([`Self::turn_wait`]). They all hear the
+                        // Release at the same instant, so a purely random
+                        // wait let two start within a millisecond (lab: 1
+                        // of 10 SIGTERMs); each voted for itself, and a
+                        // split vote binds both for a whole promise (Q2):
+                        // 0.73 s instead of 0.04 s.
                         let wait = if self.cfg.preempt && self.cfg.priority > self.holder_priority {
                             Duration::ZERO
                         } else {
