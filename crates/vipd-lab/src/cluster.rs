@@ -152,9 +152,15 @@ impl Default for QuorumTiming {
 /// file and the timings (appended to the lease-mode command line, whose
 /// lease flags vipd then ignores).
 pub fn quorum_run_args(peers: &str, key: &Path, t: QuorumTiming) -> Vec<String> {
+    let mut v = vec!["--coordination".into(), "quorum".into()];
+    v.extend(voter_args(peers, key, t));
+    v
+}
+
+/// What every voter (node or witness) is told: the voter list, the key
+/// file and the timings.
+fn voter_args(peers: &str, key: &Path, t: QuorumTiming) -> Vec<String> {
     vec![
-        "--coordination".into(),
-        "quorum".into(),
         "--peers".into(),
         peers.into(),
         "--peer-key-file".into(),
@@ -169,23 +175,15 @@ pub fn quorum_run_args(peers: &str, key: &Path, t: QuorumTiming) -> Vec<String> 
 /// `vipd witness`'s command line: voter [`WITNESS`] of `peers`, its HTTP
 /// endpoint on [`WITNESS_IP`]:2112.
 pub fn witness_args(peers: &str, key: &Path, t: QuorumTiming) -> Vec<String> {
-    vec![
-        "witness".into(),
-        "--node-name".into(),
-        WITNESS.into(),
-        "--peers".into(),
-        peers.into(),
-        "--peer-key-file".into(),
-        key.display().to_string(),
-        "--quorum-promise".into(),
-        t.promise.to_string(),
-        "--quorum-heartbeat".into(),
-        t.heartbeat.to_string(),
+    let mut v = vec!["witness".into(), "--node-name".into(), WITNESS.into()];
+    v.extend(voter_args(peers, key, t));
+    v.extend([
         "--prometheus-server".into(),
         format!("{WITNESS_IP}:2112"),
         "--log-level".into(),
         "debug".into(),
-    ]
+    ]);
+    v
 }
 
 /// What the nodes' peers exchange among themselves, as nftables matches:
