@@ -33,8 +33,6 @@ use netlab::probe::{Prober, Responder, Sample};
 use netlab::watch::AddrWatcher;
 use netlab::{LabClock, Topology};
 use std::collections::HashMap;
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -435,16 +433,8 @@ impl Quorum {
     }
 
     fn report(&self, fields: &[(&str, String)]) {
-        let mut line = format!("SCENARIO name={} coordination=quorum", self.scenario);
-        for (k, v) in fields {
-            line.push_str(&format!(" {k}={v}"));
-        }
-        println!("{line}");
-        if let Ok(path) = std::env::var("VIPD_SCENARIO_LOG") {
-            if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
-                let _ = writeln!(f, "{line}");
-            }
-        }
+        let line = format!("SCENARIO name={} coordination=quorum", self.scenario);
+        common::print_scenario(line, fields);
     }
 
     fn failure_report(&self) -> String {

@@ -542,7 +542,7 @@ impl Cluster {
     /// Prints the machine-readable result line the lead collects for
     /// BENCHMARKS.md, and appends it to `$VIPD_SCENARIO_LOG` when set.
     pub fn report(&self, fields: &[(&str, String)]) {
-        let mut line = format!(
+        let line = format!(
             "SCENARIO name={} family={} lease_s={} renew_s={} retry_s={} reconcile_s={}",
             self.scenario,
             self.family.tag(),
@@ -551,15 +551,7 @@ impl Cluster {
             RETRY.as_secs_f64(),
             RECONCILE.as_secs_f64()
         );
-        for (k, v) in fields {
-            line.push_str(&format!(" {k}={v}"));
-        }
-        println!("{line}");
-        if let Ok(path) = std::env::var("VIPD_SCENARIO_LOG") {
-            if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
-                let _ = writeln!(f, "{line}");
-            }
-        }
+        print_scenario(line, fields);
     }
 
     fn failure_report(&self) -> String {
@@ -659,4 +651,18 @@ pub fn http_get_in(ns: &netlab::NetNs, ip: IpAddr, path: &str) -> Option<String>
     })
     .ok()
     .flatten()
+}
+
+/// Prints a `SCENARIO` result line (`head` plus ` key=value` per field)
+/// and appends it to `$VIPD_SCENARIO_LOG` when set.
+pub fn print_scenario(mut head: String, fields: &[(&str, String)]) {
+    for (k, v) in fields {
+        head.push_str(&format!(" {k}={v}"));
+    }
+    println!("{head}");
+    if let Ok(path) = std::env::var("VIPD_SCENARIO_LOG") {
+        if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
+            let _ = writeln!(f, "{head}");
+        }
+    }
 }
