@@ -21,7 +21,7 @@ pub use config::{
     parse_peers, AuthKey, Config, ConfigError, PeersError, SetHash, Voter, VoterRole, VoterSet,
     DEFAULT_PORT, MAX_NAME, MAX_VOTERS,
 };
-pub use node::{Action, FenceReason, Input, Node};
+pub use node::{Action, FenceReason, Input, Leadership, Node};
 pub use status::{Drops, Role, Status};
 pub use timings::{TimingError, Timings};
 pub use wire::{Body, DropReason, Message, Verdict};

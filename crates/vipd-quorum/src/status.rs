@@ -44,7 +44,8 @@ impl Drops {
         self.0[reason.index()]
     }
 
-    pub(crate) fn count(&mut self, reason: DropReason) {
+    /// Counts one drop (also used by the grant layer on the same socket).
+    pub fn count(&mut self, reason: DropReason) {
         self.0[reason.index()] += 1;
     }
 }
