@@ -254,10 +254,15 @@ impl Grantee {
         }
         let cur = self.cur_version(era);
         let floor = self.floor_in(era);
+        // Exactly the version named, never one in between: a version the
+        // holder made but never granted may hold addresses it has since
+        // given to someone else (the simulation found that overlap). Our
+        // applied version may be renewed: the holder counts it until we
+        // report a newer one.
         let newer = self
             .have
             .as_ref()
-            .filter(|h| h.0 == era && h.1 <= version && h.1 > floor && cur.is_none_or(|c| h.1 > c));
+            .filter(|h| h.0 == era && h.1 == version && h.1 > floor && cur.is_none_or(|c| h.1 > c));
         if let Some((e, v, set)) = newer.cloned() {
             self.apply(
                 now,

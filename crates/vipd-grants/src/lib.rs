@@ -23,8 +23,9 @@
 //!   **share** parts.
 //! - The holder answers each claim with a **grant** naming the node's
 //!   newest version. A grant answering a claim sent at `s` (node's clock)
-//!   lets the node bind the set of any version up to the one named, and
-//!   that it has complete, until `s + W`, where `W = G·(1−ρ)/(1+ρ) −
+//!   lets the node bind the set of exactly that version (once it has it
+//!   complete), or keep binding the older version it applied, until
+//!   `s + W`, where `W = G·(1−ρ)/(1+ρ) −
 //!   jitter` for the grant period `G` — exactly Q4's hold window with `G`
 //!   in place of P. The holder records that the node may bind until
 //!   `r + G` on its own clock, `r` its receive time of the claim: since

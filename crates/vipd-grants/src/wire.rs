@@ -103,8 +103,9 @@ pub enum Body {
         /// The part.
         part: Part,
     },
-    /// "You may bind the set of any version up to `version`, from the send
-    /// time of claim `reply_to` for the grant window."
+    /// "You may bind the set of `version` (or keep binding the version you
+    /// applied, if older), from the send time of claim `reply_to` for the
+    /// grant window."
     Grant {
         /// The holder's epoch.
         epoch: u64,
