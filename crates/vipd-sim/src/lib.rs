@@ -144,6 +144,7 @@ impl DriftClock {
 /// Simulated time and its event queue: events come out in time order, and
 /// in push order among equal times, so a run is a pure function of its seed;
 /// the clock ([`EventQueue::now`]) moves only when an event is popped.
+#[derive(Clone, Debug)]
 pub struct EventQueue<E> {
     now: u64,
     /// Min-heap of `(time, seq)` into `slots`.

@@ -59,6 +59,7 @@ pub enum Ev {
     Wake { node: usize, at: u64 },
 }
 
+#[derive(Clone)]
 pub struct Cluster {
     pub cfgs: Vec<Config>,
     pub gt: GrantTimings,
@@ -81,6 +82,9 @@ pub struct Cluster {
     /// The one wake-up scheduled per node (global time; 0: none).
     pub wake_at: Vec<u64>,
     sync_removal: bool,
+    /// Model-checker mode: datagrams wait here until the explorer
+    /// delivers (any order), drops or duplicates them; no random loss.
+    pub bag: Option<Vec<(usize, Vec<u8>)>>,
 }
 
 impl Cluster {
@@ -131,6 +135,7 @@ impl Cluster {
             moves: 0,
             wake_at: vec![0; n],
             sync_removal: false,
+            bag: None,
         };
         for i in 0..n {
             c.start(i);
@@ -341,7 +346,14 @@ impl Cluster {
 
     fn send(&mut self, from: usize, to: std::net::SocketAddr, bytes: Vec<u8>) {
         let to = self.index_of(to);
-        if self.side[to] != self.side[from] || self.rng.chance(self.loss) {
+        if self.side[to] != self.side[from] {
+            return;
+        }
+        if let Some(bag) = &mut self.bag {
+            bag.push((to, bytes));
+            return;
+        }
+        if self.rng.chance(self.loss) {
             return;
         }
         let at = self.now() + self.rng.range(50, self.max_delay.max(51));
@@ -400,6 +412,42 @@ impl Cluster {
             return None;
         }
         Some(due.event)
+    }
+
+    /// Delivers datagram `k` of the bag.
+    pub fn deliver(&mut self, k: usize) {
+        let Some(bag) = &mut self.bag else {
+            return;
+        };
+        let (to, bytes) = bag.remove(k);
+        if !self.alive(to) {
+            return;
+        }
+        if wire::is_grant_datagram(&bytes) {
+            self.g_input(to, GInput::Datagram(bytes));
+        } else {
+            self.q_input(to, QInput::Datagram(bytes));
+        }
+    }
+
+    /// The next scheduled wake-up of any node (global time).
+    pub fn next_wake(&self) -> Option<u64> {
+        self.wake_at.iter().copied().filter(|&w| w > 0).min()
+    }
+
+    /// A fair run for `span`: deliver everything in order, wake on time.
+    pub fn settle(&mut self, span: u64) {
+        let end = self.now() + span;
+        while self.now() < end && self.violation.is_none() {
+            while self.bag.as_ref().is_some_and(|b| !b.is_empty()) {
+                self.deliver(0);
+            }
+            let next = self.next_wake().unwrap_or(end).min(end);
+            self.run_until(next);
+            if next >= end {
+                break;
+            }
+        }
     }
 
     /// Nodes that bind `a` now.
