@@ -85,6 +85,9 @@ pub struct Cluster {
     /// Model-checker mode: datagrams wait here until the explorer
     /// delivers (any order), drops or duplicates them; no random loss.
     pub bag: Option<Vec<(usize, Vec<u8>)>>,
+    /// Per node: grant datagrams and bytes sent, quorum datagrams and
+    /// bytes sent (cost).
+    pub sent: Vec<[u64; 4]>,
 }
 
 impl Cluster {
@@ -136,6 +139,7 @@ impl Cluster {
             wake_at: vec![0; n],
             sync_removal: false,
             bag: None,
+            sent: vec![[0; 4]; n],
         };
         for i in 0..n {
             c.start(i);
@@ -345,6 +349,13 @@ impl Cluster {
     }
 
     fn send(&mut self, from: usize, to: std::net::SocketAddr, bytes: Vec<u8>) {
+        let k = if wire::is_grant_datagram(&bytes) {
+            0
+        } else {
+            2
+        };
+        self.sent[from][k] += 1;
+        self.sent[from][k + 1] += bytes.len() as u64;
         let to = self.index_of(to);
         if self.side[to] != self.side[from] {
             return;
