@@ -7,7 +7,19 @@
 //!   UDP socket ──Datagram──▶ ┌──────┐ ──Send──▶ UDP socket
 //!   control ──Stop/Healthy─▶ │ Node │ ──Announce/Fence──▶ QuorumHolder (VIP manager)
 //!   timer (poll_timeout) ──▶ └──────┘ ◀──AddressesRemoved── (only once the address is gone)
+//!                               │ Leadership after every step
+//!   "VG1" datagrams ────────▶ ┌────────┐ ──Send──▶ UDP socket (same socket, same key)
+//!   Services view (watch) ──▶ │ Grants │ ──Announce(set)──▶ GrantSink (Services addresses)
+//!                             └────────┘
 //! ```
+//!
+//! With Services on the quorum ([`run_with_grants`], issue 13) the same
+//! loop drives the grant core ([`vipd_grants::Grants`]): datagrams are
+//! routed by their magic, the grant core hears the quorum core's
+//! [`vipd_quorum::Leadership`] after every quorum step, and a quorum Fence
+//! first lets the grant core drop what it bound as holder and waits until
+//! the sink confirms that everything it stopped binding is gone, then the
+//! VIP's own fence runs (the grant core's shell contract).
 //!
 //! Time: the core gets `origin.elapsed()` of one tokio (monotonic)
 //! [`Instant`], read *just before* each input is handled. For a heartbeat
@@ -28,6 +40,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use vipd_backoff::Backoff;
+use vipd_grants::{AddrSet, GrantStatus, Grants, ServiceView};
 use vipd_observe::status::Heartbeat;
 use vipd_quorum::{Action, FenceReason, Input, Node, Role, Status};
 
@@ -44,6 +57,39 @@ pub trait QuorumHolder: Send {
     /// they are provably gone: the core then tells the voters to drop their
     /// promises at once (Q6), which is safe only after the removal.
     fn fence(&mut self, reason: FenceReason) -> impl Future<Output = bool> + Send;
+}
+
+/// Where the grant core's Services addresses go (issue 13).
+pub trait GrantSink: Send {
+    /// Bind exactly `set` from now on; removals may finish later, within
+    /// the quorum timings' `jitter`.
+    fn bind(&mut self, set: AddrSet) -> impl Future<Output = ()> + Send;
+    /// Bind exactly `set` and return `true` only once everything else is
+    /// provably gone (before a quorum Release, Q6).
+    fn settle(&mut self, set: AddrSet) -> impl Future<Output = bool> + Send;
+}
+
+/// The grant core, its sink and the Services view it assigns from.
+pub struct GrantLink<S> {
+    /// The core.
+    pub grants: Grants,
+    /// Where its addresses go.
+    pub sink: S,
+    /// The Services as last seen (the API watch; kept through an outage).
+    pub view: watch::Receiver<Arc<ServiceView>>,
+    /// Published after every grant step.
+    pub observe: watch::Sender<GrantStatus>,
+}
+
+/// No Services: the plain quorum shell.
+#[derive(Clone, Copy, Debug)]
+pub struct NoSink;
+
+impl GrantSink for NoSink {
+    async fn bind(&mut self, _set: AddrSet) {}
+    async fn settle(&mut self, _set: AddrSet) -> bool {
+        true
+    }
 }
 
 /// A witness holds nothing: every fence is trivially complete.
@@ -117,9 +163,28 @@ async fn bind(addr: SocketAddr, control: &mut mpsc::Receiver<Control>) -> Option
 #[allow(clippy::too_many_arguments)]
 pub async fn run<H: QuorumHolder>(
     bind_addr: SocketAddr,
+    node: Node,
+    origin: Instant,
+    holder: H,
+    control: &mut mpsc::Receiver<Control>,
+    observe: &watch::Sender<QuorumObservation>,
+    heartbeat: Heartbeat,
+    eligible: bool,
+) {
+    run_with_grants::<H, NoSink>(
+        bind_addr, node, origin, holder, None, control, observe, heartbeat, eligible,
+    )
+    .await;
+}
+
+/// [`run`], also driving Services grants on the same socket (issue 13).
+#[allow(clippy::too_many_arguments)]
+pub async fn run_with_grants<H: QuorumHolder, S: GrantSink>(
+    bind_addr: SocketAddr,
     mut node: Node,
     origin: Instant,
     mut holder: H,
+    mut link: Option<GrantLink<S>>,
     control: &mut mpsc::Receiver<Control>,
     observe: &watch::Sender<QuorumObservation>,
     heartbeat: Heartbeat,
@@ -133,6 +198,15 @@ pub async fn run<H: QuorumHolder>(
     };
     let socket = Arc::new(socket);
     let mut queue = std::collections::VecDeque::from([Input::SetHealthy(eligible)]);
+    let mut gqueue: std::collections::VecDeque<vipd_grants::Input> =
+        std::collections::VecDeque::new();
+    if let Some(l) = &mut link {
+        gqueue.push_back(vipd_grants::Input::Services(
+            l.view.borrow_and_update().clone(),
+        ));
+        gqueue.push_back(vipd_grants::Input::SetDraining(!eligible));
+    }
+    let mut grants_stopped = link.is_none();
     let mut control_open = true;
     // A fence whose removal was not confirmed is retried; until then the
     // core stays in Fencing and sends no Release (Q6).
@@ -165,6 +239,20 @@ pub async fn run<H: QuorumHolder>(
                         holder.lead().await;
                     }
                     Action::Fence(reason) => {
+                        if let Some(l) = &mut link {
+                            // The grant core drops what it bound as holder;
+                            // the Release may follow only once it is gone.
+                            let lead = node.leadership(now());
+                            let acts = l.grants.handle(now(), vipd_grants::Input::Leadership(lead));
+                            grant_actions(&socket, l, acts, &mut traffic).await;
+                            let bound = l.grants.bound().clone();
+                            if !l.sink.settle(bound).await {
+                                warn!("Services addresses not confirmed removed; retrying before releasing");
+                                refence =
+                                    Some((Instant::now() + Duration::from_millis(250), reason));
+                                continue;
+                            }
+                        }
                         match reason {
                             FenceReason::Stop | FenceReason::Unhealthy => {
                                 info!(?reason, "stepping down from the quorum hold")
@@ -180,9 +268,16 @@ pub async fn run<H: QuorumHolder>(
                     Action::Stopped => {
                         info!("quorum node stopped");
                         publish(observe, &node, now(), voters, &traffic);
+                        if let Some(l) = &mut link {
+                            stop_grants(&socket, l, origin, &mut traffic, grants_stopped).await;
+                        }
                         return;
                     }
                 }
+            }
+            if link.is_some() {
+                let lead = node.leadership(now());
+                gqueue.push_back(vipd_grants::Input::Leadership(lead));
             }
             let st = node.status(now());
             if st.role != last_role {
@@ -192,17 +287,42 @@ pub async fn run<H: QuorumHolder>(
             publish(observe, &node, now(), voters, &traffic);
             continue;
         }
-        let wake = node.poll_timeout().map_or_else(
-            || Instant::now() + Duration::from_secs(3600),
-            |t| origin + t,
-        );
+        if let (Some(l), Some(gi)) = (&mut link, gqueue.pop_front()) {
+            let acts = l.grants.handle(now(), gi);
+            grants_stopped |= acts
+                .iter()
+                .any(|a| matches!(a, vipd_grants::Action::Stopped));
+            grant_actions(&socket, l, acts, &mut traffic).await;
+            l.observe.send_replace(l.grants.status(now()));
+            continue;
+        }
+        let gwake = link.as_ref().and_then(|l| l.grants.poll_timeout(now()));
+        let wake = [node.poll_timeout(), gwake]
+            .into_iter()
+            .flatten()
+            .min()
+            .map_or_else(
+                || Instant::now() + Duration::from_secs(3600),
+                |t| origin + t,
+            );
+        let view_changed = async {
+            match &mut link {
+                Some(l) => l.view.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
         let input = tokio::select! {
             biased;
             r = socket.recv_from(&mut buf) => match r {
                 Ok((n, _from)) => {
                     traffic.received += 1;
                     traffic.received_bytes += n as u64;
-                    Input::Datagram(buf[..n].to_vec())
+                    let bytes = buf[..n].to_vec();
+                    if link.is_some() && vipd_grants::wire::is_grant_datagram(&bytes) {
+                        gqueue.push_back(vipd_grants::Input::Datagram(bytes));
+                        continue;
+                    }
+                    Input::Datagram(bytes)
                 }
                 Err(e) => {
                     recv_error(&e).await;
@@ -212,26 +332,110 @@ pub async fn run<H: QuorumHolder>(
             c = control.recv(), if control_open => match c {
                 Some(Control::Shutdown) | None => {
                     control_open = false;
+                    gqueue.push_back(vipd_grants::Input::Stop);
                     Input::Stop
                 }
-                Some(Control::Eligible(e)) => Input::SetHealthy(e),
+                Some(Control::Eligible(e)) => {
+                    gqueue.push_back(vipd_grants::Input::SetDraining(!e));
+                    Input::SetHealthy(e)
+                }
                 // Quorum mode has no record to re-read: a duplicate claim
                 // is answered by re-announcing (done by the glue).
                 Some(Control::Reread) => Input::Tick,
             },
             () = sleep_until_opt(refence.map(|r| r.0)) => {
                 let (_, reason) = refence.take().unwrap_or((Instant::now(), FenceReason::Stop));
-                if holder.fence(reason).await {
+                let settled = match &mut link {
+                    Some(l) => l.sink.settle(l.grants.bound().clone()).await,
+                    None => true,
+                };
+                if settled && holder.fence(reason).await {
                     Input::AddressesRemoved
                 } else {
                     refence = Some((Instant::now() + Duration::from_millis(250), reason));
                     Input::Tick
                 }
             }
-            () = tokio::time::sleep_until(wake) => Input::Tick,
+            changed = view_changed => {
+                if changed {
+                    if let Some(l) = &mut link {
+                        let v = l.view.borrow_and_update().clone();
+                        gqueue.push_back(vipd_grants::Input::Services(v));
+                    }
+                }
+                continue;
+            }
+            () = tokio::time::sleep_until(wake) => {
+                gqueue.push_back(vipd_grants::Input::Tick);
+                Input::Tick
+            }
         };
         queue.push_back(input);
     }
+}
+
+/// Runs the grant core's actions: datagrams out of the quorum socket,
+/// bindings to the sink.
+async fn grant_actions<S: GrantSink>(
+    socket: &UdpSocket,
+    l: &mut GrantLink<S>,
+    acts: Vec<vipd_grants::Action>,
+    traffic: &mut Traffic,
+) {
+    for a in acts {
+        match a {
+            vipd_grants::Action::Send { to, bytes } => match socket.send_to(&bytes, to).await {
+                Ok(n) => {
+                    traffic.sent += 1;
+                    traffic.sent_bytes += n as u64;
+                }
+                Err(e) => {
+                    traffic.send_errors += 1;
+                    debug!(%to, error = %e, "grant send failed");
+                }
+            },
+            vipd_grants::Action::Announce(set) => {
+                debug!(addresses = set.len(), "Services addresses granted");
+                l.sink.bind(set).await;
+            }
+            vipd_grants::Action::Stopped => {}
+        }
+    }
+}
+
+/// After the quorum core stopped: let the grant core finish its stop
+/// (nothing bound, a `Leave` to the holder once the removal settled).
+async fn stop_grants<S: GrantSink>(
+    socket: &UdpSocket,
+    l: &mut GrantLink<S>,
+    origin: Instant,
+    traffic: &mut Traffic,
+    mut stopped: bool,
+) {
+    let now = || origin.elapsed();
+    let acts = l.grants.handle(now(), vipd_grants::Input::Stop);
+    stopped |= acts
+        .iter()
+        .any(|a| matches!(a, vipd_grants::Action::Stopped));
+    grant_actions(socket, l, acts, traffic).await;
+    let empty: AddrSet = Arc::new(std::collections::BTreeSet::new());
+    if !l.sink.settle(empty).await {
+        warn!("Services addresses not confirmed removed at stop");
+    }
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while !stopped && Instant::now() < deadline {
+        let wake = l
+            .grants
+            .poll_timeout(now())
+            .map_or(deadline, |t| (origin + t).min(deadline));
+        tokio::time::sleep_until(wake).await;
+        let acts = l.grants.handle(now(), vipd_grants::Input::Tick);
+        stopped |= acts
+            .iter()
+            .any(|a| matches!(a, vipd_grants::Action::Stopped));
+        grant_actions(socket, l, acts, traffic).await;
+    }
+    l.observe.send_replace(l.grants.status(now()));
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {
