@@ -65,9 +65,6 @@ pub(crate) struct Assigner {
     pub epoch: u64,
     /// When we (first saw that we) became holder.
     pub since: Duration,
-    /// The holder of `term - 1`: it removed everything when it fenced,
-    /// before our hold began (Q4), so it needs no claim.
-    pub exempt: Option<usize>,
     pub owners: BTreeMap<IpAddr, usize>,
     pub peers: Vec<Peer>,
     /// What we bind ourselves (while holder).
@@ -91,7 +88,6 @@ impl Assigner {
         term: u64,
         epoch: u64,
         since: Duration,
-        exempt: Option<usize>,
         n: usize,
         me: usize,
         self_held: AddrSet,
@@ -101,7 +97,6 @@ impl Assigner {
             term,
             epoch,
             since,
-            exempt,
             owners,
             peers: vec![Peer::default(); n],
             self_held,
@@ -119,8 +114,12 @@ impl Assigner {
         let old_live = now < self.since + grant;
         if !p.reported || p.foreign {
             // Anything it was granted by an older holder ends before
-            // `since + grant` (it was anchored before our hold began).
-            if old_live && self.exempt != Some(y) {
+            // `since + grant` (it was anchored before our hold began). No
+            // node is exempt, not even the previous holder: it may have
+            // bound grants of a holder we never heard of after its own
+            // hold ended (terms repeat when voters restart; the simulation
+            // found a term-based exemption unsafe).
+            if old_live {
                 return true;
             }
             if !p.reported {

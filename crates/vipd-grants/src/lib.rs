@@ -50,9 +50,10 @@
 //!
 //! - nothing heard this term: every address, until `since + G` (`since`:
 //!   our hold began; every older grant was anchored before the old
-//!   holder's hold ended, which was before ours began, Q4) — except the
-//!   holder of the previous term, which removed everything when it
-//!   fenced, before our hold began;
+//!   holder's hold ended, which was before ours began, Q4). No node is
+//!   exempt, not even the previous holder: after its own hold it may have
+//!   bound grants of a holder we never heard of (terms repeat when voters
+//!   restart), so a dead holder's addresses move only at `since + G`;
 //! - the explicit set, until `since + G`;
 //! - while `now < r + G` for the last grant: the set of `refv` and of every
 //!   granted version above `refv` (or above `floor`).

@@ -150,8 +150,7 @@ impl Window {
 /// core's `Fence`, feed the new [`Leadership`] here first, and answer the
 /// quorum core's `AddressesRemoved` only once every address this core
 /// stopped binding is removed. The quorum `Release` that follows lets a
-/// successor hold at once (Q6), and the successor does not wait for what
-/// the old holder bound (it is its `exempt` predecessor).
+/// successor hold at once (Q6).
 #[derive(Clone, Debug)]
 pub struct Grants {
     cfg: Arc<Config>,
@@ -196,7 +195,6 @@ impl Grants {
                 holder: None,
                 holding: None,
                 held_term: None,
-                previous: None,
             },
             seen_held_term: None,
             g: Grantee::default(),
@@ -381,7 +379,6 @@ impl Grants {
             l.term,
             epoch,
             now,
-            l.previous.filter(|&p| p != self.cfg.me),
             self.names.len(),
             self.cfg.me,
             keep,
@@ -390,8 +387,7 @@ impl Grants {
 
     fn step_down(&mut self, now: Duration) {
         if let Some(a) = self.a.take() {
-            // Q4: our right to anything ended with the hold; the next
-            // holder treats us as bound to nothing (we are its `exempt`).
+            // Q4: our right to anything ended with the hold.
             if !a.self_held.is_empty() {
                 self.g.drop_bound(
                     now,

@@ -113,7 +113,9 @@ fn the_holder_crashes_live_nodes_keep_their_addresses_without_a_gap() {
         served_at.unwrap_or(u64::MAX) / MS
     );
     assert_eq!(gaps, 0, "live nodes keep serving through a holder change");
-    assert!(served_at.is_some_and(|g| g < 1_500 * MS));
+    // The dead holder is no exception: its addresses wait for the grant
+    // period from the successor's start (see the crate docs).
+    assert!(served_at.is_some_and(|g| g < 2_500 * MS));
 }
 
 #[test]

@@ -160,5 +160,5 @@ fn assigner_killed_live_nodes_keep_serving() {
         served.unwrap() / MS
     );
     assert_eq!(missing_ms, 0);
-    assert!(served.unwrap() < 2 * SEC);
+    assert!(served.unwrap() < 3 * SEC);
 }

@@ -116,8 +116,6 @@ pub struct Leadership {
     pub holding: Option<Duration>,
     /// The last term in which we held (even if only for one step).
     pub held_term: Option<u64>,
-    /// The holder of `term - 1`, if we heard it (its heartbeats) or were it.
-    pub previous: Option<usize>,
 }
 
 /// A promise this voter gave (Q3).
@@ -175,10 +173,6 @@ pub struct Node {
     next_campaign: Duration,
     /// The priority of the holder we back (from its heartbeats).
     holder_priority: u8,
-    /// The holders of the last two terms we know one of (from their
-    /// authenticated heartbeats, or ourselves): what a new holder tells
-    /// the Services grant layer about its predecessor ([`Leadership`]).
-    known_holders: [Option<(u64, usize)>; 2],
     /// The last term in which this node held.
     held_term: Option<u64>,
     healthy: bool,
@@ -205,7 +199,6 @@ impl Node {
             heard: vec![None; n],
             next_campaign: quiet_until,
             holder_priority: 0,
-            known_holders: [None; 2],
             held_term: None,
             healthy: true,
             stopping: false,
@@ -245,29 +238,11 @@ impl Node {
             State::Holder { deadline, .. } => Some(*deadline),
             _ => None,
         };
-        let previous = self
-            .known_holders
-            .iter()
-            .flatten()
-            .find(|(t, _)| Some(*t + 1) == Some(self.term))
-            .map(|&(_, i)| i);
         Leadership {
             term: self.term,
             holder,
             holding,
             held_term: self.held_term,
-            previous,
-        }
-    }
-
-    fn note_holder(&mut self, term: u64, who: usize) {
-        if self.known_holders.iter().flatten().any(|&(t, _)| t == term) {
-            return;
-        }
-        // Keep the two newest terms.
-        self.known_holders.sort_by_key(|h| h.map(|(t, _)| t));
-        if self.known_holders[0].is_none_or(|(t, _)| t < term) {
-            self.known_holders[0] = Some((term, who));
         }
     }
 
@@ -516,11 +491,6 @@ impl Node {
                 );
             }
             Body::Vote | Body::Heartbeat { .. } => {
-                if matches!(m.body, Body::Heartbeat { .. }) {
-                    // Only a majority of this term's votes makes a holder,
-                    // and only a holder sends heartbeats.
-                    self.note_holder(m.term, from);
-                }
                 self.adopt_term(now, m.term, out);
                 // Q2's one vote per term binds votes. A heartbeat of this
                 // term proves its sender already won it (only a majority
@@ -695,8 +665,6 @@ impl Node {
                 let deadline = round.sent_at + window;
                 if round.granted.count_ones() as usize >= majority && now < deadline {
                     self.held_term = Some(self.term);
-                    let (term, me) = (self.term, self.cfg.me);
-                    self.note_holder(term, me);
                     self.state = State::Holder {
                         rounds: vec![round],
                         deadline,
