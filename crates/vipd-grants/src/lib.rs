@@ -94,4 +94,4 @@ pub mod wire;
 
 pub use assigner::ServiceView;
 pub use node::{Action, GrantStatus, GrantTimings, Grants, Input};
-pub use set::{digest_of, AddrSet};
+pub use set::{digest_of, split, AddrSet};
