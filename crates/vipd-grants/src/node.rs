@@ -110,6 +110,25 @@ pub struct GrantStatus {
     pub drops: Drops,
 }
 
+/// `set` as the datagram-sized parts that carry it (`Held`, `Share`).
+fn parts_of(set: &BTreeSet<std::net::IpAddr>) -> impl Iterator<Item = Part> {
+    let digest = digest_of(set);
+    let count = u32::try_from(set.len()).unwrap_or(u32::MAX);
+    let parts = split(set, PART_BUDGET);
+    let n = u16::try_from(parts.len()).unwrap_or(u16::MAX);
+    parts
+        .into_iter()
+        .take(usize::from(n))
+        .enumerate()
+        .map(move |(i, addrs)| Part {
+            digest,
+            count,
+            part: u16::try_from(i).unwrap_or(u16::MAX),
+            parts: n,
+            addrs,
+        })
+}
+
 /// Anti-replay window per sender (RFC 4303 §3.4.3's sliding window):
 /// a claim travels with its held parts and a grant with its share parts,
 /// so datagrams reordered by a few places must still count; each sequence
@@ -624,18 +643,7 @@ impl Grants {
         let seq = self.send(to, Body::Claim(c), out);
         self.g.sent(seq, now, term, to);
         for set in sets {
-            let digest = digest_of(&set);
-            let count = u32::try_from(set.len()).unwrap_or(u32::MAX);
-            let parts = split(&set, PART_BUDGET);
-            let n = u16::try_from(parts.len()).unwrap_or(u16::MAX);
-            for (i, addrs) in parts.into_iter().enumerate().take(usize::from(n)) {
-                let part = Part {
-                    digest,
-                    count,
-                    part: u16::try_from(i).unwrap_or(u16::MAX),
-                    parts: n,
-                    addrs,
-                };
+            for part in parts_of(&set) {
                 self.send(to, Body::Held(part), out);
             }
         }
@@ -649,18 +657,7 @@ impl Grants {
         set: &BTreeSet<std::net::IpAddr>,
         out: &mut Vec<Action>,
     ) {
-        let digest = digest_of(set);
-        let count = u32::try_from(set.len()).unwrap_or(u32::MAX);
-        let parts = split(set, PART_BUDGET);
-        let n = u16::try_from(parts.len()).unwrap_or(u16::MAX);
-        for (i, addrs) in parts.into_iter().enumerate().take(usize::from(n)) {
-            let part = Part {
-                digest,
-                count,
-                part: u16::try_from(i).unwrap_or(u16::MAX),
-                parts: n,
-                addrs,
-            };
+        for part in parts_of(set) {
             self.send(
                 to,
                 Body::Share {
