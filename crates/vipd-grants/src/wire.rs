@@ -30,6 +30,7 @@
 
 use crate::set::encode_addr;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use vipd_quorum::wire::{frame, open, seal, Header, Reader};
 use vipd_quorum::{AuthKey, DropReason, SetHash, MAX_NAME};
 
 /// Largest datagram accepted or produced, as the quorum's.
@@ -37,7 +38,6 @@ pub const MAX_DATAGRAM: usize = vipd_quorum::wire::MAX_DATAGRAM;
 const MAGIC: &[u8; 4] = b"VG1\x01";
 const TAG: usize = 32;
 const HEAD: usize = 4 + 1 + 16 + 1;
-const MIN_DATAGRAM: usize = HEAD + 1 + 8 + 8 + TAG;
 /// The fixed part of the largest part-carrying body (`Share`).
 const PART_BODY: usize = 8 + 8 + 16 + 4 + 2 + 2;
 /// Address bytes that always fit one `Held` or `Share` part, whatever the
@@ -153,9 +153,6 @@ impl Message {
     /// Encodes and signs. Parts built with [`PART_BUDGET`] always fit
     /// [`MAX_DATAGRAM`].
     pub fn encode(&self, key: &AuthKey) -> Vec<u8> {
-        let name = &self.from.as_bytes()[..self.from.len().min(MAX_NAME)];
-        let mut out = Vec::with_capacity(128);
-        out.extend_from_slice(MAGIC);
         let kind = match &self.body {
             Body::Claim(_) => 1,
             Body::Held(_) => 2,
@@ -163,12 +160,7 @@ impl Message {
             Body::Grant { .. } => 4,
             Body::Leave => 5,
         };
-        out.push(kind);
-        out.extend_from_slice(&self.set.0);
-        out.push(name.len() as u8);
-        out.extend_from_slice(name);
-        out.extend_from_slice(&self.seq.to_be_bytes());
-        out.extend_from_slice(&self.term.to_be_bytes());
+        let mut out = frame(MAGIC, kind, &self.set, &self.from, self.seq, self.term);
         match &self.body {
             Body::Claim(c) => {
                 out.extend_from_slice(&c.epoch.to_be_bytes());
@@ -203,39 +195,19 @@ impl Message {
             }
             Body::Leave => {}
         }
-        let tag = key.sign(&out);
-        out.extend_from_slice(&tag);
-        out
+        seal(out, key)
     }
 
     /// Verifies and decodes one datagram; never panics.
     pub fn decode(bytes: &[u8], key: &AuthKey) -> Result<Message, DropReason> {
-        if bytes.len() < MIN_DATAGRAM {
-            return Err(DropReason::Short);
-        }
-        if bytes.len() > MAX_DATAGRAM {
-            return Err(DropReason::Oversized);
-        }
-        let (data, tag) = bytes.split_at(bytes.len() - TAG);
-        if !key.verify(data, tag) {
-            return Err(DropReason::BadMac);
-        }
-        let mut r = Reader(data);
-        if r.take(4)? != MAGIC {
-            return Err(DropReason::Malformed);
-        }
-        let kind = r.u8()?;
-        let mut set = [0u8; 16];
-        set.copy_from_slice(r.take(16)?);
-        let n = usize::from(r.u8()?);
-        if n == 0 || n > MAX_NAME {
-            return Err(DropReason::Malformed);
-        }
-        let from = std::str::from_utf8(r.take(n)?)
-            .map_err(|_| DropReason::Malformed)?
-            .to_owned();
-        let seq = r.u64()?;
-        let term = r.u64()?;
+        let (h, mut r) = open(bytes, MAGIC, key)?;
+        let Header {
+            kind,
+            set,
+            from,
+            seq,
+            term,
+        } = h;
         let body = match kind {
             1 => {
                 let epoch = r.u64()?;
@@ -248,9 +220,9 @@ impl Message {
                 let floor = r.u64()?;
                 let have = r.u64()?;
                 let count = r.u32()?;
-                let digest = r.digest()?;
+                let digest = read_digest(&mut r)?;
                 let ccount = r.u32()?;
-                let cdigest = r.digest()?;
+                let cdigest = read_digest(&mut r)?;
                 Body::Claim(Claim {
                     epoch,
                     draining,
@@ -261,14 +233,14 @@ impl Message {
                     current: (ccount > 0).then_some((ccount, cdigest)),
                 })
             }
-            2 => Body::Held(r.part()?),
+            2 => Body::Held(part(&mut r)?),
             3 => {
                 let epoch = r.u64()?;
                 let version = r.u64()?;
                 Body::Share {
                     epoch,
                     version,
-                    part: r.part()?,
+                    part: part(&mut r)?,
                 }
             }
             4 => Body::Grant {
@@ -279,12 +251,10 @@ impl Message {
             5 => Body::Leave,
             _ => return Err(DropReason::Malformed),
         };
-        if !r.0.is_empty() {
-            return Err(DropReason::Malformed);
-        }
+        r.finish()?;
         Ok(Message {
             from,
-            set: SetHash(set),
+            set,
             seq,
             term,
             body,
@@ -292,78 +262,44 @@ impl Message {
     }
 }
 
-struct Reader<'a>(&'a [u8]);
+fn read_digest(r: &mut Reader<'_>) -> Result<[u8; 16], DropReason> {
+    let mut d = [0u8; 16];
+    d.copy_from_slice(r.take(16)?);
+    Ok(d)
+}
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DropReason> {
-        if self.0.len() < n {
-            return Err(DropReason::Malformed);
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
+fn part(r: &mut Reader<'_>) -> Result<Part, DropReason> {
+    let digest = read_digest(r)?;
+    let count = r.u32()?;
+    let part = r.u16()?;
+    let parts = r.u16()?;
+    if parts == 0 || part >= parts {
+        return Err(DropReason::Malformed);
     }
-
-    fn u8(&mut self) -> Result<u8, DropReason> {
-        Ok(self.take(1)?[0])
+    let mut addrs = Vec::new();
+    while !r.is_empty() {
+        let a = match r.u8()? {
+            4 => {
+                let mut o = [0u8; 4];
+                o.copy_from_slice(r.take(4)?);
+                IpAddr::V4(Ipv4Addr::from(o))
+            }
+            6 => {
+                let mut o = [0u8; 16];
+                o.copy_from_slice(r.take(16)?);
+                IpAddr::V6(Ipv6Addr::from(o))
+            }
+            _ => return Err(DropReason::Malformed),
+        };
+        addrs.push(a);
     }
-
-    fn u16(&mut self) -> Result<u16, DropReason> {
-        let b = self.take(2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
-    }
-
-    fn u32(&mut self) -> Result<u32, DropReason> {
-        let mut a = [0u8; 4];
-        a.copy_from_slice(self.take(4)?);
-        Ok(u32::from_be_bytes(a))
-    }
-
-    fn u64(&mut self) -> Result<u64, DropReason> {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(self.take(8)?);
-        Ok(u64::from_be_bytes(a))
-    }
-
-    fn digest(&mut self) -> Result<[u8; 16], DropReason> {
-        let mut d = [0u8; 16];
-        d.copy_from_slice(self.take(16)?);
-        Ok(d)
-    }
-
-    fn part(&mut self) -> Result<Part, DropReason> {
-        let digest = self.digest()?;
-        let count = self.u32()?;
-        let part = self.u16()?;
-        let parts = self.u16()?;
-        if parts == 0 || part >= parts {
-            return Err(DropReason::Malformed);
-        }
-        let mut addrs = Vec::new();
-        while !self.0.is_empty() {
-            let a = match self.u8()? {
-                4 => {
-                    let mut o = [0u8; 4];
-                    o.copy_from_slice(self.take(4)?);
-                    IpAddr::V4(Ipv4Addr::from(o))
-                }
-                6 => {
-                    let mut o = [0u8; 16];
-                    o.copy_from_slice(self.take(16)?);
-                    IpAddr::V6(Ipv6Addr::from(o))
-                }
-                _ => return Err(DropReason::Malformed),
-            };
-            addrs.push(a);
-        }
-        Ok(Part {
-            digest,
-            count,
-            part,
-            parts,
-            addrs,
-        })
-    }
+    Ok(Part {
+        digest,
+        count,
+        part,
+        parts,
+        addrs,
+    })
 }
 
 #[cfg(test)]

@@ -111,8 +111,7 @@ fn decoder_and_cores_never_panic_on_random_or_mutated_datagrams() {
                 if rng.chance(0.3) {
                     data.truncate(rng.index(data.len() + 1));
                 }
-                b = data.clone();
-                b.extend_from_slice(&key.sign(&data));
+                b = vipd_quorum::wire::seal(data, &key);
             }
             _ => {}
         }

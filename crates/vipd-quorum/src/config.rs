@@ -124,23 +124,6 @@ impl AuthKey {
         }
         Ok(AuthKey(hmac::Key::new(hmac::HMAC_SHA256, bytes)))
     }
-
-    /// HMAC-SHA256 of `data`, for other protocols on the quorum channel
-    /// (the Services grants, `vipd-grants`): they sign with the same key
-    /// but their own magic, so no datagram of one protocol verifies as a
-    /// datagram of the other.
-    pub fn sign(&self, data: &[u8]) -> [u8; 32] {
-        let tag = hmac::sign(&self.0, data);
-        let mut out = [0u8; 32];
-        out.copy_from_slice(tag.as_ref());
-        out
-    }
-
-    /// Whether `tag` is the HMAC-SHA256 of `data` (constant-time compare
-    /// inside ring).
-    pub fn verify(&self, data: &[u8], tag: &[u8]) -> bool {
-        hmac::verify(&self.0, data, tag).is_ok()
-    }
 }
 
 impl std::fmt::Debug for AuthKey {

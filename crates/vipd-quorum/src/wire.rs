@@ -193,9 +193,6 @@ impl Message {
     /// Encodes and signs. Names longer than [`MAX_NAME`] are refused by
     /// [`crate::VoterSet::new`], so the result always fits [`MAX_DATAGRAM`].
     pub fn encode(&self, key: &AuthKey) -> Vec<u8> {
-        let name = &self.from.as_bytes()[..self.from.len().min(MAX_NAME)];
-        let mut out = Vec::with_capacity(HEAD + name.len() + 16 + 10 + TAG);
-        out.extend_from_slice(MAGIC);
         let (kind, extra): (u8, Option<(u8, Option<u64>)>) = match self.body {
             Body::PreVote => (1, None),
             Body::PreVoteReply { verdict, reply_to } => {
@@ -210,52 +207,27 @@ impl Message {
             Body::Release => (7, None),
             Body::Preempt { priority } => (8, Some((priority, None))),
         };
-        out.push(kind);
-        out.extend_from_slice(&self.set.0);
-        out.push(name.len() as u8);
-        out.extend_from_slice(name);
-        out.extend_from_slice(&self.seq.to_be_bytes());
-        out.extend_from_slice(&self.term.to_be_bytes());
+        let mut out = frame(MAGIC, kind, &self.set, &self.from, self.seq, self.term);
         if let Some((b, r)) = extra {
             out.push(b);
             if let Some(r) = r {
                 out.extend_from_slice(&r.to_be_bytes());
             }
         }
-        let tag = hmac::sign(&key.0, &out);
-        out.extend_from_slice(tag.as_ref());
-        out
+        seal(out, key)
     }
 
     /// Verifies and decodes one datagram. Never panics; the set hash and
     /// the sequence number are checked by the core, which owns the state.
     pub fn decode(bytes: &[u8], key: &AuthKey) -> Result<Message, DropReason> {
-        if bytes.len() < MIN_DATAGRAM {
-            return Err(DropReason::Short);
-        }
-        if bytes.len() > MAX_DATAGRAM {
-            return Err(DropReason::Oversized);
-        }
-        let (data, tag) = bytes.split_at(bytes.len() - TAG);
-        // Authenticate before parsing anything (constant-time compare
-        // inside ring).
-        hmac::verify(&key.0, data, tag).map_err(|_| DropReason::BadMac)?;
-        let mut r = Reader(data);
-        if r.take(4)? != MAGIC {
-            return Err(DropReason::Malformed);
-        }
-        let kind = r.u8()?;
-        let mut set = [0u8; 16];
-        set.copy_from_slice(r.take(16)?);
-        let n = usize::from(r.u8()?);
-        if n == 0 || n > MAX_NAME {
-            return Err(DropReason::Malformed);
-        }
-        let from = std::str::from_utf8(r.take(n)?)
-            .map_err(|_| DropReason::Malformed)?
-            .to_owned();
-        let seq = r.u64()?;
-        let term = r.u64()?;
+        let (h, mut r) = open(bytes, MAGIC, key)?;
+        let Header {
+            kind,
+            set,
+            from,
+            seq,
+            term,
+        } = h;
         let reply = |r: &mut Reader| -> Result<(Verdict, u64), DropReason> {
             let v = verdict_of(r.u8()?).ok_or(DropReason::Malformed)?;
             Ok((v, r.u64()?))
@@ -280,12 +252,10 @@ impl Message {
             8 => Body::Preempt { priority: r.u8()? },
             _ => return Err(DropReason::Malformed),
         };
-        if !r.0.is_empty() {
-            return Err(DropReason::Malformed);
-        }
+        r.finish()?;
         Ok(Message {
             from,
-            set: SetHash(set),
+            set,
             seq,
             term,
             body,
@@ -293,12 +263,95 @@ impl Message {
     }
 }
 
-/// A bounds-checked cursor: every read fails with `Malformed` instead of
-/// panicking.
-struct Reader<'a>(&'a [u8]);
+/// The header both protocols on the quorum socket share (this one and the
+/// Services grants, `vipd-grants`), each with its own magic; the MAC covers
+/// the magic, so a datagram of one never verifies as the other's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// The message kind (the protocol's own numbering).
+    pub kind: u8,
+    /// The sender's voter-set hash (Q1).
+    pub set: SetHash,
+    /// The sender's voter name.
+    pub from: String,
+    /// The sender's sequence number.
+    pub seq: u64,
+    /// The sender's term.
+    pub term: u64,
+}
+
+/// Starts a datagram: magic, kind, set hash, name (cut to [`MAX_NAME`]),
+/// seq, term. The caller appends the body and calls [`seal`].
+pub fn frame(magic: &[u8; 4], kind: u8, set: &SetHash, from: &str, seq: u64, term: u64) -> Vec<u8> {
+    let name = &from.as_bytes()[..from.len().min(MAX_NAME)];
+    let mut out = Vec::with_capacity(HEAD + name.len() + 16 + 48 + TAG);
+    out.extend_from_slice(magic);
+    out.push(kind);
+    out.extend_from_slice(&set.0);
+    out.push(name.len() as u8);
+    out.extend_from_slice(name);
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(&term.to_be_bytes());
+    out
+}
+
+/// Appends the HMAC-SHA256 of everything before it.
+pub fn seal(mut out: Vec<u8>, key: &AuthKey) -> Vec<u8> {
+    let tag = hmac::sign(&key.0, &out);
+    out.extend_from_slice(tag.as_ref());
+    out
+}
+
+/// Checks size, authenticates (before parsing anything; constant-time
+/// compare inside ring) and reads the header of a datagram with `magic`;
+/// returns the header and a reader over the body. Never panics.
+pub fn open<'a>(
+    bytes: &'a [u8],
+    magic: &[u8; 4],
+    key: &AuthKey,
+) -> Result<(Header, Reader<'a>), DropReason> {
+    if bytes.len() < MIN_DATAGRAM {
+        return Err(DropReason::Short);
+    }
+    if bytes.len() > MAX_DATAGRAM {
+        return Err(DropReason::Oversized);
+    }
+    let (data, tag) = bytes.split_at(bytes.len() - TAG);
+    hmac::verify(&key.0, data, tag).map_err(|_| DropReason::BadMac)?;
+    let mut r = Reader(data);
+    if r.take(4)? != magic {
+        return Err(DropReason::Malformed);
+    }
+    let kind = r.u8()?;
+    let mut set = [0u8; 16];
+    set.copy_from_slice(r.take(16)?);
+    let n = usize::from(r.u8()?);
+    if n == 0 || n > MAX_NAME {
+        return Err(DropReason::Malformed);
+    }
+    let from = std::str::from_utf8(r.take(n)?)
+        .map_err(|_| DropReason::Malformed)?
+        .to_owned();
+    let seq = r.u64()?;
+    let term = r.u64()?;
+    let header = Header {
+        kind,
+        set: SetHash(set),
+        from,
+        seq,
+        term,
+    };
+    Ok((header, r))
+}
+
+/// A bounds-checked cursor over a datagram body (big-endian): every read
+/// fails with `Malformed` instead of panicking.
+#[derive(Debug)]
+pub struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DropReason> {
+    /// The next `n` bytes.
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8], DropReason> {
         if self.0.len() < n {
             return Err(DropReason::Malformed);
         }
@@ -306,13 +359,45 @@ impl<'a> Reader<'a> {
         self.0 = b;
         Ok(a)
     }
-    fn u8(&mut self) -> Result<u8, DropReason> {
+
+    /// One byte.
+    pub fn u8(&mut self) -> Result<u8, DropReason> {
         Ok(self.take(1)?[0])
     }
-    fn u64(&mut self) -> Result<u64, DropReason> {
+
+    /// A big-endian `u16`.
+    pub fn u16(&mut self) -> Result<u16, DropReason> {
+        let mut b = [0u8; 2];
+        b.copy_from_slice(self.take(2)?);
+        Ok(u16::from_be_bytes(b))
+    }
+
+    /// A big-endian `u32`.
+    pub fn u32(&mut self) -> Result<u32, DropReason> {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(self.take(4)?);
+        Ok(u32::from_be_bytes(b))
+    }
+
+    /// A big-endian `u64`.
+    pub fn u64(&mut self) -> Result<u64, DropReason> {
         let mut b = [0u8; 8];
         b.copy_from_slice(self.take(8)?);
         Ok(u64::from_be_bytes(b))
+    }
+
+    /// Whether every byte was read.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Malformed` unless every byte was read.
+    pub fn finish(&self) -> Result<(), DropReason> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(DropReason::Malformed)
+        }
     }
 }
 
