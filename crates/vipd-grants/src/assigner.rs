@@ -72,12 +72,14 @@ pub(crate) struct Assigner {
     pub dirty: bool,
 }
 
-/// Timings and identity the assigner needs on each call.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Ctx<'a> {
+/// Timings and identity the assigner needs on each call (fixed for the
+/// life of the core).
+#[derive(Clone, Debug)]
+pub(crate) struct Ctx {
     pub me: usize,
-    pub grantees: &'a [bool],
-    pub names: &'a [NodeId],
+    /// Per voter: whether it may bind (not a witness).
+    pub grantees: Vec<bool>,
+    pub names: Vec<NodeId>,
     pub grant: Duration,
     pub live_window: Duration,
     pub preempt: bool,
@@ -157,7 +159,7 @@ impl Assigner {
         a: &IpAddr,
         z: usize,
         now: Duration,
-        ctx: &Ctx<'_>,
+        ctx: &Ctx,
         self_pending: &[Bound],
     ) -> bool {
         if z != ctx.me
@@ -170,7 +172,7 @@ impl Assigner {
             .all(|y| !self.claimed(y, a, now, ctx.grant))
     }
 
-    fn live(&self, y: usize, now: Duration, ctx: &Ctx<'_>) -> bool {
+    fn live(&self, y: usize, now: Duration, ctx: &Ctx) -> bool {
         let p = &self.peers[y];
         !p.left
             && !p.draining
@@ -179,7 +181,7 @@ impl Assigner {
     }
 
     /// The live set, as node names.
-    pub fn live_names(&self, now: Duration, ctx: &Ctx<'_>, me_live: bool) -> BTreeSet<NodeId> {
+    pub fn live_names(&self, now: Duration, ctx: &Ctx, me_live: bool) -> BTreeSet<NodeId> {
         (0..self.peers.len())
             .filter(|&y| {
                 ctx.grantees[y]
@@ -193,8 +195,9 @@ impl Assigner {
             .collect()
     }
 
-    /// Records a claim from `y`, received at `now`. Returns whether
-    /// anything the map depends on changed.
+    /// Records a claim from `y`, received at `now` (marking the map dirty
+    /// if anything it depends on changed). Returns `false` for a claim
+    /// older than one already applied, which is ignored.
     pub fn on_claim(&mut self, y: usize, seq: u64, now: Duration, c: &Claim) -> bool {
         let p = &mut self.peers[y];
         if p.reported && seq < p.claim_seq {
@@ -311,7 +314,7 @@ impl Assigner {
     pub fn reconcile(
         &mut self,
         now: Duration,
-        ctx: &Ctx<'_>,
+        ctx: &Ctx,
         view: &ServiceView,
         me_live: bool,
         self_pending: &[Bound],
@@ -441,7 +444,7 @@ impl Assigner {
 
     /// The instants at which a claim or the liveness of a node changes by
     /// time alone.
-    fn wakes<'s>(&'s self, ctx: &Ctx<'_>) -> impl Iterator<Item = Duration> + 's {
+    fn wakes<'s>(&'s self, ctx: &Ctx) -> impl Iterator<Item = Duration> + 's {
         let (grant, live) = (ctx.grant, ctx.live_window);
         std::iter::once(self.since + grant).chain(self.peers.iter().flat_map(move |p| {
             std::iter::once(p.grant_expiry).chain(p.last_claim.map(|(_, r)| r + live))
@@ -449,12 +452,12 @@ impl Assigner {
     }
 
     /// The next such instant after `now`.
-    pub fn next_wake(&self, now: Duration, ctx: &Ctx<'_>) -> Option<Duration> {
+    pub fn next_wake(&self, now: Duration, ctx: &Ctx) -> Option<Duration> {
         self.wakes(ctx).filter(|&t| t > now).min()
     }
 
     /// Whether such an instant lies in `(last, now]`.
-    pub fn woke(&self, last: Duration, now: Duration, ctx: &Ctx<'_>) -> bool {
+    pub fn woke(&self, last: Duration, now: Duration, ctx: &Ctx) -> bool {
         self.wakes(ctx).any(|t| t > last && t <= now)
     }
 }

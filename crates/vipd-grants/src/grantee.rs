@@ -204,8 +204,8 @@ impl Grantee {
         }
     }
 
-    /// A grant from the holder `from` of `term`, answering `reply_to`.
-    /// Returns whether what we bind changed.
+    /// A grant from the holder of `era` in quorum term `term`, answering
+    /// our claim `reply_to`.
     #[allow(clippy::too_many_arguments)]
     pub fn on_grant(
         &mut self,
@@ -279,9 +279,8 @@ impl Grantee {
         }
     }
 
-    /// A share part from the holder of `term`. Returns whether a grant
-    /// already heard was applied because the share completed.
-    #[allow(clippy::too_many_arguments)]
+    /// A share part from the holder of `era`; a grant already heard for
+    /// its version is applied once the share completes.
     pub fn on_share(
         &mut self,
         now: Duration,

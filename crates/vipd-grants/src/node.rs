@@ -10,7 +10,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use vipd_quorum::{Config, DropReason, Drops, Leadership, TimingError, Timings, VoterRole};
-use vipd_services::NodeId;
 
 /// Grant timings: the quorum's, plus the grant period.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,10 +100,10 @@ pub struct GrantStatus {
     pub bound: usize,
     /// How long the grant we bind under lasts (none while assigner).
     pub right_remaining: Option<Duration>,
-    /// Assigner only: addresses with an owner, and addresses in the view
-    /// without one (moving, or no eligible node).
+    /// Assigner only: addresses with an owner.
     pub owned: usize,
-    /// Assigner only: addresses without an owner.
+    /// Assigner only: addresses in the view without one (moving, or no
+    /// eligible node).
     pub unowned: usize,
     /// Dropped datagrams by reason.
     pub drops: Drops,
@@ -174,8 +173,7 @@ impl Window {
 pub struct Grants {
     cfg: Arc<Config>,
     t: GrantTimings,
-    names: Vec<NodeId>,
-    grantees: Vec<bool>,
+    ctx: Ctx,
     next_seq: u64,
     replay: Vec<Window>,
     drops: Drops,
@@ -196,16 +194,20 @@ impl Grants {
     /// binds), starting with nothing bound.
     pub fn new(cfg: Config, t: GrantTimings, first_seq: u64) -> Grants {
         let voters = cfg.voters.voters();
-        let names = voters.iter().map(|v| v.name.clone()).collect();
-        let grantees = voters
-            .iter()
-            .map(|v| v.role != VoterRole::Witness)
-            .collect();
         let n = voters.len();
         Grants {
+            ctx: Ctx {
+                me: cfg.me,
+                grantees: voters
+                    .iter()
+                    .map(|v| v.role != VoterRole::Witness)
+                    .collect(),
+                names: voters.iter().map(|v| v.name.clone()).collect(),
+                grant: t.grant,
+                live_window: t.live,
+                preempt: cfg.preempt,
+            },
             t,
-            names,
-            grantees,
             next_seq: first_seq,
             replay: vec![Window::default(); n],
             drops: Drops::default(),
@@ -240,7 +242,7 @@ impl Grants {
             consider(self.g.pending_until);
         }
         if let Some(a) = &self.a {
-            if let Some(w) = a.next_wake(now, &self.ctx()) {
+            if let Some(w) = a.next_wake(now, &self.ctx) {
                 consider(w);
             }
             if let Some(d) = self.lead.holding {
@@ -263,13 +265,11 @@ impl Grants {
     /// The status snapshot.
     pub fn status(&self, now: Duration) -> GrantStatus {
         let (owned, unowned) = match &self.a {
+            // Every reconcile drops owners of addresses gone from the view,
+            // so a count suffices (the shell asks after every step).
             Some(a) => (
                 a.owners.len(),
-                self.view
-                    .addresses
-                    .iter()
-                    .filter(|x| !a.owners.contains_key(x))
-                    .count(),
+                self.view.addresses.len().saturating_sub(a.owners.len()),
             ),
             None => (0, 0),
         };
@@ -289,17 +289,6 @@ impl Grants {
     /// The set the shell binds now.
     pub fn bound(&self) -> &AddrSet {
         &self.announced
-    }
-
-    fn ctx(&self) -> Ctx<'_> {
-        Ctx {
-            me: self.cfg.me,
-            grantees: &self.grantees,
-            names: &self.names,
-            grant: self.t.grant,
-            live_window: self.t.live,
-            preempt: self.cfg.preempt,
-        }
     }
 
     /// Feeds one input at monotonic time `now`; returns the actions to run
@@ -398,7 +387,7 @@ impl Grants {
             l.term,
             epoch,
             now,
-            self.names.len(),
+            self.ctx.names.len(),
             self.cfg.me,
             keep,
         ));
@@ -432,7 +421,7 @@ impl Grants {
             .cfg
             .voters
             .index_of(&m.from)
-            .filter(|&i| i != self.cfg.me && self.grantees[i])
+            .filter(|&i| i != self.cfg.me && self.ctx.grantees[i])
             .ok_or(DropReason::UnknownSender)?;
         if !self.replay[from].accept(m.seq) {
             return Err(DropReason::Replay);
@@ -539,7 +528,7 @@ impl Grants {
             if self.lead.holding.is_none_or(|d| now >= d) {
                 // Q4: the hold ended; the quorum core is fencing.
                 self.step_down(now);
-            } else if a.dirty || a.woke(self.last_reconcile, now, &self.ctx()) {
+            } else if a.dirty || a.woke(self.last_reconcile, now, &self.ctx) {
                 self.reconcile(now, out);
             }
         }
@@ -569,26 +558,21 @@ impl Grants {
 
     fn reconcile(&mut self, now: Duration, out: &mut Vec<Action>) {
         let me_live = !self.draining && !self.stopping;
-        let pending: Vec<Bound> = if now < self.g.pending_until {
-            self.g.pending.clone()
+        // Disjoint fields: the grantee's removals in flight and the fixed
+        // context are read while the assigner changes.
+        let pending: &[Bound] = if now < self.g.pending_until {
+            &self.g.pending
         } else {
-            Vec::new()
+            &[]
         };
-        let view = Arc::clone(&self.view);
-        let ctx = Ctx {
-            me: self.cfg.me,
-            grantees: &self.grantees,
-            names: &self.names,
-            grant: self.t.grant,
-            live_window: self.t.live,
-            preempt: self.cfg.preempt,
-        };
+        let view = &self.view;
+        let ctx = &self.ctx;
         let Some(a) = self.a.as_mut() else {
             return;
         };
         self.last_reconcile = now;
         let before = Arc::clone(&a.self_held);
-        let changed = a.reconcile(now, &ctx, &view, me_live, &pending);
+        let changed = a.reconcile(now, ctx, view, me_live, pending);
         let (epoch, after) = (a.epoch, Arc::clone(&a.self_held));
         let removed: BTreeSet<_> = before.difference(&after).copied().collect();
         if !removed.is_empty() {
@@ -697,7 +681,7 @@ impl Grants {
         let seq = self.next_seq;
         self.next_seq += 1;
         let m = Message {
-            from: self.names[self.cfg.me].clone(),
+            from: self.ctx.names[self.cfg.me].clone(),
             set: self.cfg.voters.hash(),
             seq,
             term,
