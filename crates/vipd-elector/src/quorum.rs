@@ -219,16 +219,7 @@ pub async fn run_with_grants<H: QuorumHolder, S: GrantSink>(
             let actions = node.handle(now(), input);
             for action in actions {
                 match action {
-                    Action::Send { to, bytes } => match socket.send_to(&bytes, to).await {
-                        Ok(n) => {
-                            traffic.sent += 1;
-                            traffic.sent_bytes += n as u64;
-                        }
-                        Err(e) => {
-                            traffic.send_errors += 1;
-                            debug!(%to, error = %e, "quorum send failed");
-                        }
-                    },
+                    Action::Send { to, bytes } => send(&socket, to, &bytes, &mut traffic).await,
                     Action::Announce { until } => {
                         let left = until.saturating_sub(now());
                         info!(
@@ -374,6 +365,20 @@ pub async fn run_with_grants<H: QuorumHolder, S: GrantSink>(
     }
 }
 
+/// One datagram out of the quorum socket, counted (both protocols).
+async fn send(socket: &UdpSocket, to: SocketAddr, bytes: &[u8], traffic: &mut Traffic) {
+    match socket.send_to(bytes, to).await {
+        Ok(n) => {
+            traffic.sent += 1;
+            traffic.sent_bytes += n as u64;
+        }
+        Err(e) => {
+            traffic.send_errors += 1;
+            debug!(%to, error = %e, "quorum socket send failed");
+        }
+    }
+}
+
 /// Runs the grant core's actions: datagrams out of the quorum socket,
 /// bindings to the sink.
 async fn grant_actions<S: GrantSink>(
@@ -384,16 +389,7 @@ async fn grant_actions<S: GrantSink>(
 ) {
     for a in acts {
         match a {
-            vipd_grants::Action::Send { to, bytes } => match socket.send_to(&bytes, to).await {
-                Ok(n) => {
-                    traffic.sent += 1;
-                    traffic.sent_bytes += n as u64;
-                }
-                Err(e) => {
-                    traffic.send_errors += 1;
-                    debug!(%to, error = %e, "grant send failed");
-                }
-            },
+            vipd_grants::Action::Send { to, bytes } => send(socket, to, &bytes, traffic).await,
             vipd_grants::Action::Announce(set) => {
                 debug!(addresses = set.len(), "Services addresses granted");
                 l.sink.bind(set).await;
