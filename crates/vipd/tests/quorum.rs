@@ -336,6 +336,23 @@ impl Quorum {
             .collect()
     }
 
+    /// Waits for a node other than `from` to hold; returns it and when it
+    /// acquired (its first holding transition since `since`).
+    fn takeover(&self, from: &str, since: Duration) -> (String, Duration) {
+        let new = self
+            .wait_holder(Some(from), TAKEOVER_BOUND)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no takeover from {from} within {TAKEOVER_BOUND:?}: {:?}",
+                    self.holders()
+                )
+            });
+        let acquired = self
+            .acquired_at(&new, since)
+            .unwrap_or_else(|| panic!("{new} holds but logged no acquisition since {since:?}"));
+        (new, acquired)
+    }
+
     fn acquired_at(&self, node: &str, after: Duration) -> Option<Duration> {
         self.transitions_since(after)
             .into_iter()
@@ -435,6 +452,16 @@ impl Quorum {
     fn report(&self, fields: &[(&str, String)]) {
         let line = format!("SCENARIO name={} coordination=quorum", self.scenario);
         common::print_scenario(line, fields);
+    }
+
+    /// Asserts zero two-holder and two-MAC time, then reports `fields`
+    /// followed by both.
+    fn report_safe(&self, fields: &[(&str, String)]) {
+        let (two, mac) = self.assert_no_two_holders();
+        let mut all = fields.to_vec();
+        all.push(("two_holder_ms", ms(two)));
+        all.push(("two_mac_ms", ms(mac)));
+        self.report(&all);
     }
 
     fn failure_report(&self) -> String {
@@ -553,13 +580,10 @@ fn three_nodes_elect_exactly_one_holder_and_the_client_reaches_the_vip() {
     }
     let term_metric = q.metric(&holder, "vipd_quorum_term", &[]).unwrap();
     assert_eq!(term_metric, term(&hs) as f64);
-    let (two, mac) = q.assert_no_two_holders();
-    q.report(&[
+    q.report_safe(&[
         ("holder", holder),
         ("elect_ms", ms(elected)),
         ("term", term(&hs).to_string()),
-        ("two_holder_ms", ms(two)),
-        ("two_mac_ms", ms(mac)),
     ]);
 }
 
@@ -570,10 +594,7 @@ fn holder_crash_another_node_serves_within_five_seconds() {
     let term_before = term(&q.status(&old).unwrap());
     let t0 = q.clock.now();
     q.crash(&old);
-    let new = q
-        .wait_holder(Some(&old), TAKEOVER_BOUND)
-        .unwrap_or_else(|| panic!("no takeover within {TAKEOVER_BOUND:?}: {:?}", q.holders()));
-    let acquired = q.acquired_at(&new, t0).unwrap();
+    let (new, acquired) = q.takeover(&old, t0);
     let served = q
         .wait_served(&new, HOLD, TAKEOVER_BOUND)
         .unwrap_or_else(|| panic!("client not served by {new}"));
@@ -586,15 +607,12 @@ fn holder_crash_another_node_serves_within_five_seconds() {
     assert_eq!(s["role"], "holder", "{s}");
     assert!(term(&s) > term_before, "term did not grow: {s}");
     assert!(!q.running(&old));
-    let (two, mac) = q.assert_no_two_holders();
-    q.report(&[
+    q.report_safe(&[
         ("old", old),
         ("new", new),
         ("takeover_ms", ms(acquired - t0)),
         ("first_served_ms", ms(served.saturating_sub(t0))),
         ("client_gap_ms", ms(q.gap(t0, q.clock.now()))),
-        ("two_holder_ms", ms(two)),
-        ("two_mac_ms", ms(mac)),
     ]);
 }
 
@@ -612,13 +630,10 @@ fn holder_process_sigkilled_its_guard_removes_the_vip_before_a_successor_binds()
         .find(|d| d.node() == old)
         .unwrap()
         .sigkill();
-    let new = q
-        .wait_holder(Some(&old), TAKEOVER_BOUND)
-        .unwrap_or_else(|| panic!("no takeover within {TAKEOVER_BOUND:?}: {:?}", q.holders()));
+    let (new, acquired) = q.takeover(&old, t0);
     let released = q
         .released_at(&old, t0)
         .unwrap_or_else(|| panic!("{old}'s VIP stayed after vipd was killed"));
-    let acquired = q.acquired_at(&new, t0).unwrap();
     assert!(
         released <= acquired,
         "{new} bound at {acquired:?} before {old}'s leftover went at {released:?}"
@@ -631,15 +646,12 @@ fn holder_process_sigkilled_its_guard_removes_the_vip_before_a_successor_binds()
     let served = q
         .wait_served(&new, HOLD, TAKEOVER_BOUND)
         .unwrap_or_else(|| panic!("client not served by {new}"));
-    let (two, mac) = q.assert_no_two_holders();
-    q.report(&[
+    q.report_safe(&[
         ("old", old),
         ("new", new),
         ("guard_removed_ms", ms(released - t0)),
         ("takeover_ms", ms(acquired - t0)),
         ("first_served_ms", ms(served.saturating_sub(t0))),
-        ("two_holder_ms", ms(two)),
-        ("two_mac_ms", ms(mac)),
     ]);
 }
 
@@ -649,13 +661,10 @@ fn holder_cut_from_its_peers_fences_and_a_majority_node_takes_over_never_two_on_
     let (q, old) = Quorum::up("quorum-peer-cut", 3, false, Store::None);
     let t0 = q.clock.now();
     q.cut_peers(&old);
-    let new = q
-        .wait_holder(Some(&old), TAKEOVER_BOUND)
-        .unwrap_or_else(|| panic!("no takeover within {TAKEOVER_BOUND:?}: {:?}", q.holders()));
+    let (new, acquired) = q.takeover(&old, t0);
     let released = q
         .released_at(&old, t0)
         .unwrap_or_else(|| panic!("{old} never removed the VIP"));
-    let acquired = q.acquired_at(&new, t0).unwrap();
     assert!(
         released <= acquired,
         "{new} added the VIP at {acquired:?}, before {old} removed it at {released:?}"
@@ -676,8 +685,7 @@ fn holder_cut_from_its_peers_fences_and_a_majority_node_takes_over_never_two_on_
         .unwrap_or_else(|| panic!("not one holder after the heal: {:?}", q.holders()));
     let served = q.servers(end - HOLD, end);
     assert_eq!(served, vec![after.clone()], "who answered the last second");
-    let (two, mac) = q.assert_no_two_holders();
-    q.report(&[
+    q.report_safe(&[
         ("old", old),
         ("new", new),
         ("fence_ms", ms(released - t0)),
@@ -685,8 +693,6 @@ fn holder_cut_from_its_peers_fences_and_a_majority_node_takes_over_never_two_on_
         ("client_gap_ms", ms(q.gap(t0, t_heal))),
         ("gap_after_heal_ms", ms(q.gap(t_heal, end))),
         ("holder_after_heal", after),
-        ("two_holder_ms", ms(two)),
-        ("two_mac_ms", ms(mac)),
     ]);
 }
 
@@ -704,14 +710,11 @@ fn holder_partitioned_at_layer_2_from_its_peers_fences_and_stays_a_follower_afte
     // Everything between the holder and its peers is cut at the bridge
     // (ARP included); the client still reaches every node.
     q.topo.partition(&old, &others).unwrap();
-    let new = q
-        .wait_holder(Some(&old), TAKEOVER_BOUND)
-        .unwrap_or_else(|| panic!("no takeover within {TAKEOVER_BOUND:?}: {:?}", q.holders()));
+    let (new, acquired) = q.takeover(&old, t0);
     assert!(others.contains(&new.as_str()));
     let released = q
         .released_at(&old, t0)
         .unwrap_or_else(|| panic!("{old} never removed the VIP"));
-    let acquired = q.acquired_at(&new, t0).unwrap();
     assert!(
         released <= acquired,
         "{old} released at {released:?}, {new} bound at {acquired:?}"
@@ -724,14 +727,11 @@ fn holder_partitioned_at_layer_2_from_its_peers_fences_and_stays_a_follower_afte
     .unwrap_or_else(|| panic!("{old} does not follow {new}: {}", ms_status(q.status(&old))));
     std::thread::sleep(secs(2));
     assert_eq!(q.holders(), vec![new.clone()]);
-    let (two, mac) = q.assert_no_two_holders();
-    q.report(&[
+    q.report_safe(&[
         ("old", old),
         ("new", new),
         ("fence_ms", ms(released - t0)),
         ("takeover_ms", ms(acquired - t0)),
-        ("two_holder_ms", ms(two)),
-        ("two_mac_ms", ms(mac)),
     ]);
 }
 
@@ -774,15 +774,12 @@ fn follower_cut_from_its_peers_leaves_the_holder_alone() {
     assert_eq!(q.servers(t0, end), vec![holder.clone()]);
     let hs = q.status(&holder).unwrap();
     assert_eq!(hs["role"], "holder", "{hs}");
-    let (two, mac) = q.assert_no_two_holders();
-    q.report(&[
+    q.report_safe(&[
         ("holder", holder),
         ("cut", f),
         ("cut_role", role_cut),
         ("client_gap_ms", ms(gap)),
         ("gap_after_heal_ms", ms(q.gap(t_heal, end))),
-        ("two_holder_ms", ms(two)),
-        ("two_mac_ms", ms(mac)),
     ]);
 }
 
@@ -836,23 +833,17 @@ fn two_nodes_and_a_witness_keep_serving_without_the_witness_and_fail_over_with_i
         });
     let t2 = q.clock.now();
     q.crash(&holder);
-    let new = q
-        .wait_holder(Some(&holder), TAKEOVER_BOUND)
-        .unwrap_or_else(|| panic!("no takeover within {TAKEOVER_BOUND:?}: {:?}", q.holders()));
+    let (new, acquired) = q.takeover(&holder, t2);
     assert_eq!(new, other);
-    let acquired = q.acquired_at(&new, t2).unwrap();
     let served = q
         .wait_served(&new, HOLD, TAKEOVER_BOUND)
         .unwrap_or_else(|| panic!("client not served by {new}"));
-    let (two, mac) = q.assert_no_two_holders();
-    q.report(&[
+    q.report_safe(&[
         ("holder", holder),
         ("new", new),
         ("gap_witness_down_ms", ms(gap_witness_down)),
         ("takeover_ms", ms(acquired - t2)),
         ("first_served_ms", ms(served.saturating_sub(t2))),
-        ("two_holder_ms", ms(two)),
-        ("two_mac_ms", ms(mac)),
     ]);
 }
 
@@ -868,9 +859,7 @@ fn a_node_that_fenced_holds_again_in_a_later_term() {
     let b = q.nodes.iter().find(|n| **n != a).unwrap().clone();
     let t0 = q.clock.now();
     q.cut_peers(&a);
-    let got = q
-        .wait_holder(Some(&a), TAKEOVER_BOUND)
-        .unwrap_or_else(|| panic!("no takeover from {a}: {:?}", q.holders()));
+    let (got, _) = q.takeover(&a, t0);
     assert_eq!(got, b);
     assert!(q.released_at(&a, t0).is_some(), "{a} never fenced");
     q.heal_peers();
@@ -886,22 +875,16 @@ fn a_node_that_fenced_holds_again_in_a_later_term() {
     .unwrap_or_else(|| panic!("witness: {}", ms_status(q.status(WITNESS))));
     let t1 = q.clock.now();
     q.crash(&b);
-    let again = q
-        .wait_holder(Some(&b), TAKEOVER_BOUND)
-        .unwrap_or_else(|| panic!("no takeover from {b}: {:?}", q.holders()));
+    let (again, acquired) = q.takeover(&b, t1);
     assert_eq!(again, a);
-    let acquired = q.acquired_at(&a, t1).unwrap();
     let served = q
         .wait_served(&a, HOLD, TAKEOVER_BOUND)
         .unwrap_or_else(|| panic!("{a} holds again but the client is not served by it"));
-    let (two, mac) = q.assert_no_two_holders();
-    q.report(&[
+    q.report_safe(&[
         ("first", a),
         ("second", b),
         ("rehold_takeover_ms", ms(acquired - t1)),
         ("first_served_ms", ms(served.saturating_sub(t1))),
-        ("two_holder_ms", ms(two)),
-        ("two_mac_ms", ms(mac)),
     ]);
 }
 
@@ -946,10 +929,7 @@ fn kubernetes_backend_mirrors_the_holder_into_its_own_lease_and_sends_events() {
     assert!(sent.is_some(), "no Event created");
     let t0 = q.clock.now();
     q.crash(&holder);
-    let new = q
-        .wait_holder(Some(&holder), TAKEOVER_BOUND)
-        .unwrap_or_else(|| panic!("no takeover within {TAKEOVER_BOUND:?}: {:?}", q.holders()));
-    let acquired = q.acquired_at(&new, t0).unwrap();
+    let (new, acquired) = q.takeover(&holder, t0);
     let moved = q.wait_for(secs(10), || holder_of(&q).filter(|h| *h == new));
     assert!(
         moved.is_some(),
@@ -957,15 +937,12 @@ fn kubernetes_backend_mirrors_the_holder_into_its_own_lease_and_sends_events() {
         holder_of(&q)
     );
     let mirrored = q.clock.now();
-    let (two, mac) = q.assert_no_two_holders();
-    q.report(&[
+    q.report_safe(&[
         ("old", holder),
         ("new", new),
         ("takeover_ms", ms(acquired - t0)),
         ("mirror_updated_by_ms", ms(mirrored - t0)),
         ("events_created", events(&q).to_string()),
-        ("two_holder_ms", ms(two)),
-        ("two_mac_ms", ms(mac)),
     ]);
 }
 
@@ -1001,14 +978,11 @@ fn api_down_for_everyone_leaves_the_vip_served() {
     assert_eq!(q.servers(t0, end), vec![holder.clone()]);
     let hs = q.status(&holder).unwrap();
     assert_eq!(hs["role"], "holder", "{hs}");
-    let (two, mac) = q.assert_no_two_holders();
-    q.report(&[
+    q.report_safe(&[
         ("holder", holder),
         ("etcd_down_ms", ms(t_up - t0)),
         ("client_gap_ms", ms(gap)),
         ("gap_after_up_ms", ms(q.gap(t_up, end))),
-        ("two_holder_ms", ms(two)),
-        ("two_mac_ms", ms(mac)),
     ]);
 }
 
