@@ -106,6 +106,22 @@ impl Assigner {
         }
     }
 
+    /// The view an assigner that has read no Services yet works from:
+    /// every address a node reports binding (its own included), each
+    /// eligible anywhere. Nothing it has not seen gets an owner.
+    pub fn reported_view(&self) -> Arc<ServiceView> {
+        let mut addresses: BTreeSet<IpAddr> = self.self_held.iter().copied().collect();
+        for p in self.peers.iter().filter(|p| !p.left) {
+            for set in [&p.current_set, &p.explicit_set].into_iter().flatten() {
+                addresses.extend(set.iter().copied());
+            }
+        }
+        Arc::new(ServiceView {
+            addresses,
+            policies: BTreeMap::new(),
+        })
+    }
+
     /// Whether `y` may bind `a` at `now`, on everything we know. The rules
     /// are the crate docs' "Claims"; each errs towards "yes".
     pub fn claimed(&self, y: usize, a: &IpAddr, now: Duration, grant: Duration) -> bool {

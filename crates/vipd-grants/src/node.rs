@@ -45,6 +45,17 @@ impl GrantTimings {
         })
     }
 
+    /// The grant period the daemon uses with quorum `timings`: long enough
+    /// that a holder change (the old promise runs out, an election wait,
+    /// the new holder's first round trips) ends before a live node's grant
+    /// does, so live nodes keep serving through it; at least 1 s.
+    /// Defaults: 600 ms + 200 ms + 2 x 100 ms = 1 s.
+    pub fn for_quorum(timings: &Timings) -> Result<GrantTimings, TimingError> {
+        let (_, election_max) = timings.election_range();
+        let g = timings.promise() + election_max + timings.heartbeat() * 2;
+        GrantTimings::new(g.max(Duration::from_secs(1)), timings)
+    }
+
     /// The grant period `G`.
     pub fn grant(&self) -> Duration {
         self.grant
@@ -66,7 +77,11 @@ pub enum Input {
     Leadership(Leadership),
     /// A datagram with the grant magic arrived on the quorum socket.
     Datagram(Vec<u8>),
-    /// The Services as last seen (the assigner uses them).
+    /// The Services as last seen (the assigner uses them). Feed only a
+    /// view read from the API: until the first one arrives, an assigner
+    /// keeps what the nodes report binding and moves nothing it has not
+    /// seen (a node started during an API outage must not mistake "not
+    /// read yet" for "no Services").
     Services(Arc<ServiceView>),
     /// Health gate (R8): a draining node binds nothing and gets nothing.
     SetDraining(bool),
@@ -105,6 +120,11 @@ pub struct GrantStatus {
     /// Assigner only: addresses in the view without one (moving, or no
     /// eligible node).
     pub unowned: usize,
+    /// The version of the share this node binds (none while assigner or
+    /// before the first grant).
+    pub version: Option<u64>,
+    /// Whether a Services view has arrived (see [`Input::Services`]).
+    pub view_known: bool,
     /// Dropped datagrams by reason.
     pub drops: Drops,
 }
@@ -182,6 +202,7 @@ pub struct Grants {
     g: Grantee,
     a: Option<Assigner>,
     view: Arc<ServiceView>,
+    view_known: bool,
     draining: bool,
     stopping: bool,
     stopped: bool,
@@ -221,6 +242,7 @@ impl Grants {
             g: Grantee::default(),
             a: None,
             view: Arc::new(ServiceView::default()),
+            view_known: false,
             draining: false,
             stopping: false,
             stopped: false,
@@ -282,6 +304,11 @@ impl Grants {
             },
             owned,
             unowned,
+            version: match &self.a {
+                None => self.g.applied.as_ref().and_then(|b| b.version),
+                Some(_) => None,
+            },
+            view_known: self.view_known,
             drops: self.drops,
         }
     }
@@ -306,7 +333,8 @@ impl Grants {
                 Err(r) => self.drops.count(r),
             },
             Input::Services(v) => {
-                if *v != *self.view {
+                if !self.view_known || *v != *self.view {
+                    self.view_known = true;
                     self.view = v;
                     if let Some(a) = &mut self.a {
                         a.dirty = true;
@@ -565,10 +593,18 @@ impl Grants {
         } else {
             &[]
         };
-        let view = &self.view;
         let ctx = &self.ctx;
         let Some(a) = self.a.as_mut() else {
             return;
+        };
+        let fallback;
+        let view = if self.view_known {
+            &self.view
+        } else {
+            // No view read yet: what the nodes report binding is all we
+            // know exists; keep it where it is (every node eligible).
+            fallback = a.reported_view();
+            &fallback
         };
         self.last_reconcile = now;
         let before = Arc::clone(&a.self_held);

@@ -166,3 +166,58 @@ fn a_deleted_service_stops_being_announced_and_a_new_one_starts() {
     assert_eq!(c.owners_of(&new).len(), 1);
     assert!(c.dark().is_empty());
 }
+
+#[test]
+fn an_assigner_that_never_read_the_services_keeps_what_nodes_bind() {
+    // Every node restarted while the API is down (no view), the holder
+    // last: the new holder has never read a Service.
+    let mut c = cluster(3, 60);
+    c.run_until(3 * SEC);
+    let h = holder(&c).unwrap();
+    for i in (0..3).filter(|&i| i != h).chain([h]) {
+        c.crash(i);
+        c.start_with(i, false);
+        c.run_until(c.now() + 3 * SEC);
+    }
+    let new = holder(&c).unwrap();
+    assert!(!c.g[new].as_ref().unwrap().status(c.local(new)).view_known);
+    let before: Vec<_> = (0..3).map(|i| c.bound[i].clone()).collect();
+    let kept: usize = before.iter().map(|b| b.len()).sum();
+    c.run_until(c.now() + 3 * SEC);
+    assert!(c.violation.is_none(), "{:?}", c.violation);
+    for i in 0..3 {
+        for a in before[i].keys() {
+            assert!(c.owners_of(a).contains(&i), "{a} left n{i} without a view");
+        }
+    }
+    // The API is back: the full view brings the rest.
+    eprintln!("blind assigner kept {kept} of 60 addresses where they were");
+    c.set_view(ServiceView {
+        addresses: addresses(60),
+        policies: Default::default(),
+    });
+    c.run_until(c.now() + 3 * SEC);
+    assert!(c.violation.is_none(), "{:?}", c.violation);
+    assert!(
+        c.dark().is_empty(),
+        "dark after the view: {}",
+        c.dark().len()
+    );
+}
+
+#[test]
+fn the_daemon_grant_period_covers_a_holder_change() {
+    let d = vipd_grants::GrantTimings::for_quorum(&Timings::default()).unwrap();
+    assert_eq!(d.grant(), Duration::from_secs(1));
+    let slow = Timings::new(
+        Duration::from_secs(3),
+        Duration::from_millis(500),
+        Duration::from_millis(100),
+        Duration::from_millis(800),
+        10_000,
+        Duration::from_millis(20),
+    )
+    .unwrap();
+    let g = vipd_grants::GrantTimings::for_quorum(&slow).unwrap();
+    assert_eq!(g.grant(), Duration::from_millis(4_800));
+}

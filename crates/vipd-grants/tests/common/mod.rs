@@ -167,6 +167,13 @@ impl Cluster {
     /// earlier process of it left bound (R3's startup sweep of tagged
     /// addresses), then starts with nothing bound.
     pub fn start(&mut self, i: usize) {
+        self.start_with(i, true);
+    }
+
+    /// (Re)starts node `i` like [`Cluster::start`], without a Services
+    /// view when `view` is false (a process started while the API is
+    /// down); a later [`Cluster::set_view`] reaches it.
+    pub fn start_with(&mut self, i: usize, view: bool) {
         self.bound[i].clear();
         let mut cfg = self.cfgs[i].clone();
         cfg.first_seq = (self.now() + 1) * 1_000_000;
@@ -174,7 +181,11 @@ impl Cluster {
         self.q[i] = Some(Node::new(cfg.clone(), now));
         if !self.is_witness(i) {
             let mut g = Grants::new(cfg, self.gt, (self.now() + 1) * 1_000_000 + 500_000);
-            let acts = g.handle(now, GInput::Services(Arc::clone(&self.view)));
+            let acts = if view {
+                g.handle(now, GInput::Services(Arc::clone(&self.view)))
+            } else {
+                Vec::new()
+            };
             self.g[i] = Some(g);
             self.g_actions(i, acts);
         }
