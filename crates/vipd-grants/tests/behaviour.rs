@@ -185,8 +185,8 @@ fn an_assigner_that_never_read_the_services_keeps_what_nodes_bind() {
     let kept: usize = before.iter().map(|b| b.len()).sum();
     c.run_until(c.now() + 3 * SEC);
     assert!(c.violation.is_none(), "{:?}", c.violation);
-    for i in 0..3 {
-        for a in before[i].keys() {
+    for (i, b) in before.iter().enumerate() {
+        for a in b.keys() {
             assert!(c.owners_of(a).contains(&i), "{a} left n{i} without a view");
         }
     }
