@@ -75,8 +75,9 @@ pub struct GrantLink<S> {
     pub grants: Grants,
     /// Where its addresses go.
     pub sink: S,
-    /// The Services as last seen (the API watch; kept through an outage).
-    pub view: watch::Receiver<Arc<ServiceView>>,
+    /// The Services as last seen (the API watch; kept through an outage);
+    /// `None` until the first full read (see [`vipd_grants::Input::Services`]).
+    pub view: watch::Receiver<Option<Arc<ServiceView>>>,
     /// Published after every grant step.
     pub observe: watch::Sender<GrantStatus>,
 }
@@ -201,9 +202,9 @@ pub async fn run_with_grants<H: QuorumHolder, S: GrantSink>(
     let mut gqueue: std::collections::VecDeque<vipd_grants::Input> =
         std::collections::VecDeque::new();
     if let Some(l) = &mut link {
-        gqueue.push_back(vipd_grants::Input::Services(
-            l.view.borrow_and_update().clone(),
-        ));
+        if let Some(v) = l.view.borrow_and_update().clone() {
+            gqueue.push_back(vipd_grants::Input::Services(v));
+        }
         gqueue.push_back(vipd_grants::Input::SetDraining(!eligible));
     }
     let mut grants_stopped = link.is_none();
@@ -350,8 +351,9 @@ pub async fn run_with_grants<H: QuorumHolder, S: GrantSink>(
             changed = view_changed => {
                 if changed {
                     if let Some(l) = &mut link {
-                        let v = l.view.borrow_and_update().clone();
-                        gqueue.push_back(vipd_grants::Input::Services(v));
+                        if let Some(v) = l.view.borrow_and_update().clone() {
+                            gqueue.push_back(vipd_grants::Input::Services(v));
+                        }
                     }
                 }
                 continue;

@@ -49,7 +49,7 @@ fn free_ports(n: usize) -> Vec<SocketAddr> {
     socks.iter().map(|s| s.local_addr().unwrap()).collect()
 }
 
-fn start(set: &VoterSet, i: usize, view: watch::Receiver<Arc<ServiceView>>) -> Member {
+fn start(set: &VoterSet, i: usize, view: watch::Receiver<Option<Arc<ServiceView>>>) -> Member {
     let timings = Timings::default();
     let key = AuthKey::new(&[9u8; 32]).unwrap();
     let name = format!("n{i}");
@@ -166,10 +166,10 @@ async fn grants_over_loopback_assign_move_and_survive_a_holder_change() {
     let addresses: BTreeSet<IpAddr> = (0..30u32)
         .map(|i| IpAddr::V4(Ipv4Addr::from(0xcb00_7100 + i)))
         .collect();
-    let (_vtx, vrx) = watch::channel(Arc::new(ServiceView {
+    let (_vtx, vrx) = watch::channel(Some(Arc::new(ServiceView {
         addresses: addresses.clone(),
         policies: Default::default(),
-    }));
+    })));
     let mut members: Vec<Option<Member>> =
         (0..3).map(|i| Some(start(&set, i, vrx.clone()))).collect();
     let first = wait_all_bound(&members, &addresses, Duration::from_secs(5)).await;

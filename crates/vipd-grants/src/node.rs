@@ -107,7 +107,7 @@ pub enum Action {
 }
 
 /// A snapshot for `/status` and metrics.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GrantStatus {
     /// Whether this node is the assigner (the quorum holder).
     pub assigner: bool,
@@ -123,6 +123,9 @@ pub struct GrantStatus {
     /// The version of the share this node binds (none while assigner or
     /// before the first grant).
     pub version: Option<u64>,
+    /// The assigner whose grant this node binds under (none while
+    /// assigner or before the first grant).
+    pub granted_by: Option<vipd_services::NodeId>,
     /// Whether a Services view has arrived (see [`Input::Services`]).
     pub view_known: bool,
     /// Dropped datagrams by reason.
@@ -306,6 +309,14 @@ impl Grants {
             unowned,
             version: match &self.a {
                 None => self.g.applied.as_ref().and_then(|b| b.version),
+                Some(_) => None,
+            },
+            granted_by: match &self.a {
+                None => self
+                    .g
+                    .applied
+                    .as_ref()
+                    .and_then(|b| self.ctx.names.get(b.era.0).cloned()),
                 Some(_) => None,
             },
             view_known: self.view_known,

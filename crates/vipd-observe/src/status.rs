@@ -77,6 +77,9 @@ pub struct ServicesEntry {
     pub addresses: usize,
     /// Addresses this node announces now.
     pub announced: Vec<IpAddr>,
+    /// Quorum mode: the assigner whose grant this node binds under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted_by: Option<String>,
 }
 
 /// The lease as `/status` shows it.

@@ -123,6 +123,7 @@ impl CoreTask {
                 lease_valid: self.node.lease_valid(Instant::now()),
                 addresses: known,
                 announced: view.announced.iter().copied().collect(),
+                granted_by: None,
             });
         }
         self.desired.send_replace(BTreeSet::new());
