@@ -30,6 +30,7 @@ use vipd_election::{Elector, FenceReason, LeaseStore};
 use vipd_health::{HealthCheckSpec, HealthMonitor};
 use vipd_vip::{preflight, PreflightError, Vip, VipEvent, VipManager, VipManagerConfig};
 
+use vipd_elector::quorum::{GrantSink, NoSink};
 use vipd_elector::{self as elect, Control, Holder, Observation};
 
 mod events;
@@ -51,6 +52,7 @@ use vipd_backoff::{random_u64, Backoff};
 
 pub use guard::guard_main;
 pub use quorum::witness_main;
+pub(crate) use quorum::ServicesLink;
 
 /// Entry point of `vipd run`.
 pub fn main(cfg: Config, caps: std::io::Result<crate::sys::NetCapabilities>) -> ExitCode {
@@ -139,8 +141,11 @@ async fn run(cfg: Config) -> ExitCode {
     let http = cfg
         .http_addr
         .map(|addr| spawn_http(addr, &obs, stop_http.clone()));
+    let quorum_mode = matches!(cfg.coordination, Coordination::Quorum(_));
     let code = match (cfg.vip, cfg.services.clone()) {
-        (Some(vip), None) => run_vip(cfg, vip, obs).await,
+        (Some(vip), None) => run_vip(cfg, vip, obs, None::<ServicesLink<NoSink>>).await,
+        #[cfg(feature = "kubernetes")]
+        (vip, Some(svc)) if quorum_mode => run_quorum_services(cfg, vip, svc, obs).await,
         #[cfg(feature = "kubernetes")]
         (None, Some(svc)) => crate::services::run(cfg, svc, obs, guard::pipe()).await,
         #[cfg(feature = "kubernetes")]
@@ -148,7 +153,7 @@ async fn run(cfg: Config) -> ExitCode {
             // Both in one process: separate address tags keep the two VIP
             // managers from removing each other's addresses.
             let (a, b) = tokio::join!(
-                run_vip(cfg.clone(), vip, obs.clone()),
+                run_vip(cfg.clone(), vip, obs.clone(), None::<ServicesLink<NoSink>>),
                 crate::services::run(cfg, svc, obs, guard::pipe())
             );
             if a == ExitCode::SUCCESS {
@@ -174,7 +179,54 @@ async fn run(cfg: Config) -> ExitCode {
     code
 }
 
-async fn run_vip(cfg: Config, vip: std::net::IpAddr, obs: Obs) -> ExitCode {
+/// Services on the quorum (issue 13): one quorum shell drives the
+/// control-plane VIP (if `--address` is set) and the Services grants.
+#[cfg(feature = "kubernetes")]
+async fn run_quorum_services(
+    cfg: Config,
+    vip: Option<std::net::IpAddr>,
+    svc: vipd::config::ServicesSettings,
+    obs: Obs,
+) -> ExitCode {
+    let Coordination::Quorum(qs) = cfg.coordination.clone() else {
+        eprintln!("vipd: internal error: Services on the quorum without quorum settings");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let mut services =
+        match crate::services::quorum::QuorumServices::start(&cfg, &svc, &obs, guard::pipe()).await
+        {
+            Ok(s) => s,
+            Err(code) => return code,
+        };
+    let Some(link) = services.take_link() else {
+        return ExitCode::FAILURE;
+    };
+    let code = match vip {
+        Some(vip) => run_vip(cfg, vip, obs, Some(link)).await,
+        None => {
+            let mut health = match health_specs(&cfg) {
+                Ok(specs) => specs,
+                Err(e) => {
+                    eprintln!("vipd: invalid health check: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            services.trust(&mut health);
+            quorum::run_services_only(cfg, qs, health, obs, link).await
+        }
+    };
+    services.finish().await;
+    code
+}
+
+/// The control-plane VIP; in quorum mode `services` also rides on the
+/// quorum shell (issue 13).
+async fn run_vip<G: GrantSink + Clone + 'static>(
+    cfg: Config,
+    vip: std::net::IpAddr,
+    obs: Obs,
+    services: Option<ServicesLink<G>>,
+) -> ExitCode {
     let vip = Vip::new(vip, cfg.prefix_len);
     // Validation that needs the kernel, still before touching anything.
     match preflight(&cfg.interface, [&vip]).await {
@@ -222,6 +274,7 @@ async fn run_vip(cfg: Config, vip: std::net::IpAddr, obs: Obs) -> ExitCode {
                             Some(Arc::new(store)),
                             Events::None,
                             obs,
+                            services,
                         )
                         .await
                     }
@@ -274,7 +327,17 @@ async fn run_vip(cfg: Config, vip: std::net::IpAddr, obs: Obs) -> ExitCode {
             let events = Events::Kube(recorder);
             let code = match cfg.coordination.clone() {
                 Coordination::Quorum(qs) => {
-                    quorum::run(cfg, qs, vip, health, Some(Arc::new(store)), events, obs).await
+                    quorum::run(
+                        cfg,
+                        qs,
+                        vip,
+                        health,
+                        Some(Arc::new(store)),
+                        events,
+                        obs,
+                        services,
+                    )
+                    .await
                 }
                 Coordination::Lease => {
                     run_with_store(cfg, vip, health, Arc::new(store), events, obs).await
@@ -292,7 +355,17 @@ async fn run_vip(cfg: Config, vip: std::net::IpAddr, obs: Obs) -> ExitCode {
         }
         Backend::None => match cfg.coordination.clone() {
             Coordination::Quorum(qs) => {
-                quorum::run::<quorum::NoMirror>(cfg, qs, vip, health, None, Events::None, obs).await
+                quorum::run::<quorum::NoMirror, G>(
+                    cfg,
+                    qs,
+                    vip,
+                    health,
+                    None,
+                    Events::None,
+                    obs,
+                    services,
+                )
+                .await
             }
             Coordination::Lease => {
                 eprintln!(

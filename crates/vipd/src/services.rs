@@ -40,6 +40,8 @@ use crate::context::{
 };
 use vipd_elector::{self as elect, Control, Holder, Observation};
 
+pub(crate) mod quorum;
+
 /// Name of the ConfigMap that carries the assignment.
 pub(crate) const ASSIGNMENT_CONFIGMAP: &str = "vipd-services-assignment";
 /// Name of the Lease that elects the assigner.
@@ -96,47 +98,9 @@ pub(crate) async fn run(
         ASSIGNMENT_CONFIGMAP,
         request_timeout,
     ));
-    let general_opts = vipd_kube::GeneralOptions {
-        qps: f64::from(cfg.kube_api.qps),
-        burst: cfg.kube_api.burst,
-        timeout: cfg.kube_api.timeout,
-    };
-    let general = Arc::new(api.general_client(general_opts));
-    // Events get their own client and rate limit: a burst of acquisitions
-    // must not delay status writes or the watches.
-    let (recorder, _recorder_task) = vipd_kube::EventRecorder::spawn(
-        Arc::new(api.general_client(general_opts)),
-        vipd_kube::EventTarget {
-            namespace: cfg.lease_namespace.clone(),
-            lease: ASSIGNER_LEASE.into(),
-            component: "vipd".into(),
-            host: Some(cfg.node_name.clone()),
-        },
-    );
-
-    // Kernel side: the VIP manager (own address tag) and the announcer.
-    let (desired_tx, desired_rx) = watch::channel(BTreeSet::new());
-    let (vip_ev_tx, vip_ev_rx) = mpsc::unbounded_channel();
-    let mut mcfg = VipManagerConfig::new(svc.interface.clone());
-    mcfg.reconcile_period = cfg.reconcile_period;
-    mcfg.tag = VIPD_SVC_ADDR_PROTO;
-    mcfg.guard = guard;
-    let manager = Arc::new(VipManager::spawn(
-        mcfg,
-        desired_rx,
-        vip_ev_tx,
-        cancel.child_token(),
-    ));
-    let wire_task = AbortOnDropHandle::new(tokio::spawn(
-        wire::Wire {
-            interface: svc.interface.clone(),
-            refresh: cfg.arp_refresh.unwrap_or(Duration::ZERO),
-            max_pps: svc.announce_max_pps,
-            arp: cfg.arp,
-            metrics: obs.metrics.clone(),
-        }
-        .run(vip_ev_rx, cancel.child_token()),
-    ));
+    let (general, recorder, _recorder_task) = clients(&api, &cfg);
+    let kernel = Kernel::start(&cfg, &svc, &obs, guard, &cancel);
+    let (desired_tx, manager, wire_task) = (kernel.desired, kernel.manager, kernel.wire);
 
     // The ownership core and its IO loops.
     let (core_tx, core_rx) = mpsc::channel::<Input>(1024);
@@ -246,30 +210,16 @@ pub(crate) async fn run(
         obs.metrics.clone(),
         cancel.child_token(),
     )));
-    let _world = AbortOnDropHandle::new(tokio::spawn(
-        kubeworld::KubeWorld {
-            general,
-            cfg: WorldConfig {
-                namespace: svc.namespace.clone(),
-                lb_class_only: svc.lb_class_only,
-                lb_class_name: svc.lb_class_name.clone(),
-                node_selector: svc.node_selector.clone(),
-                zone_fallback: svc.zone_fallback,
-            },
-            ipam: svc.ipam_configmap.clone(),
-            node: cfg.node_name.clone(),
-            core: core_tx.clone(),
-            view: view_rx,
-            metrics: obs.metrics.clone(),
-            events: Some(recorder),
-            heartbeat: obs.liveness.register(
-                "services-world",
-                Duration::from_secs(5),
-                Instant::now(),
-            ),
-        }
-        .run(cancel.child_token()),
-    ));
+    let _world = spawn_world(
+        general,
+        recorder,
+        &cfg,
+        &svc,
+        core_tx.clone(),
+        view_rx,
+        &obs,
+        &cancel,
+    );
 
     // The assigner: the existing Elector on its own Lease.
     let assigner_store = Arc::new(api.lease_store(
@@ -349,4 +299,121 @@ pub(crate) async fn run(
     drop(wire_task);
     info!("Services mode stopped");
     ExitCode::SUCCESS
+}
+
+/// The general API client (reflectors, status, IPAM) and the Event
+/// recorder, which gets its own client and rate limit: a burst of
+/// acquisitions must not delay status writes or the watches. The
+/// recorder's task stops when its handle (the third value) drops.
+fn clients(
+    api: &vipd_kube::KubeApi,
+    cfg: &Config,
+) -> (
+    Arc<vipd_kube::GeneralClient>,
+    vipd_kube::EventRecorder,
+    AbortOnDropHandle<()>,
+) {
+    let opts = vipd_kube::GeneralOptions {
+        qps: f64::from(cfg.kube_api.qps),
+        burst: cfg.kube_api.burst,
+        timeout: cfg.kube_api.timeout,
+    };
+    let general = Arc::new(api.general_client(opts));
+    let (recorder, task) = vipd_kube::EventRecorder::spawn(
+        Arc::new(api.general_client(opts)),
+        vipd_kube::EventTarget {
+            namespace: cfg.lease_namespace.clone(),
+            lease: ASSIGNER_LEASE.into(),
+            component: "vipd".into(),
+            host: Some(cfg.node_name.clone()),
+        },
+    );
+    (general, recorder, task)
+}
+
+/// The kernel side of Services mode: the VIP manager with the Services
+/// address tag (`IFA_PROTO` 0x77, apart from the control-plane VIP's) and
+/// the paced announcer of what it binds.
+struct Kernel {
+    desired: watch::Sender<BTreeSet<vipd_vip::Vip>>,
+    manager: Arc<VipManager>,
+    wire: AbortOnDropHandle<()>,
+}
+
+impl Kernel {
+    fn start(
+        cfg: &Config,
+        svc: &ServicesSettings,
+        obs: &Obs,
+        guard: Option<vipd_vip::guard::GuardPipe>,
+        cancel: &CancellationToken,
+    ) -> Kernel {
+        let (desired, desired_rx) = watch::channel(BTreeSet::new());
+        let (vip_ev_tx, vip_ev_rx) = mpsc::unbounded_channel();
+        let mut mcfg = VipManagerConfig::new(svc.interface.clone());
+        mcfg.reconcile_period = cfg.reconcile_period;
+        mcfg.tag = VIPD_SVC_ADDR_PROTO;
+        mcfg.guard = guard;
+        let manager = Arc::new(VipManager::spawn(
+            mcfg,
+            desired_rx,
+            vip_ev_tx,
+            cancel.child_token(),
+        ));
+        let wire = AbortOnDropHandle::new(tokio::spawn(
+            wire::Wire {
+                interface: svc.interface.clone(),
+                refresh: cfg.arp_refresh.unwrap_or(Duration::ZERO),
+                max_pps: svc.announce_max_pps,
+                arp: cfg.arp,
+                metrics: obs.metrics.clone(),
+            }
+            .run(vip_ev_rx, cancel.child_token()),
+        ));
+        Kernel {
+            desired,
+            manager,
+            wire,
+        }
+    }
+}
+
+/// The Kubernetes side: reflectors into a `KubeWorld` that sends the
+/// Services' addresses and policies to `core` and writes status,
+/// annotations, IPAM allocations and Events from what `view` says.
+#[allow(clippy::too_many_arguments)]
+fn spawn_world(
+    general: Arc<vipd_kube::GeneralClient>,
+    recorder: vipd_kube::EventRecorder,
+    cfg: &Config,
+    svc: &ServicesSettings,
+    core: mpsc::Sender<Input>,
+    view: watch::Receiver<core::CoreView>,
+    obs: &Obs,
+    cancel: &CancellationToken,
+) -> AbortOnDropHandle<()> {
+    AbortOnDropHandle::new(tokio::spawn(
+        kubeworld::KubeWorld {
+            general,
+            cfg: WorldConfig {
+                namespace: svc.namespace.clone(),
+                lb_class_only: svc.lb_class_only,
+                lb_class_name: svc.lb_class_name.clone(),
+                node_selector: svc.node_selector.clone(),
+                zone_fallback: svc.zone_fallback,
+            },
+            ipam: svc.ipam_configmap.clone(),
+            node: cfg.node_name.clone(),
+            core,
+            view,
+            metrics: obs.metrics.clone(),
+            events: Some(recorder),
+            heartbeat: obs.liveness.register(
+                "services-world",
+                Duration::from_secs(5),
+                Instant::now(),
+            ),
+        }
+        .run(cancel.child_token()),
+    ))
 }

@@ -24,8 +24,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use vipd::config::{Config, QuorumSettings, WitnessConfig};
 use vipd_election::{LeaseStore, Role as LeaseRole, Status as LeaseStatus};
-use vipd_elector::quorum::{self as q, NoAddresses, QuorumHolder, QuorumObservation};
+use vipd_elector::quorum::{
+    self as q, GrantLink, GrantSink, NoAddresses, NoSink, QuorumHolder, QuorumObservation,
+};
 use vipd_elector::{Control, Observation, RequestHook};
+use vipd_grants::{GrantStatus, GrantTimings, Grants, ServiceView};
 use vipd_health::HealthCheckSpec;
 use vipd_observe::metrics::{Metrics, QuorumSample};
 use vipd_observe::status::{Liveness, QuorumEntry, StatusHandle};
@@ -34,7 +37,7 @@ use vipd_vip::Vip;
 
 use super::events::Events;
 use super::{Plumbing, VipHolder};
-use crate::context::{wait_for_signal, Obs, EXIT_CONFIG};
+use crate::context::{eligibility_patience, wait_for_signal, watch_eligibility, Obs, EXIT_CONFIG};
 
 impl QuorumHolder for VipHolder {
     async fn lead(&mut self) {
@@ -68,13 +71,13 @@ impl QuorumHolder for VipHolder {
     }
 }
 
-/// The core for this node, from validated settings.
-fn build_node(
+/// The core configuration for this node, from validated settings, and
+/// the number of voters.
+fn build_config(
     node_name: &str,
     q: &QuorumSettings,
     witness: bool,
-    origin: Instant,
-) -> Result<(Node, usize), String> {
+) -> Result<(vipd_quorum::Config, usize), String> {
     let mut voters = q.voters.clone();
     for v in &mut voters {
         if witness && v.name == node_name {
@@ -84,14 +87,7 @@ fn build_node(
     let set = VoterSet::new(voters).map_err(|e| e.to_string())?;
     let n = set.voters().len();
     let key = vipd_quorum::AuthKey::new(q.key.bytes()).map_err(|e| e.to_string())?;
-    // Sequence numbers grow across restarts: start from wall-clock
-    // nanoseconds (see vipd_quorum::wire on replay protection). Wall time
-    // is only this seed; every deadline runs on the monotonic clock.
-    #[allow(clippy::disallowed_methods)]
-    let first_seq = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(1);
+    let first_seq = wall_seq();
     let cfg = vipd_quorum::Config::new(
         set,
         node_name,
@@ -101,7 +97,73 @@ fn build_node(
         first_seq,
     )
     .map_err(|e| e.to_string())?;
+    Ok((cfg, n))
+}
+
+/// A first sequence number: sequence numbers grow across restarts, so
+/// start from wall-clock nanoseconds (see vipd_quorum::wire on replay
+/// protection). Wall time is only this seed; every deadline runs on the
+/// monotonic clock.
+fn wall_seq() -> u64 {
+    #[allow(clippy::disallowed_methods)]
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(1)
+}
+
+/// The quorum core for this node.
+fn build_node(
+    node_name: &str,
+    q: &QuorumSettings,
+    witness: bool,
+    origin: Instant,
+) -> Result<(Node, usize), String> {
+    let (cfg, n) = build_config(node_name, q, witness)?;
     Ok((Node::new(cfg, origin.elapsed()), n))
+}
+
+/// What the quorum shell needs to drive Services grants (issue 13),
+/// besides the grant core it builds itself (afresh after a panic).
+pub(crate) struct ServicesLink<S> {
+    /// Where the granted addresses go.
+    pub(crate) sink: S,
+    /// The Services as last read from the API (`None` before the first
+    /// full read).
+    pub(crate) view: watch::Receiver<Option<Arc<ServiceView>>>,
+    /// The grant core's status, after every grant step.
+    pub(crate) observe: watch::Sender<GrantStatus>,
+    /// `--preempt`: addresses go back to their rendezvous winner.
+    pub(crate) preempt: bool,
+}
+
+/// A [`ServicesLink`] and how to make a grant core for it.
+struct GrantParts<S> {
+    link: ServicesLink<S>,
+    make: Box<dyn Fn() -> Grants + Send>,
+}
+
+impl<S: GrantSink + Clone> GrantParts<S> {
+    /// Exit 2 when the quorum timings leave no usable grant window.
+    fn new(node_name: &str, qs: &QuorumSettings, link: ServicesLink<S>) -> Result<Self, String> {
+        let gt = GrantTimings::for_quorum(&qs.timings)
+            .map_err(|e| format!("no usable Services grant window: {e}"))?;
+        let (mut cfg, _) = build_config(node_name, qs, false)?;
+        cfg.preempt = link.preempt;
+        // Grant datagrams have their own replay windows: a fresh
+        // wall-clock seed per core, as for the quorum's.
+        let make = Box::new(move || Grants::new(cfg.clone(), gt, wall_seq()));
+        Ok(GrantParts { link, make })
+    }
+
+    fn link(&self) -> GrantLink<S> {
+        GrantLink {
+            grants: (self.make)(),
+            sink: self.link.sink.clone(),
+            view: self.link.view.clone(),
+            observe: self.link.observe.clone(),
+        }
+    }
 }
 
 fn initial_observation(node: &Node, voters: usize, origin: Instant) -> QuorumObservation {
@@ -202,7 +264,9 @@ fn spawn_reporter(
 /// `vipd run --coordination quorum` for the control-plane VIP. `mirror`
 /// is the store the holder is mirrored into (`<lease name>-quorum`), if a
 /// backend is configured.
-pub(super) async fn run<S: LeaseStore>(
+/// `services`: also drive Services grants (issue 13).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn run<S: LeaseStore, G: GrantSink + Clone + 'static>(
     cfg: Config,
     qs: QuorumSettings,
     vip: Vip,
@@ -210,6 +274,7 @@ pub(super) async fn run<S: LeaseStore>(
     mirror: Option<Arc<S>>,
     events: Events,
     obs: Obs,
+    services: Option<ServicesLink<G>>,
 ) -> ExitCode {
     let Some(bind_addr) = qs.own_addr(&cfg.node_name) else {
         eprintln!(
@@ -221,6 +286,16 @@ pub(super) async fn run<S: LeaseStore>(
     let origin = Instant::now();
     let (node, voters) = match build_node(&cfg.node_name, &qs, false, origin) {
         Ok(n) => n,
+        Err(e) => {
+            eprintln!("vipd: invalid quorum configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let grants = match services
+        .map(|l| GrantParts::new(&cfg.node_name, &qs, l))
+        .transpose()
+    {
+        Ok(g) => g,
         Err(e) => {
             eprintln!("vipd: invalid quorum configuration: {e}");
             return ExitCode::from(EXIT_CONFIG);
@@ -291,6 +366,7 @@ pub(super) async fn run<S: LeaseStore>(
         make,
         origin,
         plumbing.holder(vip),
+        grants,
         control_rx,
         qobs_tx,
         &obs.liveness,
@@ -314,16 +390,118 @@ pub(super) async fn run<S: LeaseStore>(
     ExitCode::SUCCESS
 }
 
+/// `vipd run --coordination quorum --services` without `--address`: the
+/// quorum only elects the Services assigner (issue 13); no control-plane
+/// VIP, so no VIP manager for one (another vipd on this node may own it).
+pub(super) async fn run_services_only<G: GrantSink + Clone + 'static>(
+    cfg: Config,
+    qs: QuorumSettings,
+    health: Vec<HealthCheckSpec>,
+    obs: Obs,
+    link: ServicesLink<G>,
+) -> ExitCode {
+    let Some(bind_addr) = qs.own_addr(&cfg.node_name) else {
+        eprintln!(
+            "vipd: invalid configuration: --node-name {} is not in --peers",
+            cfg.node_name
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let origin = Instant::now();
+    let built = build_node(&cfg.node_name, &qs, false, origin)
+        .and_then(|n| Ok((n, GrantParts::new(&cfg.node_name, &qs, link)?)));
+    let ((node, voters), grants) = match built {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("vipd: invalid quorum configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let cancel = CancellationToken::new();
+    let (control_tx, control_rx) = mpsc::channel::<Control>(8);
+    // Health gate (R8): an unhealthy node drains its grants.
+    let (_monitor, eligible) = if health.is_empty() {
+        (None, watch::channel(true).1)
+    } else {
+        match vipd_health::HealthMonitor::spawn(health, cancel.child_token()) {
+            Ok(mut monitor) => {
+                watch_eligibility(
+                    &obs.status,
+                    &obs.metrics,
+                    monitor.eligible(),
+                    eligibility_patience(&cfg),
+                    cancel.child_token(),
+                );
+                tokio::spawn(super::health::health_loop(
+                    monitor.eligible(),
+                    monitor.take_events(),
+                    control_tx.clone(),
+                    obs.metrics.clone(),
+                    Events::None,
+                    cancel.child_token(),
+                ));
+                let rx = monitor.eligible();
+                (Some(monitor), rx)
+            }
+            Err(e) => {
+                eprintln!("vipd: invalid health check: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        }
+    };
+    let (qobs_tx, qobs_rx) = watch::channel(initial_observation(&node, voters, origin));
+    spawn_reporter(
+        qobs_rx,
+        obs.metrics.clone(),
+        obs.status.clone(),
+        None,
+        Arc::new(AtomicBool::new(false)),
+        cancel.child_token(),
+    );
+    let make = {
+        let (name, qs) = (cfg.node_name.clone(), qs.clone());
+        move || build_node(&name, &qs, false, origin).ok().map(|(n, _)| n)
+    };
+    let quorum = spawn_shell(
+        bind_addr,
+        node,
+        make,
+        origin,
+        NoAddresses,
+        Some(grants),
+        control_rx,
+        qobs_tx,
+        &obs.liveness,
+        eligible,
+    );
+    info!(
+        node = %cfg.node_name, quorum = %bind_addr, voters, promise = ?qs.timings.promise(),
+        "vipd started (quorum mode, Services only)"
+    );
+    wait_for_signal().await;
+    info!("shutting down: removing the Service addresses, then leaving the quorum");
+    let _ = control_tx.send(Control::Shutdown).await;
+    if tokio::time::timeout(Duration::from_secs(3), quorum)
+        .await
+        .is_err()
+    {
+        warn!("quorum stop did not finish within 3 s; exiting anyway");
+    }
+    cancel.cancel();
+    ExitCode::SUCCESS
+}
+
 /// Runs the quorum shell in its own task; a panic fences and restarts it
 /// with a fresh core from `make` (R2), which waits out Q5's quiet time like
 /// any restart: the dead core's promises are forgotten, never trusted.
 #[allow(clippy::too_many_arguments)]
-fn spawn_shell<H: QuorumHolder + Clone + 'static>(
+fn spawn_shell<H: QuorumHolder + Clone + 'static, S: GrantSink + Clone + 'static>(
     bind_addr: std::net::SocketAddr,
     node: Node,
     make: impl Fn() -> Option<Node> + Send + 'static,
     origin: Instant,
     holder: H,
+    grants: Option<GrantParts<S>>,
     control_rx: mpsc::Receiver<Control>,
     observe: watch::Sender<QuorumObservation>,
     liveness: &Liveness,
@@ -347,13 +525,17 @@ fn spawn_shell<H: QuorumHolder + Clone + 'static>(
             let (rx, obs, holder_copy) = (control_rx.clone(), observe.clone(), holder.clone());
             let heartbeat = liveness.register("quorum", max_age, Instant::now());
             let healthy = *eligible.borrow();
+            // A fresh grant core with every quorum core: the dead one's
+            // grants are forgotten like its promises.
+            let link = grants.as_ref().map(GrantParts::link);
             let task = tokio::spawn(async move {
                 let mut rx = rx.lock_owned().await;
-                q::run(
+                q::run_with_grants(
                     bind_addr,
                     core,
                     origin,
                     holder_copy,
+                    link,
                     &mut rx,
                     &obs,
                     heartbeat,
@@ -367,6 +549,12 @@ fn spawn_shell<H: QuorumHolder + Clone + 'static>(
                     // Whatever the dead core held is backed by nothing now:
                     // drop it before a new core campaigns (R1 over R2).
                     error!(error = %e, "quorum task died; fencing and restarting it");
+                    if let Some(g) = &grants {
+                        let mut sink = g.link.sink.clone();
+                        let _ = sink
+                            .settle(Arc::new(std::collections::BTreeSet::new()))
+                            .await;
+                    }
                     let mut h = holder.clone();
                     let _ = h.fence(FenceReason::Stop).await;
                     tokio::time::sleep(backoff.next_delay()).await;
@@ -443,6 +631,7 @@ async fn witness(cfg: WitnessConfig) -> ExitCode {
         make,
         origin,
         NoAddresses,
+        None::<GrantParts<NoSink>>,
         control_rx,
         qobs_tx,
         &liveness,
