@@ -18,6 +18,7 @@
 #![allow(dead_code)] // not every scenario uses every helper
 #![allow(clippy::unwrap_used)] // test harness: a panic is the failure report
 
+pub mod bench;
 pub mod kube;
 
 use netlab::etcd::EtcdServer;
