@@ -82,6 +82,21 @@ pub struct GrantLink<S> {
     pub observe: watch::Sender<GrantStatus>,
 }
 
+/// What a daemon hands over for Services grants (issue 13): a
+/// [`GrantLink`] without the core, which the daemon builds afresh for every
+/// shell it starts (after a panic, the dead core's grants are forgotten).
+pub struct ServicesLink<S> {
+    /// Where the granted addresses go.
+    pub sink: S,
+    /// The Services as last read from the API (`None` before the first
+    /// full read).
+    pub view: watch::Receiver<Option<Arc<ServiceView>>>,
+    /// The grant core's status, after every grant step.
+    pub observe: watch::Sender<GrantStatus>,
+    /// `--preempt`: addresses go back to their rendezvous winner.
+    pub preempt: bool,
+}
+
 /// No Services: the plain quorum shell.
 #[derive(Clone, Copy, Debug)]
 pub struct NoSink;

@@ -315,11 +315,6 @@ impl Lab {
                 "a witness needs vipd in quorum mode".into(),
             ));
         }
-        if quorum && cfg.services > 0 {
-            return Err(LabError::Setup(
-                "Services mode runs on the lease, not on the quorum".into(),
-            ));
-        }
         let topo = cluster::topology_with_witness(&cfg.prefix, &names, cfg.witness)?;
         let vip: IpAddr = if cfg.ipv6 {
             "2001:db8::100"

@@ -498,9 +498,6 @@ fn plan_of(r: RunArgs, bench: bool) -> Result<(Plan, OutputArgs), ExitCode> {
     if let Some(msg) = witness_misuse(r.witness, &coordinations, r.nodes) {
         return usage(msg);
     }
-    if quorum && r.services > 0 {
-        return usage("--services runs Services mode on the lease; quorum mode has no Services (use --coordination lease)");
-    }
     let default_scenarios = if r.services > 0 { "services" } else { "all" };
     let scenarios = match scenario::Scenario::parse_list(
         r.scenarios.as_deref().unwrap_or(default_scenarios),

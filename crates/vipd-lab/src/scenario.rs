@@ -43,9 +43,10 @@ pub enum Scenario {
     /// crashes (as [`Scenario::Crash`]).
     SvcCrash,
     /// Services run: the API down for everyone (as [`Scenario::ApiDown`]).
-    /// Every node's own lease lapses, so every Service address is
-    /// withdrawn after the renew deadline until the API is back (R1 over
-    /// availability): the gap is the expected, measured truth.
+    /// In lease mode every node's own lease lapses, so every Service
+    /// address is withdrawn after the renew deadline until the API is back
+    /// (R1 over availability): the gap is the expected, measured truth. In
+    /// quorum mode the grants do not need the API (issue 13): no gap.
     SvcApiDown,
     /// Services run: the busiest node's link flaps (as
     /// [`Scenario::LinkFlap`]).

@@ -30,7 +30,7 @@ use vipd_election::{Elector, FenceReason, LeaseStore};
 use vipd_health::{HealthCheckSpec, HealthMonitor};
 use vipd_vip::{preflight, PreflightError, Vip, VipEvent, VipManager, VipManagerConfig};
 
-use vipd_elector::quorum::{GrantSink, NoSink};
+use vipd_elector::quorum::{GrantSink, NoSink, ServicesLink};
 use vipd_elector::{self as elect, Control, Holder, Observation};
 
 mod events;
@@ -52,7 +52,6 @@ use vipd_backoff::{random_u64, Backoff};
 
 pub use guard::guard_main;
 pub use quorum::witness_main;
-pub(crate) use quorum::ServicesLink;
 
 /// Entry point of `vipd run`.
 pub fn main(cfg: Config, caps: std::io::Result<crate::sys::NetCapabilities>) -> ExitCode {

@@ -435,6 +435,16 @@ fn services_on_the_quorum_against_services_on_leases() {
         o.live_moved.to_string()
     });
     row(
+        "… every live node bound under the new assigner's grant (s)",
+        &|o| {
+            if o.coord == "quorum" {
+                opt(o.grants_continue_s)
+            } else {
+                "n/a".into()
+            }
+        },
+    );
+    row(
         "… dead assigner's addresses held once elsewhere (s)",
         &|o| opt(o.assigner_moved_s),
     );

@@ -26,9 +26,10 @@ use vipd::config::{Config, QuorumSettings, WitnessConfig};
 use vipd_election::{LeaseStore, Role as LeaseRole, Status as LeaseStatus};
 use vipd_elector::quorum::{
     self as q, GrantLink, GrantSink, NoAddresses, NoSink, QuorumHolder, QuorumObservation,
+    ServicesLink,
 };
 use vipd_elector::{Control, Observation, RequestHook};
-use vipd_grants::{GrantStatus, GrantTimings, Grants, ServiceView};
+use vipd_grants::{GrantTimings, Grants};
 use vipd_health::HealthCheckSpec;
 use vipd_observe::metrics::{Metrics, QuorumSample};
 use vipd_observe::status::{Liveness, QuorumEntry, StatusHandle};
@@ -121,20 +122,6 @@ fn build_node(
 ) -> Result<(Node, usize), String> {
     let (cfg, n) = build_config(node_name, q, witness)?;
     Ok((Node::new(cfg, origin.elapsed()), n))
-}
-
-/// What the quorum shell needs to drive Services grants (issue 13),
-/// besides the grant core it builds itself (afresh after a panic).
-pub(crate) struct ServicesLink<S> {
-    /// Where the granted addresses go.
-    pub(crate) sink: S,
-    /// The Services as last read from the API (`None` before the first
-    /// full read).
-    pub(crate) view: watch::Receiver<Option<Arc<ServiceView>>>,
-    /// The grant core's status, after every grant step.
-    pub(crate) observe: watch::Sender<GrantStatus>,
-    /// `--preempt`: addresses go back to their rendezvous winner.
-    pub(crate) preempt: bool,
 }
 
 /// A [`ServicesLink`] and how to make a grant core for it.

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{error, warn};
 use vipd::config::{Config, ServicesSettings};
-use vipd_elector::quorum::GrantSink;
+use vipd_elector::quorum::{GrantSink, ServicesLink};
 use vipd_grants::{AddrSet, GrantStatus, ServiceView};
 use vipd_health::HealthCheckSpec;
 use vipd_observe::metrics::Metrics;
@@ -40,7 +40,6 @@ use vipd_services_kube::core::CoreView;
 use vipd_vip::{Vip, VipManager};
 
 use crate::context::{load_kube, Obs};
-use crate::daemon::ServicesLink;
 
 /// The grant core's addresses go to the Services VIP manager.
 #[derive(Clone)]
