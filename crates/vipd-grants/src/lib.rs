@@ -31,7 +31,9 @@
 //!   `r + G` on its own clock, `r` its receive time of the claim: since
 //!   `real(s) <= real(r)`, the node's right (plus the shell's removal
 //!   jitter) ends in real time before the holder's record does (Q4's
-//!   arithmetic, [`vipd_quorum::Timings::hold_window`]).
+//!   arithmetic, [`vipd_quorum::Timings::hold_window`]). Here "jitter"
+//!   is the shell's removal bound, which the daemon sets to at least
+//!   [`REMOVAL_BUDGET`] ([`GrantTimings::for_quorum`]).
 //! - The holder binds its own share while it holds (its Q4 deadline), and
 //!   drops it when it fences.
 //!
@@ -93,5 +95,5 @@ mod set;
 pub mod wire;
 
 pub use assigner::ServiceView;
-pub use node::{Action, GrantStatus, GrantTimings, Grants, Input};
+pub use node::{Action, GrantStatus, GrantTimings, Grants, Input, REMOVAL_BUDGET};
 pub use set::{digest_of, split, AddrSet};

@@ -11,6 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use vipd_quorum::{Config, DropReason, Drops, Leadership, TimingError, Timings, VoterRole};
 
+/// The removal bound [`GrantTimings::for_quorum`] gives the shell at
+/// least: removing 250 addresses from a veth in a namespace took 14.5 ms
+/// on the 2-vCPU test machine (`ip -batch`, 2026-12-07), the VIP manager
+/// adds its own netlink round trips; 100 ms leaves a wide margin.
+pub const REMOVAL_BUDGET: Duration = Duration::from_millis(100);
+
 /// Grant timings: the quorum's, plus the grant period.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GrantTimings {
@@ -45,15 +51,34 @@ impl GrantTimings {
         })
     }
 
-    /// The grant period the daemon uses with quorum `timings`: long enough
-    /// that a holder change (the old promise runs out, an election wait,
-    /// the new holder's first round trips) ends before a live node's grant
-    /// does, so live nodes keep serving through it; at least 1 s.
-    /// Defaults: 600 ms + 200 ms + 2 x 100 ms = 1 s.
+    /// The grant timings the daemon uses with quorum `timings`. Removals
+    /// get [`REMOVAL_BUDGET`] instead of the quorum's `jitter` when that is
+    /// shorter: a node reports what it stopped binding that long, and its
+    /// window ends that much before the assigner's count, so a kernel
+    /// removal of a few hundred addresses (a drain, an expired grant)
+    /// finishes before anyone else may bind them. The grant period is long
+    /// enough that a holder change (the old promise runs out, an election
+    /// wait, the new holder's first round trips) ends before a live node's
+    /// window does, so live nodes keep serving through it; at least 1 s.
+    /// Defaults: 600 ms + 200 ms + 2 x 100 ms + 100 ms = 1.1 s.
     pub fn for_quorum(timings: &Timings) -> Result<GrantTimings, TimingError> {
-        let (_, election_max) = timings.election_range();
-        let g = timings.promise() + election_max + timings.heartbeat() * 2;
-        GrantTimings::new(g.max(Duration::from_secs(1)), timings)
+        let (lo, hi) = timings.election_range();
+        let settle = timings.jitter().max(REMOVAL_BUDGET);
+        let t = Timings::new(
+            timings.promise(),
+            timings.heartbeat(),
+            lo,
+            hi,
+            timings.drift_ppm(),
+            settle,
+        )?;
+        let g = timings.promise() + hi + timings.heartbeat() * 2 + settle;
+        GrantTimings::new(g.max(Duration::from_secs(1)), &t)
+    }
+
+    /// How long the shell is given to remove what it stops binding.
+    pub fn settle(&self) -> Duration {
+        self.settle
     }
 
     /// The grant period `G`.

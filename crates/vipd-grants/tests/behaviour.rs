@@ -208,7 +208,12 @@ fn an_assigner_that_never_read_the_services_keeps_what_nodes_bind() {
 #[test]
 fn the_daemon_grant_period_covers_a_holder_change() {
     let d = vipd_grants::GrantTimings::for_quorum(&Timings::default()).unwrap();
-    assert_eq!(d.grant(), Duration::from_secs(1));
+    assert_eq!(d.grant(), Duration::from_millis(1_100));
+    assert_eq!(d.settle(), vipd_grants::REMOVAL_BUDGET);
+    // The window outlasts the worst holder change after the last grant:
+    // promise + election wait, counted from a claim one heartbeat old.
+    let t = Timings::default();
+    assert!(d.window() > t.promise() + t.election_range().1 + t.heartbeat());
     let slow = Timings::new(
         Duration::from_secs(3),
         Duration::from_millis(500),
@@ -219,5 +224,5 @@ fn the_daemon_grant_period_covers_a_holder_change() {
     )
     .unwrap();
     let g = vipd_grants::GrantTimings::for_quorum(&slow).unwrap();
-    assert_eq!(g.grant(), Duration::from_millis(4_800));
+    assert_eq!(g.grant(), Duration::from_millis(4_900));
 }
