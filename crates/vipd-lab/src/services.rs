@@ -68,7 +68,9 @@ pub fn sample(addrs: &[IpAddr]) -> Vec<IpAddr> {
     idx.into_iter().map(|i| addrs[i]).collect()
 }
 
-fn to_value<T: serde::Serialize>(kind: &str, api_version: &str, obj: &T) -> Value {
+/// `obj` as the API's JSON, with its `kind` and `apiVersion` (k8s-openapi
+/// types carry neither when serialized on their own).
+pub fn to_value<T: serde::Serialize>(kind: &str, api_version: &str, obj: &T) -> Value {
     let mut v = serde_json::to_value(obj).unwrap_or(Value::Null);
     v["kind"] = kind.into();
     v["apiVersion"] = api_version.into();

@@ -283,17 +283,8 @@ impl Quorum {
         (h.len() == 1).then(|| h[0].clone())
     }
 
-    fn wait_for<T>(&self, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-        let end = self.clock.now() + timeout;
-        loop {
-            if let Some(v) = f() {
-                return Some(v);
-            }
-            if self.clock.now() >= end {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    fn wait_for<T>(&self, timeout: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
+        common::poll_until(&self.clock, timeout, Duration::from_millis(20), f)
     }
 
     fn wait_holder(&self, not: Option<&str>, timeout: Duration) -> Option<String> {

@@ -124,6 +124,50 @@ fn build_node(
     Ok((Node::new(cfg, origin.elapsed()), n))
 }
 
+/// Asks the shell for its graceful stop (removals confirmed, promises
+/// released) and waits for it, at most 3 s.
+async fn stop_shell(control: &mpsc::Sender<Control>, shell: tokio::task::JoinHandle<()>) {
+    let _ = control.send(Control::Shutdown).await;
+    if tokio::time::timeout(Duration::from_secs(3), shell)
+        .await
+        .is_err()
+    {
+        warn!("quorum stop did not finish within 3 s; exiting anyway");
+    }
+}
+
+/// A fresh core for the shell's restart after a panic (R2).
+fn remake(
+    node_name: &str,
+    qs: &QuorumSettings,
+    witness: bool,
+    origin: Instant,
+) -> impl Fn() -> Option<Node> + Send + 'static {
+    let (name, qs) = (node_name.to_string(), qs.clone());
+    move || build_node(&name, &qs, witness, origin).ok().map(|(n, _)| n)
+}
+
+/// This node's quorum socket address and core; exit 2 (said on stderr)
+/// when it is not in `--peers` or the settings do not build a core.
+fn own_core(
+    node_name: &str,
+    qs: &QuorumSettings,
+    witness: bool,
+    origin: Instant,
+) -> Result<(std::net::SocketAddr, Node, usize), ExitCode> {
+    let Some(bind_addr) = qs.own_addr(node_name) else {
+        eprintln!("vipd: invalid configuration: --node-name {node_name} is not in --peers");
+        return Err(ExitCode::from(EXIT_CONFIG));
+    };
+    match build_node(node_name, qs, witness, origin) {
+        Ok((node, voters)) => Ok((bind_addr, node, voters)),
+        Err(e) => {
+            eprintln!("vipd: invalid quorum configuration: {e}");
+            Err(ExitCode::from(EXIT_CONFIG))
+        }
+    }
+}
+
 /// A [`ServicesLink`] and how to make a grant core for it.
 struct GrantParts<S> {
     link: ServicesLink<S>,
@@ -263,20 +307,10 @@ pub(super) async fn run<S: LeaseStore, G: GrantSink + Clone + 'static>(
     obs: Obs,
     services: Option<ServicesLink<G>>,
 ) -> ExitCode {
-    let Some(bind_addr) = qs.own_addr(&cfg.node_name) else {
-        eprintln!(
-            "vipd: invalid configuration: --node-name {} is not in --peers",
-            cfg.node_name
-        );
-        return ExitCode::from(EXIT_CONFIG);
-    };
     let origin = Instant::now();
-    let (node, voters) = match build_node(&cfg.node_name, &qs, false, origin) {
-        Ok(n) => n,
-        Err(e) => {
-            eprintln!("vipd: invalid quorum configuration: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+    let (bind_addr, node, voters) = match own_core(&cfg.node_name, &qs, false, origin) {
+        Ok(c) => c,
+        Err(code) => return code,
     };
     let grants = match services
         .map(|l| GrantParts::new(&cfg.node_name, &qs, l))
@@ -343,10 +377,7 @@ pub(super) async fn run<S: LeaseStore, G: GrantSink + Clone + 'static>(
         vip.addr.to_string(),
     );
 
-    let make = {
-        let (name, qs) = (cfg.node_name.clone(), qs.clone());
-        move || build_node(&name, &qs, false, origin).ok().map(|(n, _)| n)
-    };
+    let make = remake(&cfg.node_name, &qs, false, origin);
     let quorum = spawn_shell(
         bind_addr,
         node,
@@ -366,13 +397,7 @@ pub(super) async fn run<S: LeaseStore, G: GrantSink + Clone + 'static>(
     );
     wait_for_signal().await;
     info!("shutting down: removing the VIP, then releasing the quorum promises");
-    let _ = control_tx.send(Control::Shutdown).await;
-    if tokio::time::timeout(Duration::from_secs(3), quorum)
-        .await
-        .is_err()
-    {
-        warn!("quorum stop did not finish within 3 s; exiting anyway");
-    }
+    stop_shell(&control_tx, quorum).await;
     plumbing.finish(glue).await;
     ExitCode::SUCCESS
 }
@@ -387,18 +412,13 @@ pub(super) async fn run_services_only<G: GrantSink + Clone + 'static>(
     obs: Obs,
     link: ServicesLink<G>,
 ) -> ExitCode {
-    let Some(bind_addr) = qs.own_addr(&cfg.node_name) else {
-        eprintln!(
-            "vipd: invalid configuration: --node-name {} is not in --peers",
-            cfg.node_name
-        );
-        return ExitCode::from(EXIT_CONFIG);
-    };
     let origin = Instant::now();
-    let built = build_node(&cfg.node_name, &qs, false, origin)
-        .and_then(|n| Ok((n, GrantParts::new(&cfg.node_name, &qs, link)?)));
-    let ((node, voters), grants) = match built {
-        Ok(b) => b,
+    let (bind_addr, node, voters) = match own_core(&cfg.node_name, &qs, false, origin) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let grants = match GrantParts::new(&cfg.node_name, &qs, link) {
+        Ok(g) => g,
         Err(e) => {
             eprintln!("vipd: invalid quorum configuration: {e}");
             return ExitCode::from(EXIT_CONFIG);
@@ -445,10 +465,7 @@ pub(super) async fn run_services_only<G: GrantSink + Clone + 'static>(
         Arc::new(AtomicBool::new(false)),
         cancel.child_token(),
     );
-    let make = {
-        let (name, qs) = (cfg.node_name.clone(), qs.clone());
-        move || build_node(&name, &qs, false, origin).ok().map(|(n, _)| n)
-    };
+    let make = remake(&cfg.node_name, &qs, false, origin);
     let quorum = spawn_shell(
         bind_addr,
         node,
@@ -467,13 +484,7 @@ pub(super) async fn run_services_only<G: GrantSink + Clone + 'static>(
     );
     wait_for_signal().await;
     info!("shutting down: removing the Service addresses, then leaving the quorum");
-    let _ = control_tx.send(Control::Shutdown).await;
-    if tokio::time::timeout(Duration::from_secs(3), quorum)
-        .await
-        .is_err()
-    {
-        warn!("quorum stop did not finish within 3 s; exiting anyway");
-    }
+    stop_shell(&control_tx, quorum).await;
     cancel.cancel();
     ExitCode::SUCCESS
 }
@@ -571,20 +582,10 @@ pub fn witness_main(cfg: WitnessConfig) -> ExitCode {
 }
 
 async fn witness(cfg: WitnessConfig) -> ExitCode {
-    let Some(bind_addr) = cfg.quorum.own_addr(&cfg.node_name) else {
-        eprintln!(
-            "vipd: invalid configuration: --node-name {} is not in --peers",
-            cfg.node_name
-        );
-        return ExitCode::from(EXIT_CONFIG);
-    };
     let origin = Instant::now();
-    let (node, voters) = match build_node(&cfg.node_name, &cfg.quorum, true, origin) {
-        Ok(n) => n,
-        Err(e) => {
-            eprintln!("vipd: invalid quorum configuration: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+    let (bind_addr, node, voters) = match own_core(&cfg.node_name, &cfg.quorum, true, origin) {
+        Ok(c) => c,
+        Err(code) => return code,
     };
     let metrics = Arc::new(Metrics::new(env!("CARGO_PKG_VERSION")));
     let status = StatusHandle::new(&cfg.node_name, env!("CARGO_PKG_VERSION"), "-", "none");
@@ -608,10 +609,7 @@ async fn witness(cfg: WitnessConfig) -> ExitCode {
         Arc::new(AtomicBool::new(false)),
         cancel.child_token(),
     );
-    let make = {
-        let (name, qs) = (cfg.node_name.clone(), cfg.quorum.clone());
-        move || build_node(&name, &qs, true, origin).ok().map(|(n, _)| n)
-    };
+    let make = remake(&cfg.node_name, &cfg.quorum, true, origin);
     let quorum = spawn_shell(
         bind_addr,
         node,

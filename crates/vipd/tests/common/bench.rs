@@ -26,8 +26,9 @@ use netlab::probe::{Prober, Responder};
 use netlab::{LabClock, MultiAddrWatcher, Topology};
 use serde_json::Value;
 use vipd_lab::cluster::{self, Daemon, QuorumTiming};
+use vipd_lab::services::to_value;
 
-use super::kube::{KubeApi, API_PORT};
+use super::kube::KubeApi;
 
 /// The five vipd nodes.
 pub const NODES: [&str; 5] = ["n1", "n2", "n3", "n4", "n5"];
@@ -64,13 +65,6 @@ pub fn service_addresses(n_v4: usize, n_v6: usize) -> Vec<IpAddr> {
         .take(n_v4);
     let v6s = (1..=n_v6).map(|i| format!("2001:db8:100::{i:x}"));
     v4s.chain(v6s).map(|s| s.parse().unwrap()).collect()
-}
-
-fn to_value<T: serde::Serialize>(kind: &str, api_version: &str, obj: &T) -> Value {
-    let mut v = serde_json::to_value(obj).unwrap();
-    v["kind"] = kind.into();
-    v["apiVersion"] = api_version.into();
-    v
 }
 
 /// A Node object in zone `zone-a`.
@@ -300,24 +294,14 @@ impl Bench {
         self.topo.host(node).link_down().unwrap();
     }
 
-    /// The API stops answering every node: its packets are dropped on
-    /// `api`'s `eth0` both ways, established connections included (no RST,
-    /// and no watch event leaks out on a connection opened before). The
-    /// test's own reads and writes go through the control endpoint.
+    /// The API stops answering every node (see [`super::kube::api_black_hole`]).
     pub fn api_down(&self) {
-        let rules = format!(
-            "table inet vipdapi\ndelete table inet vipdapi\ntable inet vipdapi {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  iifname \"eth0\" tcp dport {API_PORT} drop\n }}\n chain output {{\n  type filter hook output priority 0; policy accept;\n  oifname \"eth0\" tcp sport {API_PORT} drop\n }}\n}}\n"
-        );
-        self.topo.host("api").ns.nft(&rules).unwrap();
+        super::kube::api_black_hole(&self.topo.host("api").ns, true);
     }
 
     /// Undoes [`Bench::api_down`].
     pub fn api_up(&self) {
-        self.topo
-            .host("api")
-            .ns
-            .nft("table inet vipdapi\ndelete table inet vipdapi\n")
-            .unwrap();
+        super::kube::api_black_hole(&self.topo.host("api").ns, false);
     }
 
     /// `GET path` from inside `node`'s namespace; `None` on any error.
@@ -366,18 +350,9 @@ impl Bench {
         &self,
         timeout: Duration,
         every: Duration,
-        mut f: impl FnMut() -> Option<T>,
+        f: impl FnMut() -> Option<T>,
     ) -> Option<T> {
-        let end = self.clock.now() + timeout;
-        loop {
-            if let Some(v) = f() {
-                return Some(v);
-            }
-            if self.clock.now() >= end {
-                return None;
-            }
-            std::thread::sleep(every);
-        }
+        super::poll_until(&self.clock, timeout, every, f)
     }
 
     /// address → its single holder, when every address in `want` has

@@ -310,6 +310,21 @@ pub fn micro_now() -> String {
     )
 }
 
+/// With `down`, the API in `ns` stops answering: its port's packets are
+/// dropped on `eth0` both ways, established connections included (no RST,
+/// and no watch event leaks out on a connection opened before); without,
+/// that ends. The in-process control endpoint keeps working.
+pub fn api_black_hole(ns: &netlab::NetNs, down: bool) {
+    let rules = if down {
+        format!(
+            "table inet vipdapi\ndelete table inet vipdapi\ntable inet vipdapi {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  iifname \"eth0\" tcp dport {API_PORT} drop\n }}\n chain output {{\n  type filter hook output priority 0; policy accept;\n  oifname \"eth0\" tcp sport {API_PORT} drop\n }}\n}}\n"
+        )
+    } else {
+        "table inet vipdapi\ndelete table inet vipdapi\n".to_string()
+    };
+    ns.nft(&rules).unwrap();
+}
+
 impl Cluster {
     /// Waits until the lease record names `holder`; returns the record.
     pub fn wait_lease_holder(&self, holder: &str, timeout: Duration) -> LeaseRecord {
@@ -336,23 +351,15 @@ impl Cluster {
         self.topo.host(node).ipv4().unwrap()
     }
 
-    /// The API stops answering everyone: every packet to port 6443
-    /// arriving on `api`'s `eth0` is dropped, established connections
-    /// included (no RST). Loopback (the test's own reads) still works.
+    /// The API stops answering everyone (see [`api_black_hole`]).
+    /// Loopback (the test's own reads) still works.
     pub fn api_down(&self) {
-        let rules = format!(
-            "table inet vipdapi\ndelete table inet vipdapi\ntable inet vipdapi {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  iifname \"eth0\" tcp dport {API_PORT} drop\n }}\n}}\n"
-        );
-        self.topo.host("api").ns.nft(&rules).unwrap();
+        api_black_hole(&self.topo.host("api").ns, true);
     }
 
     /// Undoes [`Cluster::api_down`].
     pub fn api_up(&self) {
-        self.topo
-            .host("api")
-            .ns
-            .nft("table inet vipdapi\ndelete table inet vipdapi\n")
-            .unwrap();
+        api_black_hole(&self.topo.host("api").ns, false);
     }
 
     /// Local ports of `node`'s established TCP connections to the API.

@@ -400,17 +400,8 @@ impl Cluster {
     }
 
     /// Polls `f` every 20 ms until it returns `Some` or `timeout` passes.
-    pub fn wait_for<T>(&self, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-        let end = self.clock.now() + timeout;
-        loop {
-            if let Some(v) = f() {
-                return Some(v);
-            }
-            if self.clock.now() >= end {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    pub fn wait_for<T>(&self, timeout: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
+        poll_until(&self.clock, timeout, Duration::from_millis(20), f)
     }
 
     /// Waits until exactly one node other than `not` holds the VIP.
@@ -652,6 +643,26 @@ pub fn http_get_in(ns: &netlab::NetNs, ip: IpAddr, path: &str) -> Option<String>
     })
     .ok()
     .flatten()
+}
+
+/// Polls `f` every `every` until it returns `Some` or `timeout` passes on
+/// `clock`.
+pub fn poll_until<T>(
+    clock: &LabClock,
+    timeout: Duration,
+    every: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let end = clock.now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if clock.now() >= end {
+            return None;
+        }
+        std::thread::sleep(every);
+    }
 }
 
 /// Prints a `SCENARIO` result line (`head` plus ` key=value` per field)
