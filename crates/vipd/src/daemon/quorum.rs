@@ -175,7 +175,8 @@ struct GrantParts<S> {
 }
 
 impl<S: GrantSink + Clone> GrantParts<S> {
-    /// Exit 2 when the quorum timings leave no usable grant window.
+    /// An error (the caller exits 2) when the quorum timings leave no
+    /// usable grant window.
     fn new(node_name: &str, qs: &QuorumSettings, link: ServicesLink<S>) -> Result<Self, String> {
         let gt = GrantTimings::for_quorum(&qs.timings)
             .map_err(|e| format!("no usable Services grant window: {e}"))?;
