@@ -95,23 +95,31 @@ pub fn node(name: &str) -> Value {
 /// LoadBalancer Service `i`: one TCP `port` (the lab's responders'),
 /// `externalTrafficPolicy: Cluster`, its address in the annotation.
 pub fn service(i: usize, port: u16) -> Value {
+    lb_service(&name(i), address(i), port)
+}
+
+/// A single-stack LoadBalancer Service `name` in [`SERVICE_NS`] with one
+/// TCP `port`, `externalTrafficPolicy: Cluster`, and `ip` in the
+/// [`LB_IPS_ANNOTATION`] (its family from the address).
+pub fn lb_service(name: &str, ip: IpAddr, port: u16) -> Value {
+    let family = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
     to_value(
         "Service",
         "v1",
         &Service {
             metadata: ObjectMeta {
-                name: Some(name(i)),
+                name: Some(name.into()),
                 namespace: Some(SERVICE_NS.into()),
                 annotations: Some(BTreeMap::from([(
                     LB_IPS_ANNOTATION.to_string(),
-                    address(i).to_string(),
+                    ip.to_string(),
                 )])),
                 ..ObjectMeta::default()
             },
             spec: Some(ServiceSpec {
                 type_: Some("LoadBalancer".into()),
                 external_traffic_policy: Some("Cluster".into()),
-                ip_families: Some(vec!["IPv4".into()]),
+                ip_families: Some(vec![family.into()]),
                 ip_family_policy: Some("SingleStack".into()),
                 ports: Some(vec![ServicePort {
                     port: i32::from(port),

@@ -171,7 +171,8 @@ fn own_core(
 /// A [`ServicesLink`] and how to make a grant core for it.
 struct GrantParts<S> {
     link: ServicesLink<S>,
-    make: Box<dyn Fn() -> Grants + Send>,
+    cfg: vipd_quorum::Config,
+    timings: GrantTimings,
 }
 
 impl<S: GrantSink + Clone> GrantParts<S> {
@@ -182,15 +183,18 @@ impl<S: GrantSink + Clone> GrantParts<S> {
             .map_err(|e| format!("no usable Services grant window: {e}"))?;
         let (mut cfg, _) = build_config(node_name, qs, false)?;
         cfg.preempt = link.preempt;
-        // Grant datagrams have their own replay windows: a fresh
-        // wall-clock seed per core, as for the quorum's.
-        let make = Box::new(move || Grants::new(cfg.clone(), gt, wall_seq()));
-        Ok(GrantParts { link, make })
+        Ok(GrantParts {
+            link,
+            cfg,
+            timings: gt,
+        })
     }
 
     fn link(&self) -> GrantLink<S> {
         GrantLink {
-            grants: (self.make)(),
+            // Grant datagrams have their own replay windows: a fresh
+            // wall-clock seed per core, as for the quorum's.
+            grants: Grants::new(self.cfg.clone(), self.timings, wall_seq()),
             sink: self.link.sink.clone(),
             view: self.link.view.clone(),
             observe: self.link.observe.clone(),

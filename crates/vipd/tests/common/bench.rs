@@ -20,7 +20,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use netlab::probe::{Prober, Responder};
 use netlab::{LabClock, MultiAddrWatcher, Topology};
@@ -88,35 +88,7 @@ pub fn node(name: &str) -> Value {
 
 /// A LoadBalancer Service with one address in `kube-vip.io/loadbalancerIPs`.
 pub fn service(name: &str, ip: IpAddr) -> Value {
-    let family = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
-    to_value(
-        "Service",
-        "v1",
-        &Service {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                namespace: Some("default".into()),
-                annotations: Some(BTreeMap::from([(
-                    "kube-vip.io/loadbalancerIPs".to_string(),
-                    ip.to_string(),
-                )])),
-                ..ObjectMeta::default()
-            },
-            spec: Some(ServiceSpec {
-                type_: Some("LoadBalancer".into()),
-                external_traffic_policy: Some("Cluster".into()),
-                ip_families: Some(vec![family.into()]),
-                ip_family_policy: Some("SingleStack".into()),
-                ports: Some(vec![ServicePort {
-                    port: i32::from(SVC_PORT),
-                    protocol: Some("TCP".into()),
-                    ..ServicePort::default()
-                }]),
-                ..ServiceSpec::default()
-            }),
-            ..Service::default()
-        },
-    )
+    vipd_lab::services::lb_service(name, ip, SVC_PORT)
 }
 
 /// The name of Service `i`.
