@@ -21,6 +21,8 @@
 //! Everything is validated here, before any interface, lease or route is
 //! touched; `main` exits with status 2 on a [`ConfigError`].
 
+mod bgp;
+mod bgp_peers;
 mod describe;
 mod error;
 mod file;
@@ -35,6 +37,13 @@ mod sources;
 mod validate;
 mod values;
 
+pub use bgp::{
+    BgpSettings, RouterId, RoutingTableSettings, DEFAULT_BGP_AS, DEFAULT_BGP_HOLD_TIME,
+    DEFAULT_BGP_KEEPALIVE, DEFAULT_ROUTE_PROTOCOL, DEFAULT_ROUTE_TYPE, DEFAULT_ROUTING_TABLE_ID,
+};
+pub use bgp_peers::{
+    parse_peers, BfdSettings, BgpPeer, Mpbgp, MpbgpNexthop, PeerError, Secret, DEFAULT_BGP_PORT,
+};
 use describe::{secs, yes_no};
 pub use error::ConfigError;
 pub use quorum::{Coordination, PeerKey, QuorumSettings, WitnessConfig};
@@ -163,6 +172,12 @@ pub struct Config {
     pub control_plane: bool,
     /// Services mode (`--services`, `svc_enable`), when on.
     pub services: Option<ServicesSettings>,
+    /// BGP mode (`--bgp`, `bgp_enable`), when on: validated, but refused
+    /// at the end of resolution until the speaker is wired in.
+    pub bgp: Option<BgpSettings>,
+    /// Routing-table mode (`--routing-table`, `vip_routingtable`), when
+    /// on; refused like `bgp` for now.
+    pub routing_table: Option<RoutingTableSettings>,
     /// HTTP listen address (`--prometheus-server`); `None` disables it.
     pub http_addr: Option<SocketAddr>,
     /// Log verbosity.

@@ -300,15 +300,22 @@ fn each_invalid_value_is_refused_naming_option_value_and_accepted_form() {
             &["--lease-name", "vip_leasename", "Bad_Name"],
         ),
         ("run --lease-name ns/", &[], &["--lease-name", "ns/"]),
+        // BGP and routing-table modes: malformed or incomplete settings
+        // first (tests/bgp_config.rs has the rest), then "not wired yet".
         (
             "run",
             &[("bgp_enable", "true")],
-            &["bgp_enable", "BGP", "not implemented"],
+            &["bgp_routerid", "BGP mode needs a router ID"],
         ),
         (
             "run",
             &[("vip_routingtable", "true")],
-            &["vip_routingtable", "routing-table"],
+            &["vip_routingtable", "routing-table", "not wired"],
+        ),
+        (
+            "run",
+            &[("vip_routingtable", "true"), ("vip_routingtableid", "x")],
+            &["vip_routingtableid", "'x'"],
         ),
         (
             "run --reconcile-period 0",

@@ -169,29 +169,10 @@ fn kube_vip_flags_without_meaning_are_accepted_with_one_warning_naming_them() {
         ("--lbForwardingMethod local", "--lbForwardingMethod"),
         ("--mirrorDestInterface eth9", "--mirrorDestInterface"),
         ("--leaderElection=false", "--leaderElection=false"),
-        ("--bgpRouterID 192.0.2.1", "--bgpRouterID"),
-        ("--sourceIF eth0", "--sourceIF"),
-        ("--sourceIP 192.0.2.1", "--sourceIP"),
-        ("--localAS 65000", "--localAS"),
-        ("--bgpHoldTimer 30", "--bgpHoldTimer"),
-        ("--bgpKeepAliveInterval 10", "--bgpKeepAliveInterval"),
-        ("--peerAddress 192.0.2.1", "--peerAddress"),
-        ("--peerAS 65001", "--peerAS"),
-        ("--peerPass s3cret", "--peerPass"),
-        ("--multihop", "--multihop"),
-        (
-            "--bgppeers 192.0.2.1:65001::false --bgppeers 192.0.2.2:65001::false",
-            "--bgppeers",
-        ),
-        ("--annotations example.com/bgp", "--annotations"),
         ("--zebra", "--zebra"),
         ("--zebraUrl unix:/var/run/frr/zserv.api", "--zebraUrl"),
         ("--zebraVersion 6", "--zebraVersion"),
         ("--zebraSoftwareName frr8.3", "--zebraSoftwareName"),
-        ("--tableID 198", "--tableID"),
-        ("--tableType 1", "--tableType"),
-        ("--routingProtocol 248", "--routingProtocol"),
-        ("--cleanRoutingTable", "--cleanRoutingTable"),
         ("--autodetectcp", "--autodetectcp"),
         ("--servicesElection", "--servicesElection"),
         ("--enableNodeLabeling", "--enableNodeLabeling"),
@@ -252,10 +233,8 @@ fn kube_vip_flags_without_meaning_are_accepted_with_one_warning_naming_them() {
 /// kube-vip flags that select something vipd has not built.
 const REFUSED: &[&str] = &[
     "--wireguard",
-    "--table",
     "--enableLoadBalancer",
     "--ddns",
-    "--bgp",
     "--lbClassNameLegacyHandling=false",
     "--onlyAllowTrafficServicePorts",
     "--disableServiceUpdates",
@@ -298,4 +277,91 @@ fn the_binary_exits_2_on_each_refused_flag_before_printing_anything() {
     let (code, _, stderr) = vipd(&format!("check-config {BASE} --bgp=maybe"));
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("--bgp"), "{stderr}");
+}
+
+#[test]
+fn kube_vip_bgp_and_routing_table_flags_set_the_vipd_options() {
+    // (kube-vip flags, vipd option, effective value as check-config shows
+    // it). With the mode off the values are validated, shown, and
+    // reported unused in one warning.
+    let rows: &[(&str, &str, &str)] = &[
+        ("--bgpRouterID 192.0.2.1", "bgp-router-id", "192.0.2.1"),
+        ("--localAS 4200000000", "bgp-as", "4200000000"),
+        ("--bgpHoldTimer 90 --bgpKeepAliveInterval 30", "bgp-hold-time", "90s"),
+        ("--bgpHoldTimer 90 --bgpKeepAliveInterval 30", "bgp-keepalive-interval", "30s"),
+        ("--sourceIF eth1", "bgp-source-if", "eth1"),
+        ("--sourceIP 2001:db8::5", "bgp-source-ip", "2001:db8::5"),
+        ("--annotations metal.equinix.com", "bgp-annotations", "metal.equinix.com"),
+        (
+            "--bgppeers 192.0.2.1:65001 --bgppeers [2001:db8::2]:65002:s3cret,192.0.2.3:65003:::1179",
+            "bgp-peers",
+            "192.0.2.1:65001::false:179,[2001:db8::2]:65002:<redacted>:false:179,192.0.2.3:65003::false:1179",
+        ),
+        (
+            "--peerAddress 192.0.2.9 --peerAS 65009 --peerPass s3cret --multihop",
+            "bgp-peers",
+            "192.0.2.9:65009:<redacted>:true:179",
+        ),
+        ("--tableID 7", "routing-table-id", "7"),
+        ("--tableType 2", "routing-table-type", "2 (local)"),
+        ("--routingProtocol 9", "routing-protocol", "9"),
+        ("--cleanRoutingTable", "clean-routing-table", "true"),
+    ];
+    for sub in SUBCOMMANDS {
+        for (flags, option, shown) in rows {
+            let c = parse(sub, flags).unwrap_or_else(|e| panic!("{sub} {flags}: {e}"));
+            assert_eq!(setting(&c, option), *shown, "{sub} {flags}");
+            assert_eq!(c.warnings.len(), 1, "{sub} {flags}: {:?}", c.warnings);
+            assert!(c.warnings[0].contains("unused"), "{:?}", c.warnings);
+            assert!(c.bgp.is_none() && c.routing_table.is_none());
+            let all = format!("{c:?} {}", c.describe());
+            assert!(!all.contains("s3cret"), "{sub} {flags}: {all}");
+        }
+    }
+}
+
+#[test]
+fn kube_vip_bgp_and_table_modes_are_refused_only_after_their_settings_validate() {
+    let bgp = "--bgp --bgpRouterID 192.0.2.1 --bgppeers 192.0.2.1:65001:s3cret";
+    for sub in ["check-config", "run", "manifest pod"] {
+        match parse(sub, bgp) {
+            Err(e @ ConfigError::NotWired { .. }) => {
+                let msg = e.to_string();
+                assert!(
+                    msg.contains("--bgp")
+                        && msg.contains("not wired")
+                        && msg.contains("192.0.2.1:65001:<redacted>"),
+                    "{msg}"
+                );
+                assert!(!msg.contains("s3cret"), "{msg}");
+            }
+            other => panic!("{sub} {bgp}: {other:?}"),
+        }
+    }
+    // A malformed peer is reported first, naming the flag and the field.
+    match parse(
+        "run",
+        "--bgp --bgpRouterID 192.0.2.1 --bgppeers 192.0.2.1:65001,192.0.2.2:x",
+    ) {
+        Err(e @ ConfigError::BgpPeer { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("--bgppeers") && msg.contains("peer 2") && msg.contains("field AS"),
+                "{msg}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let (code, stdout, stderr) = vipd(&format!("check-config {BASE} --table --tableID 1000"));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("--table")
+            && stderr.contains("not wired")
+            && stderr.contains("routing-table-id    = 1000  (flag)"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = vipd(&format!("check-config {BASE} --bgp --table"));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("bgp_routerid"), "{stderr}");
 }

@@ -3,27 +3,28 @@
 
 use std::time::Duration;
 
-use super::Config;
+use super::{Config, Setting};
 
 impl Config {
     /// The effective-values table `check-config` prints: one
     /// `name = value  (source)` line per option.
     pub fn describe(&self) -> String {
-        let width = self
-            .settings
-            .iter()
-            .map(|s| s.name.len())
-            .max()
-            .unwrap_or(0);
-        let mut out = String::new();
-        for s in &self.settings {
-            out.push_str(&format!(
-                "{:<width$} = {}  ({})\n",
-                s.name, s.value, s.source
-            ));
-        }
-        out
+        table(&self.settings, "")
     }
+}
+
+/// `settings` as `name = value  (source)` lines, names padded to one
+/// width, each line after `indent`.
+pub(super) fn table(settings: &[Setting], indent: &str) -> String {
+    let width = settings.iter().map(|s| s.name.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for s in settings {
+        out.push_str(&format!(
+            "{indent}{:<width$} = {}  ({})\n",
+            s.name, s.value, s.source
+        ));
+    }
+    out
 }
 
 /// A duration as `check-config` shows it (`1.5s`).

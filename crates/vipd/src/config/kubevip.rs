@@ -37,9 +37,34 @@ pub(crate) const HONOURED: &[&str] = &[
     "kubernetes_addr",
     "k8s_config_file",
     "vip_leaderelection",
-    "bgp_enable",
-    "vip_routingtable",
     "vip_wireguard",
+    // BGP and routing-table modes (`config/bgp.rs`): parsed and validated,
+    // then refused until the daemon runs them.
+    "bgp_enable",
+    "bgp_routerid",
+    "bgp_routerinterface",
+    "bgp_as",
+    "bgp_peers",
+    "bgp_peeraddress",
+    "bgp_peeras",
+    "bgp_peerpass",
+    "bgp_multihop",
+    "bgp_sourceif",
+    "bgp_sourceip",
+    "bgp_hold_time",
+    "bgp_keepalive_interval",
+    "mpbgp_nexthop",
+    "mpbgp_ipv4",
+    "mpbgp_ipv6",
+    "annotation",
+    "vip_routingtable",
+    "vip_routingtableid",
+    "vip_routingtabletype",
+    "vip_routingprotocol",
+    "vip_cleanroutingtable",
+    // Issue 14's spellings of the last two kube-vip names.
+    "vip_routingtable_id",
+    "vip_routingtable_protocol",
     // Health gating (kube-vip: BGP and routing-table mode only; vipd: every
     // mode, see `config::HealthSettings`).
     "control_plane_health_check_address",
@@ -60,7 +85,6 @@ pub(crate) const IGNORED: &[&str] = &[
     "vip_singlenode",
     "vip_startleader",
     "vip_configmap",
-    "annotation",
     "cp_detect",
     "mirror_dest_interface",
     "config_file",
@@ -80,31 +104,11 @@ pub(crate) const IGNORED: &[&str] = &[
     "lb_enable",
     "lb_port",
     "lb_fwdmethod",
-    // BGP / zebra details (BGP itself is refused via bgp_enable).
-    "bgp_routerid",
-    "bgp_routerinterface",
-    "bgp_as",
-    "bgp_peeraddress",
-    "bgp_peers",
-    "bgp_peeras",
-    "bgp_peerpass",
-    "bgp_multihop",
-    "bgp_sourceif",
-    "bgp_sourceip",
-    "bgp_hold_time",
-    "bgp_keepalive_interval",
+    // zebra (FRR) integration: vipd's BGP speaker never feeds zebra.
     "zebra_enable",
     "zebra_url",
     "zebra_version",
     "zebra_software_name",
-    "mpbgp_nexthop",
-    "mpbgp_ipv4",
-    "mpbgp_ipv6",
-    // Routing-table mode details.
-    "vip_routingtableid",
-    "vip_routingtabletype",
-    "vip_routingprotocol",
-    "vip_cleanroutingtable",
     // Egress.
     "egress_podcidr",
     "egress_servicecidr",
@@ -140,20 +144,10 @@ const PREFIXES: &[&str] = &[
 
 /// kube-vip variables that switch on a mode vipd does not implement. Set to
 /// a true value they are a configuration error, naming the variable.
-pub(crate) const UNSUPPORTED_MODES: &[(&str, &str)] = &[
-    (
-        "bgp_enable",
-        "BGP mode is not implemented in vipd yet; use ARP/NDP mode (vip_arp=true)",
-    ),
-    (
-        "vip_routingtable",
-        "routing-table mode is not implemented in vipd; use ARP/NDP mode (vip_arp=true)",
-    ),
-    (
-        "vip_wireguard",
-        "WireGuard mode is not implemented in vipd; use ARP/NDP mode (vip_arp=true)",
-    ),
-];
+pub(crate) const UNSUPPORTED_MODES: &[(&str, &str)] = &[(
+    "vip_wireguard",
+    "WireGuard mode is not implemented in vipd; use ARP/NDP mode (vip_arp=true)",
+)];
 
 /// One warning line per kube-vip variable in `env` that vipd ignores or does
 /// not know, in name order so output is stable.

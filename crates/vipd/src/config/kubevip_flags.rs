@@ -58,9 +58,8 @@ pub(super) struct KubeFlag {
 /// `--leaderElection=false` and `vip_leaderelection=false`: vipd has no
 /// mode without election.
 pub(super) const ALWAYS_ELECTS: &str = "vipd always elects a leader before binding a VIP (SPEC R1)";
-const BGP_SETTING: &str = "a BGP setting, and BGP mode (--bgp) is not built into vipd";
-const TABLE_SETTING: &str =
-    "a routing-table setting, and routing-table mode (--table) is not built into vipd";
+const ZEBRA_SETTING: &str =
+    "a zebra (FRR) setting: vipd's BGP speaker announces to its peers and never feeds a local zebra";
 const IPVS_SETTING: &str =
     "a setting of kube-vip's IPVS load balancer (--enableLoadBalancer), which is not built into vipd";
 const PER_NODE_LEASE: &str =
@@ -89,10 +88,6 @@ pub(super) const FLAGS: &[KubeFlag] = &[
     KubeFlag {
         name: "wireguard",
         kind: refused_bool("WireGuard mode is not built into vipd; use ARP/NDP mode (--arp)"),
-    },
-    KubeFlag {
-        name: "table",
-        kind: refused_bool("routing-table mode is not built into vipd; use ARP/NDP mode (--arp)"),
     },
     KubeFlag {
         name: "enableLoadBalancer",
@@ -126,90 +121,20 @@ pub(super) const FLAGS: &[KubeFlag] = &[
         },
     },
     KubeFlag {
-        name: "bgp",
-        kind: refused_bool("BGP mode is not built into vipd yet; use ARP/NDP mode (--arp)"),
-    },
-    KubeFlag {
-        name: "bgpRouterID",
-        kind: ignored_value(BGP_SETTING),
-    },
-    KubeFlag {
-        name: "sourceIF",
-        kind: ignored_value(BGP_SETTING),
-    },
-    KubeFlag {
-        name: "sourceIP",
-        kind: ignored_value(BGP_SETTING),
-    },
-    KubeFlag {
-        name: "localAS",
-        kind: ignored_value(BGP_SETTING),
-    },
-    KubeFlag {
-        name: "bgpHoldTimer",
-        kind: ignored_value(BGP_SETTING),
-    },
-    KubeFlag {
-        name: "bgpKeepAliveInterval",
-        kind: ignored_value(BGP_SETTING),
-    },
-    KubeFlag {
-        name: "peerAddress",
-        kind: ignored_value(BGP_SETTING),
-    },
-    KubeFlag {
-        name: "peerAS",
-        kind: ignored_value(BGP_SETTING),
-    },
-    KubeFlag {
-        name: "peerPass",
-        kind: ignored_value(BGP_SETTING),
-    },
-    KubeFlag {
-        name: "multihop",
-        kind: ignored_bool(BGP_SETTING),
-    },
-    KubeFlag {
-        name: "bgppeers",
-        kind: ignored_value(BGP_SETTING),
-    },
-    KubeFlag {
-        name: "annotations",
-        kind: ignored_value(
-            "node annotations carry kube-vip's BGP settings, and BGP mode is not built into vipd",
-        ),
-    },
-    KubeFlag {
         name: "zebra",
-        kind: ignored_bool(BGP_SETTING),
+        kind: ignored_bool(ZEBRA_SETTING),
     },
     KubeFlag {
         name: "zebraUrl",
-        kind: ignored_value(BGP_SETTING),
+        kind: ignored_value(ZEBRA_SETTING),
     },
     KubeFlag {
         name: "zebraVersion",
-        kind: ignored_value(BGP_SETTING),
+        kind: ignored_value(ZEBRA_SETTING),
     },
     KubeFlag {
         name: "zebraSoftwareName",
-        kind: ignored_value(BGP_SETTING),
-    },
-    KubeFlag {
-        name: "tableID",
-        kind: ignored_value(TABLE_SETTING),
-    },
-    KubeFlag {
-        name: "tableType",
-        kind: ignored_value(TABLE_SETTING),
-    },
-    KubeFlag {
-        name: "routingProtocol",
-        kind: ignored_value(TABLE_SETTING),
-    },
-    KubeFlag {
-        name: "cleanRoutingTable",
-        kind: ignored_bool(TABLE_SETTING),
+        kind: ignored_value(ZEBRA_SETTING),
     },
     KubeFlag {
         name: "autodetectcp",
@@ -424,14 +349,14 @@ mod tests {
         let cli = Cli::try_parse_from([
             "vipd",
             "run",
-            "--peerPass",
-            "s3cret",
-            "--multihop",
-            "--bgppeers",
+            "--zebraUrl",
+            "unix:/s3cret",
+            "--zebra",
+            "--dnsMode",
             "a",
-            "--bgppeers",
+            "--dnsMode",
             "b",
-            "--bgp=false",
+            "--wireguard=false",
         ])
         .unwrap();
         let crate::config::options::CliCommand::Run(raw) = cli.command else {
@@ -446,10 +371,10 @@ mod tests {
         assert_eq!(
             given,
             [
-                ("bgp", "false"),
-                ("peerPass", "s3cret"),
-                ("multihop", "true"),
-                ("bgppeers", "a,b"),
+                ("wireguard", "false"),
+                ("zebra", "true"),
+                ("zebraUrl", "unix:/s3cret"),
+                ("dnsMode", "a,b"),
             ]
         );
         let warnings = raw.kube_vip.check().unwrap();

@@ -92,6 +92,33 @@ opts! {
     QUORUM_PROMISE = "quorum-promise", None, "VIPD_QUORUM_PROMISE", [];
     QUORUM_HEARTBEAT = "quorum-heartbeat", None, "VIPD_QUORUM_HEARTBEAT", [];
     QUORUM_DRIFT_PPM = "quorum-drift-ppm", None, "VIPD_QUORUM_DRIFT_PPM", [];
+    // BGP mode (SPEC §5b), kube-vip's names (`bgp.rs`).
+    BGP = "bgp", None, "VIPD_BGP", ["bgp_enable"];
+    BGP_ROUTER_ID = "bgp-router-id", Some("bgpRouterID"), "VIPD_BGP_ROUTER_ID", ["bgp_routerid"];
+    BGP_ROUTER_INTERFACE = "bgp-router-interface", None, "VIPD_BGP_ROUTER_INTERFACE", ["bgp_routerinterface"];
+    BGP_AS = "bgp-as", Some("localAS"), "VIPD_BGP_AS", ["bgp_as"];
+    BGP_PEERS = "bgp-peers", Some("bgppeers"), "VIPD_BGP_PEERS", ["bgp_peers"];
+    BGP_PEER_ADDRESS = "bgp-peer-address", Some("peerAddress"), "VIPD_BGP_PEER_ADDRESS", ["bgp_peeraddress"];
+    BGP_PEER_AS = "bgp-peer-as", Some("peerAS"), "VIPD_BGP_PEER_AS", ["bgp_peeras"];
+    BGP_PEER_PASS = "bgp-peer-pass", Some("peerPass"), "VIPD_BGP_PEER_PASS", ["bgp_peerpass"];
+    BGP_MULTIHOP = "bgp-multihop", Some("multihop"), "VIPD_BGP_MULTIHOP", ["bgp_multihop"];
+    BGP_SOURCE_IF = "bgp-source-if", Some("sourceIF"), "VIPD_BGP_SOURCE_IF", ["bgp_sourceif"];
+    BGP_SOURCE_IP = "bgp-source-ip", Some("sourceIP"), "VIPD_BGP_SOURCE_IP", ["bgp_sourceip"];
+    BGP_HOLD_TIME = "bgp-hold-time", Some("bgpHoldTimer"), "VIPD_BGP_HOLD_TIME", ["bgp_hold_time"];
+    BGP_KEEPALIVE = "bgp-keepalive-interval", Some("bgpKeepAliveInterval"), "VIPD_BGP_KEEPALIVE_INTERVAL", ["bgp_keepalive_interval"];
+    MPBGP_NEXTHOP = "mpbgp-nexthop", None, "VIPD_MPBGP_NEXTHOP", ["mpbgp_nexthop"];
+    MPBGP_IPV4 = "mpbgp-ipv4", None, "VIPD_MPBGP_IPV4", ["mpbgp_ipv4"];
+    MPBGP_IPV6 = "mpbgp-ipv6", None, "VIPD_MPBGP_IPV6", ["mpbgp_ipv6"];
+    BGP_ANNOTATIONS = "bgp-annotations", Some("annotations"), "VIPD_BGP_ANNOTATIONS", ["annotation"];
+    // Routing-table mode. kube-vip reads vip_routingtableid and
+    // vip_routingprotocol (pkg/kubevip/config_envvar.go); issue 14 spells
+    // them vip_routingtable_id and vip_routingtable_protocol, which are
+    // accepted too, after kube-vip's own names.
+    ROUTING_TABLE = "routing-table", Some("table"), "VIPD_ROUTING_TABLE", ["vip_routingtable"];
+    ROUTING_TABLE_ID = "routing-table-id", Some("tableID"), "VIPD_ROUTING_TABLE_ID", ["vip_routingtableid", "vip_routingtable_id"];
+    ROUTING_TABLE_TYPE = "routing-table-type", Some("tableType"), "VIPD_ROUTING_TABLE_TYPE", ["vip_routingtabletype"];
+    ROUTING_PROTOCOL = "routing-protocol", Some("routingProtocol"), "VIPD_ROUTING_PROTOCOL", ["vip_routingprotocol", "vip_routingtable_protocol"];
+    CLEAN_ROUTING_TABLE = "clean-routing-table", Some("cleanRoutingTable"), "VIPD_CLEAN_ROUTING_TABLE", ["vip_cleanroutingtable"];
 }
 
 /// `--config` itself: flag or `VIPD_CONFIG` only.
@@ -364,6 +391,8 @@ pub(super) struct RawOptions {
     health_check_ca_path: Option<String>,
     #[command(flatten)]
     pub(super) quorum: QuorumArgs,
+    #[command(flatten)]
+    pub(super) bgp: BgpArgs,
     /// kube-vip's flags without a vipd option (`kubevip_flags.rs`): taken
     /// out before [`RawOptions::into_map`] and checked on their own.
     #[command(flatten)]
@@ -432,7 +461,116 @@ impl RawOptions {
             .filter_map(|(k, v)| v.map(|v| (k, v)))
             .collect();
         map.extend(self.quorum.into_pairs());
+        map.extend(self.bgp.into_pairs());
         map
+    }
+}
+
+/// BGP and routing-table options (SPEC §5b), each with kube-vip's flag as
+/// an alias; what they mean is in `bgp.rs`.
+#[derive(Args, Debug, Default)]
+pub(super) struct BgpArgs {
+    /// BGP mode: announce the VIPs to BGP peers (validated, not wired into the daemon yet) [env: VIPD_BGP, bgp_enable]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    bgp: Option<String>,
+    /// BGP router ID, an IPv4 address [env: VIPD_BGP_ROUTER_ID, bgp_routerid]
+    #[arg(long, alias = "bgpRouterID", value_name = "IPV4")]
+    bgp_router_id: Option<String>,
+    /// Take the router ID from this interface's IPv4 address when --bgp-router-id is unset [env: VIPD_BGP_ROUTER_INTERFACE, bgp_routerinterface]
+    #[arg(long, value_name = "NAME")]
+    bgp_router_interface: Option<String>,
+    /// Local AS (4-octet); default 65000 [env: VIPD_BGP_AS, bgp_as]
+    #[arg(long, alias = "localAS", value_name = "AS")]
+    bgp_as: Option<String>,
+    /// BGP peers, repeatable and comma-separated: ADDRESS:AS[:PASSWORD[:MULTIHOP[:PORT[:MPBGP[:BFD]]]]], IPv6 as [2001:db8::1] [env: VIPD_BGP_PEERS, bgp_peers]
+    #[arg(long, alias = "bgppeers", value_name = "PEERS", action = clap::ArgAction::Append)]
+    bgp_peers: Vec<String>,
+    /// One more peer, after --bgp-peers [env: VIPD_BGP_PEER_ADDRESS, bgp_peeraddress]
+    #[arg(long, alias = "peerAddress", value_name = "IP")]
+    bgp_peer_address: Option<String>,
+    /// AS of --bgp-peer-address; default 65000 [env: VIPD_BGP_PEER_AS, bgp_peeras]
+    #[arg(long, alias = "peerAS", value_name = "AS")]
+    bgp_peer_as: Option<String>,
+    /// TCP MD5 password of --bgp-peer-address [env: VIPD_BGP_PEER_PASS, bgp_peerpass]
+    #[arg(long, alias = "peerPass", value_name = "PASSWORD")]
+    bgp_peer_pass: Option<String>,
+    /// eBGP multihop for --bgp-peer-address; default false [env: VIPD_BGP_MULTIHOP, bgp_multihop]
+    #[arg(long, alias = "multihop", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    bgp_multihop: Option<String>,
+    /// Interface the BGP sessions bind to [env: VIPD_BGP_SOURCE_IF, bgp_sourceif]
+    #[arg(long, alias = "sourceIF", value_name = "NAME")]
+    bgp_source_if: Option<String>,
+    /// Local address of the BGP sessions [env: VIPD_BGP_SOURCE_IP, bgp_sourceip]
+    #[arg(long, alias = "sourceIP", value_name = "IP")]
+    bgp_source_ip: Option<String>,
+    /// Hold time in whole seconds, 0 or 3-65535; default 30 [env: VIPD_BGP_HOLD_TIME, bgp_hold_time]
+    #[arg(long, alias = "bgpHoldTimer", value_name = "SECS")]
+    bgp_hold_time: Option<String>,
+    /// Keepalive interval in whole seconds, below the hold time; default 10 [env: VIPD_BGP_KEEPALIVE_INTERVAL, bgp_keepalive_interval]
+    #[arg(long, alias = "bgpKeepAliveInterval", value_name = "SECS")]
+    bgp_keepalive_interval: Option<String>,
+    /// MP-BGP next hop of the other family: fixed, auto_sourceif or auto_sourceip [env: VIPD_MPBGP_NEXTHOP, mpbgp_nexthop]
+    #[arg(long, value_name = "MODE")]
+    mpbgp_nexthop: Option<String>,
+    /// IPv4 next hop with --mpbgp-nexthop fixed [env: VIPD_MPBGP_IPV4, mpbgp_ipv4]
+    #[arg(long, value_name = "IPV4")]
+    mpbgp_ipv4: Option<String>,
+    /// IPv6 next hop with --mpbgp-nexthop fixed [env: VIPD_MPBGP_IPV6, mpbgp_ipv6]
+    #[arg(long, value_name = "IPV6")]
+    mpbgp_ipv6: Option<String>,
+    /// Node-annotation prefix carrying per-node BGP settings (kube-vip's `annotation`) [env: VIPD_BGP_ANNOTATIONS, annotation]
+    #[arg(long, alias = "annotations", value_name = "PREFIX")]
+    bgp_annotations: Option<String>,
+    /// Routing-table mode: write VIP host routes into a kernel table (validated, not wired into the daemon yet) [env: VIPD_ROUTING_TABLE, vip_routingtable]
+    #[arg(long, alias = "table", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    routing_table: Option<String>,
+    /// Kernel routing table ID; default 198 [env: VIPD_ROUTING_TABLE_ID, vip_routingtableid]
+    #[arg(long, alias = "tableID", value_name = "ID")]
+    routing_table_id: Option<String>,
+    /// Route type (RTN_* number, 1 = unicast); default 1 [env: VIPD_ROUTING_TABLE_TYPE, vip_routingtabletype]
+    #[arg(long, alias = "tableType", value_name = "TYPE")]
+    routing_table_type: Option<String>,
+    /// Route protocol number marking vipd's routes; default 248 [env: VIPD_ROUTING_PROTOCOL, vip_routingprotocol]
+    #[arg(long, alias = "routingProtocol", value_name = "PROTO")]
+    routing_protocol: Option<String>,
+    /// Remove stale routes of --routing-protocol from the table at start; default false [env: VIPD_CLEAN_ROUTING_TABLE, vip_cleanroutingtable]
+    #[arg(long, alias = "cleanRoutingTable", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    clean_routing_table: Option<String>,
+}
+
+impl BgpArgs {
+    /// Flags keyed by option key; a repeated `--bgp-peers` travels as one
+    /// comma-separated value, as kube-vip's string slice does.
+    pub(super) fn into_pairs(self) -> impl Iterator<Item = (&'static str, String)> {
+        [
+            (BGP.key, self.bgp),
+            (BGP_ROUTER_ID.key, self.bgp_router_id),
+            (BGP_ROUTER_INTERFACE.key, self.bgp_router_interface),
+            (BGP_AS.key, self.bgp_as),
+            (
+                BGP_PEERS.key,
+                (!self.bgp_peers.is_empty()).then(|| self.bgp_peers.join(",")),
+            ),
+            (BGP_PEER_ADDRESS.key, self.bgp_peer_address),
+            (BGP_PEER_AS.key, self.bgp_peer_as),
+            (BGP_PEER_PASS.key, self.bgp_peer_pass),
+            (BGP_MULTIHOP.key, self.bgp_multihop),
+            (BGP_SOURCE_IF.key, self.bgp_source_if),
+            (BGP_SOURCE_IP.key, self.bgp_source_ip),
+            (BGP_HOLD_TIME.key, self.bgp_hold_time),
+            (BGP_KEEPALIVE.key, self.bgp_keepalive_interval),
+            (MPBGP_NEXTHOP.key, self.mpbgp_nexthop),
+            (MPBGP_IPV4.key, self.mpbgp_ipv4),
+            (MPBGP_IPV6.key, self.mpbgp_ipv6),
+            (BGP_ANNOTATIONS.key, self.bgp_annotations),
+            (ROUTING_TABLE.key, self.routing_table),
+            (ROUTING_TABLE_ID.key, self.routing_table_id),
+            (ROUTING_TABLE_TYPE.key, self.routing_table_type),
+            (ROUTING_PROTOCOL.key, self.routing_protocol),
+            (CLEAN_ROUTING_TABLE.key, self.clean_routing_table),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
     }
 }
 

@@ -415,6 +415,11 @@ pub(super) fn resolve(
         errors.push(e);
     }
 
+    // BGP and routing-table modes (SPEC §5b).
+    let bgp = bgp::resolve_bgp(&mut r, &mut warnings)?;
+    let routing_table = bgp::resolve_routing_table(&mut r, &mut warnings)?;
+    bgp::one_mode(bgp.is_some(), routing_table.is_some())?;
+
     // Observability.
     let (http_addr, log_level, log_json) = observability(&mut r)?;
     let (reconcile_period, _) = r.get_or(
@@ -445,7 +450,7 @@ pub(super) fn resolve(
     let mut settings = r.settings;
     settings.sort_by_key(|s| ALL.iter().position(|o| o.key == s.name));
 
-    Ok(Config {
+    let config = Config {
         vip,
         prefix_len,
         interface,
@@ -460,6 +465,8 @@ pub(super) fn resolve(
         coordination,
         control_plane,
         services,
+        bgp,
+        routing_table,
         http_addr,
         log_level,
         log_json,
@@ -474,5 +481,7 @@ pub(super) fn resolve(
         warnings,
         errors,
         settings,
-    })
+    };
+    bgp::refuse_unwired(&config)?;
+    Ok(config)
 }
