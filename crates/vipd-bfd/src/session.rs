@@ -516,10 +516,12 @@ impl Session {
         }
     }
 
-    /// §6.8.16: AdminDown with diag 7. The AdminDown packets go out at the
-    /// interval in force before the stop (not the 1 s slow rate: the peer's
-    /// detection time was computed from the fast rate, and the point is that
-    /// one arrives before it fires). The first is sent now.
+    /// §6.8.16: AdminDown with diag 7. The packets advertise the slow
+    /// DesiredMinTx (§6.8.3, not Up), but the burst goes out at the interval
+    /// in force before the stop, not at 1 s: the peer's detection time was
+    /// computed from the fast rate, and the point is that an AdminDown
+    /// arrives before it fires. Three packets, so the deviation from the
+    /// slow rate is bounded. The first is sent now.
     fn on_shutdown(&mut self, now: Instant, out: &mut Vec<Action>) {
         if self.state == State::AdminDown {
             return;
@@ -531,6 +533,7 @@ impl Session {
         self.polling = false;
         self.poll_again = false;
         self.detect_deadline = None;
+        self.desired_tx = us(self.cfg.desired_min_tx.max(SLOW_TX));
         out.push(Action::StateChanged {
             from,
             to: State::AdminDown,

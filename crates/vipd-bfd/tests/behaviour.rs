@@ -565,6 +565,10 @@ fn shutdown_sends_admin_down_with_diag_7_then_stops() {
         (first[0].state, first[0].diag),
         (State::AdminDown, Diag::AdminDown)
     );
+    assert_eq!(
+        first[0].desired_min_tx, 1_000_000,
+        "slow DesiredMinTx advertised"
+    );
     let rest = h.run_until(ms(5_000));
     assert_eq!(rest.len(), 2, "{rest:?}");
     assert!(rest
