@@ -11,12 +11,16 @@
 //! - [`updates`]: packing announcements and withdrawals into UPDATEs.
 //! - [`session`]: [`Session`], the sans-IO session state machine (RFC 4271
 //!   §8) with its hold, keepalive and connect-retry timers.
+//! - [`speaker`]: [`Peer`], the tokio task that owns one router's TCP
+//!   connection and runs a session over it.
 
 #![forbid(unsafe_code)]
 
 pub mod packet;
 pub mod session;
+pub mod speaker;
 pub mod updates;
 
 pub use packet::{Family, Message, Notification, Prefix};
 pub use session::{Action, Config, Input, Negotiated, Reason, Session, State, Status};
+pub use speaker::{Peer, PeerStatus, Transport, BGP_PORT};
