@@ -38,4 +38,5 @@ macro_rules! require_root {
 
 pub mod etcd;
 pub mod probe;
+pub mod router;
 pub mod watch;
