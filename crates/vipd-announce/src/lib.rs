@@ -10,15 +10,13 @@
 //! - [`task`]: [`Announcer`], the tokio task that owns one interface's raw
 //!   sockets, runs the pacers and reports [`AnnounceEvent`]s.
 //!
-//! Raw sockets and every `unsafe` block live in the private `sys` module.
+//! Raw sockets and their `unsafe` blocks live in `vipd_sys::packet`.
 
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod budget;
 pub mod pacing;
 pub mod packet;
-#[allow(unsafe_code)]
-mod sys;
 pub mod task;
 
 pub use budget::{Scheduler, TokenBucket, DEFAULT_MAX_PPS};

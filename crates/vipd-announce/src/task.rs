@@ -30,7 +30,6 @@
 use crate::budget::Scheduler;
 use crate::pacing::Reason;
 use crate::packet::{self, MacAddr, SendKind};
-use crate::sys::{PacketSocket, Proto};
 use std::io;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +39,7 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 use vipd_backoff::Backoff;
+use vipd_sys::packet::{PacketSocket, Proto};
 
 /// Back-off before reopening sockets after an error: first delay.
 const BACKOFF_MIN: Duration = Duration::from_millis(200);

@@ -1,4 +1,4 @@
-//! Raw `AF_PACKET` sockets: the only module of this crate with `unsafe`.
+//! Raw `AF_PACKET` sockets for `vipd-announce`.
 //!
 //! One socket per protocol, bound to one interface index:
 //! - ARP (`ETH_P_ARP`): sends our gratuitous ARPs, receives every ARP frame
@@ -27,7 +27,7 @@ const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 
 /// What a [`PacketSocket`] receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Proto {
+pub enum Proto {
     /// All ARP frames.
     Arp,
     /// ICMPv6 Neighbour Advertisements only (BPF-filtered).
@@ -67,13 +67,13 @@ fn na_filter() -> [SockFilter; 8] {
 /// A non-blocking `AF_PACKET`/`SOCK_RAW` socket bound to one interface,
 /// registered with tokio.
 #[derive(Debug)]
-pub(crate) struct PacketSocket {
+pub struct PacketSocket {
     fd: AsyncFd<Socket>,
 }
 
 impl PacketSocket {
     /// Opens and binds the socket. Needs `CAP_NET_RAW`.
-    pub(crate) fn open(ifindex: u32, proto: Proto) -> io::Result<Self> {
+    pub fn open(ifindex: u32, proto: Proto) -> io::Result<Self> {
         // Protocol 0 at creation: the socket receives nothing until bind()
         // names a protocol, so no frame from another interface slips in
         // before the bind and the filter are in place.
@@ -97,7 +97,7 @@ impl PacketSocket {
     }
 
     /// Sends one complete Ethernet frame on the bound interface.
-    pub(crate) async fn send(&self, frame: &[u8]) -> io::Result<()> {
+    pub async fn send(&self, frame: &[u8]) -> io::Result<()> {
         let n = self
             .fd
             .async_io(Interest::WRITABLE, |s| s.send(frame))
@@ -114,7 +114,7 @@ impl PacketSocket {
 
     /// Receives the next frame that was not sent by this host, returning
     /// its length in `buf`.
-    pub(crate) async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             let (n, pkttype) = self
                 .fd

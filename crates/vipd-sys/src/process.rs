@@ -1,5 +1,5 @@
-//! The binary's only `unsafe`: process-wide settings made once, first thing
-//! in `main`, before any thread exists (malloc arenas; capabilities).
+//! Process-wide settings made once, first thing in `main`, before any
+//! thread exists (malloc arenas; capabilities).
 
 /// Limits glibc's malloc to one arena, as `MALLOC_ARENA_MAX=1` would,
 /// unless the operator set `MALLOC_ARENA_MAX` (then glibc has applied it).

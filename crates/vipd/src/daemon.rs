@@ -54,7 +54,7 @@ pub use guard::guard_main;
 pub use quorum::witness_main;
 
 /// Entry point of `vipd run`.
-pub fn main(cfg: Config, caps: std::io::Result<crate::sys::NetCapabilities>) -> ExitCode {
+pub fn main(cfg: Config, caps: std::io::Result<vipd_sys::process::NetCapabilities>) -> ExitCode {
     init_logging(&cfg);
     for w in &cfg.warnings {
         warn!("{w}");

@@ -2,25 +2,23 @@
 //! network outages. This file only parses the command line and hands over;
 //! the daemon's wiring is in `daemon.rs`.
 
-// `unsafe` only in `sys` (libc calls, each with its SAFETY comment).
-#![deny(unsafe_code)]
+// `unsafe` only in the vipd-sys crate (libc calls, each with its SAFETY comment).
+#![forbid(unsafe_code)]
 
 mod context;
 mod daemon;
 #[cfg(feature = "kubernetes")]
 mod services;
 mod supervise;
-#[allow(unsafe_code)]
-mod sys;
 
 use std::process::ExitCode;
 
 use vipd::config::{self, Command};
 
 fn main() -> ExitCode {
-    sys::limit_malloc_arenas();
+    vipd_sys::process::limit_malloc_arenas();
     // Before any thread exists: capabilities are per thread.
-    let caps = sys::raise_permitted_capabilities();
+    let caps = vipd_sys::process::raise_permitted_capabilities();
     let args: Vec<String> = std::env::args().collect();
     let env: std::collections::HashMap<String, String> = std::env::vars().collect();
     let command = match config::parse_command(&args, &env) {
