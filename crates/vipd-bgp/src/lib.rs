@@ -14,7 +14,7 @@
 //! - [`speaker`]: [`Peer`], the tokio task that owns one router's TCP
 //!   connection and runs a session over it.
 
-#![forbid(unsafe_code)]
+#![forbid(unsafe_code)] // TCP MD5 goes through vipd-sys
 
 pub mod packet;
 pub mod session;
@@ -23,4 +23,4 @@ pub mod updates;
 
 pub use packet::{Family, Message, Notification, Prefix};
 pub use session::{Action, Config, Input, Negotiated, Reason, Session, State, Status};
-pub use speaker::{Peer, PeerStatus, Transport, BGP_PORT};
+pub use speaker::{Md5Key, Peer, PeerStatus, Transport, BGP_PORT};

@@ -50,6 +50,25 @@ pub struct Transport {
     /// peer (RFC 4271 §5.1.3's "one hop" default, as GoBGP does), 255 for
     /// multihop (kube-vip `bgp_multihop`) or iBGP.
     pub ttl: u32,
+    /// TCP MD5 signature key (RFC 2385, kube-vip `bgp_peerpass`).
+    pub md5_key: Option<Md5Key>,
+}
+
+/// A TCP MD5 key; `Debug` never shows it (SPEC §6: no secrets in logs).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Md5Key(Vec<u8>);
+
+impl Md5Key {
+    /// A key of 1–80 bytes (the kernel's limit); `None` otherwise.
+    pub fn new(key: &[u8]) -> Option<Self> {
+        (!key.is_empty() && key.len() <= vipd_sys::tcp::MAX_KEY_LEN).then(|| Self(key.to_vec()))
+    }
+}
+
+impl std::fmt::Debug for Md5Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Md5Key(redacted)")
+    }
 }
 
 impl Transport {
@@ -60,6 +79,7 @@ impl Transport {
             source_ip: None,
             source_if: None,
             ttl: 1,
+            md5_key: None,
         }
     }
 }
@@ -345,13 +365,17 @@ async fn read_some(
 }
 
 /// Opens the TCP connection with the socket options set *before* the SYN:
-/// TTL, source address and interface.
+/// TTL, MD5 key, source address and interface.
 async fn connect(t: Transport) -> io::Result<TcpStream> {
     let domain = Domain::for_address(t.peer);
     let sock = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
     match t.peer {
         SocketAddr::V4(_) => sock.set_ttl_v4(t.ttl)?,
         SocketAddr::V6(_) => sock.set_unicast_hops_v6(t.ttl)?,
+    }
+    if let Some(key) = &t.md5_key {
+        // Before connect: the SYN itself must be signed.
+        vipd_sys::tcp::set_md5_key(&sock, t.peer, &key.0)?;
     }
     if let Some(dev) = &t.source_if {
         sock.bind_device(Some(dev.as_bytes()))?;

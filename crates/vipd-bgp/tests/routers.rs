@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use netlab::router::{Family, Neighbor, Prefix, RibEntry, Router, RouterConfig, RouterKind};
 use netlab::{NetNs, Topology, TopologyBuilder};
 use tokio::sync::{mpsc, watch};
-use vipd_bgp::{Config, Peer, PeerStatus, State, Transport};
+use vipd_bgp::{Config, Md5Key, Peer, PeerStatus, State, Transport};
 
 const NODE_AS: u32 = 65001;
 const ROUTER_AS: u32 = 65000;
@@ -351,5 +351,78 @@ fn ipv6_routes_over_an_ipv4_session_and_a_dropped_session_recovers_against_frr()
     assert!(node.status.borrow().counters.established_count >= 2);
     node.finish(Cmd::Shutdown("bye".into()));
     r.wait_for(Family::Ipv6, SETUP, |rs| rs.is_empty()).unwrap();
+    r.wait_for(Family::Ipv4, SETUP, |rs| rs.is_empty()).unwrap();
+}
+
+/// TCP MD5 (RFC 2385) against FRR: with the right key the session comes
+/// up and routes flow; with a wrong key FRR drops our segments and the
+/// session never gets past Connect/OpenSent.
+#[test]
+fn md5_signed_session_against_frr_and_a_wrong_key_never_establishes() {
+    let kind = RouterKind::Frr;
+    if !have(kind) {
+        return;
+    }
+    let topo = lan("bgpmd");
+    let r = router(
+        kind,
+        &topo,
+        vec![neighbour("192.0.2.11").md5("vipd-S3cret")],
+    );
+    let cfg = Config::new(NODE_AS, ROUTER_AS, Ipv4Addr::new(192, 0, 2, 11));
+    let mut wrong = Transport::direct(ip("192.0.2.1"));
+    wrong.md5_key = Md5Key::new(b"not-the-key");
+    let node = Node::start(&topo.host("n1").ns, cfg.clone(), wrong, &["203.0.113.10"]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_ne!(node.status.borrow().state, State::Established);
+    assert!(!r.neighbor_state(ip("192.0.2.11")).unwrap().is_established());
+    drop(node);
+    let mut right = Transport::direct(ip("192.0.2.1"));
+    right.md5_key = Md5Key::new(b"vipd-S3cret");
+    let mut node = Node::start(&topo.host("n1").ns, cfg, right, &["203.0.113.10"]);
+    node.wait_state(State::Established, SETUP);
+    r.wait_for(Family::Ipv4, SETUP, |rs| {
+        via(rs, host("203.0.113.10"), ip("192.0.2.11"))
+    })
+    .unwrap();
+    node.finish(Cmd::Shutdown("bye".into()));
+    r.wait_for(Family::Ipv4, SETUP, |rs| rs.is_empty()).unwrap();
+    println!("frr: MD5 session up with the right key, refused with a wrong one");
+}
+
+/// eBGP multihop: the router's session address is on its loopback
+/// (198.51.100.1), not on the shared LAN, so BIRD accepts us only as a
+/// multihop neighbour and vipd connects with TTL 255 through a route.
+#[test]
+fn multihop_session_to_a_loopback_address_against_bird() {
+    let kind = RouterKind::Bird;
+    if !have(kind) {
+        return;
+    }
+    let topo = lan("bgpmh");
+    let r1 = &topo.host("r1").ns;
+    r1.ip(&["addr", "add", "198.51.100.1/32", "dev", "lo"])
+        .unwrap();
+    topo.host("n1")
+        .ns
+        .ip(&["route", "add", "198.51.100.1/32", "via", "192.0.2.1"])
+        .unwrap();
+    let mut n = neighbour("192.0.2.11");
+    n.multihop = Some(255);
+    n.ipv6_unicast = false;
+    let mut cfg = RouterConfig::new(kind, r1.name(), Ipv4Addr::new(198, 51, 100, 1), ROUTER_AS);
+    cfg.listen = vec![ip("198.51.100.1")];
+    cfg.neighbors = vec![n];
+    let r = Router::spawn(cfg).unwrap();
+    let mut t = Transport::direct(ip("198.51.100.1"));
+    t.ttl = 255;
+    let bgp = Config::new(NODE_AS, ROUTER_AS, Ipv4Addr::new(192, 0, 2, 11));
+    let mut node = Node::start(&topo.host("n1").ns, bgp, t, &["203.0.113.10"]);
+    node.wait_state(State::Established, SETUP);
+    r.wait_for(Family::Ipv4, SETUP, |rs| {
+        via(rs, host("203.0.113.10"), ip("192.0.2.11"))
+    })
+    .unwrap();
+    node.finish(Cmd::Shutdown("bye".into()));
     r.wait_for(Family::Ipv4, SETUP, |rs| rs.is_empty()).unwrap();
 }
