@@ -22,6 +22,14 @@ command -v sysctl >/dev/null    || need+=(procps)
 command -v ping >/dev/null      || need+=(iputils-ping)
 command -v python3 >/dev/null   || need+=(python3)
 command -v cc >/dev/null        || need+=(gcc libc6-dev)
+# Real BGP routers as peers in namespace tests (crates/netlab/src/router.rs).
+# Paths, not `command -v`, for the two in /usr/sbin and /usr/lib/frr: neither
+# is on a non-root user's PATH.
+routers=()
+command -v gobgpd >/dev/null    || routers+=(gobgpd)
+[ -x /usr/sbin/bird ]           || routers+=(bird2)
+[ -x /usr/lib/frr/bgpd ]        || routers+=(frr)
+need+=("${routers[@]}")
 
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
@@ -31,7 +39,36 @@ if [ "${#need[@]}" -gt 0 ]; then
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # frr, bird2 and gobgpd are system services that Debian starts (and
+  # enables) on installation, in this machine's own network namespace:
+  # zebra would take over the host's routing table, bgpd/bird/gobgpd would
+  # listen on port 179. The tests run their own instances inside namespaces,
+  # so for this install only a policy-rc.d answering 101 ("action
+  # forbidden", honoured by invoke-rc.d and deb-systemd-invoke) keeps them
+  # stopped, unless the machine has its own policy already (containers do).
+  # fresh-debian.sh's chroot shares the host's network namespace: there the
+  # guard is what keeps the host clean.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=""
+  if [ "${#routers[@]}" -gt 0 ] && [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# temporary, scripts/install-deps.sh\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    own_policy=1
+    trap 'rm -f "$policy"' EXIT
+  fi
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  if [ -n "$own_policy" ]; then
+    rm -f "$policy"
+    trap - EXIT
+  fi
+  # Installed just now, for the tests only: not started at the next boot
+  # either. (A router that was already here keeps its own settings.)
+  if [ "${#routers[@]}" -gt 0 ] && command -v systemctl >/dev/null; then
+    for r in "${routers[@]}"; do
+      case "$r" in bird2) unit=bird ;; *) unit="$r" ;; esac
+      systemctl disable --quiet "$unit" 2>/dev/null || true
+    done
+  fi
 fi
 
 if ! command -v cargo >/dev/null; then
