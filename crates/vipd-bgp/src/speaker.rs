@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
+use vipd_bfd::{Bfd, BfdConfig, BfdSession, State as BfdState, Status as BfdStatus};
 
 use crate::packet::Prefix;
 use crate::session::{Action, Config, Input, Negotiated, Session, State, Status};
@@ -37,7 +38,7 @@ use crate::session::{Action, Config, Input, Negotiated, Session, State, Status};
 pub const BGP_PORT: u16 = 179;
 
 /// How vipd reaches one router.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Transport {
     /// The router's address and port.
     pub peer: SocketAddr,
@@ -52,6 +53,9 @@ pub struct Transport {
     pub ttl: u32,
     /// TCP MD5 signature key (RFC 2385, kube-vip `bgp_peerpass`).
     pub md5_key: Option<Md5Key>,
+    /// BFD to the peer (kube-vip's 7th `bgp_peers` field): the registry
+    /// shared by all peers of the node, and the timers.
+    pub bfd: Option<(Bfd, BfdConfig)>,
 }
 
 /// A TCP MD5 key; `Debug` never shows it (SPEC §6: no secrets in logs).
@@ -80,6 +84,7 @@ impl Transport {
             source_if: None,
             ttl: 1,
             md5_key: None,
+            bfd: None,
         }
     }
 }
@@ -99,6 +104,8 @@ pub struct PeerStatus {
     pub advertised: Vec<Prefix>,
     /// Counters.
     pub counters: Status,
+    /// The BFD session's view, when BFD is configured and started.
+    pub bfd: Option<BfdStatus>,
 }
 
 enum Command {
@@ -141,6 +148,7 @@ impl Peer {
             negotiated: None,
             advertised: Vec::new(),
             counters: Status::default(),
+            bfd: None,
         });
         let (commands, rx) = mpsc::channel(8);
         let task = PeerTask {
@@ -152,6 +160,8 @@ impl Peer {
             conn: None,
             connecting: None,
             buf: vec![0u8; 16 * 1024],
+            bfd: None,
+            bfd_up: false,
         };
         let span = tracing::info_span!("bgp", peer = %task.transport.peer);
         let task = AbortOnDropHandle::new(tokio::spawn(task.run().instrument(span)));
@@ -207,6 +217,12 @@ struct PeerTask {
     conn: Option<(OwnedReadHalf, OwnedWriteHalf)>,
     connecting: Option<Connecting>,
     buf: Vec<u8>,
+    /// Started at the first connect, once our local address is known, and
+    /// kept across BGP reconnects (it is the path's health, not the
+    /// session's).
+    bfd: Option<(BfdSession, watch::Receiver<BfdStatus>)>,
+    /// BFD has been Up since the BGP session last dropped for it.
+    bfd_up: bool,
 }
 
 /// What woke the task.
@@ -216,6 +232,7 @@ enum Wake {
     Read(io::Result<usize>),
     Routes,
     RoutesGone,
+    Bfd,
     Command(Option<Command>),
 }
 
@@ -235,6 +252,7 @@ impl PeerTask {
                     Ok(()) => Wake::Routes,
                     Err(_) => Wake::RoutesGone,
                 },
+                () = bfd_changed(&mut self.bfd) => Wake::Bfd,
                 c = self.commands.recv() => Wake::Command(c),
             };
             match wake {
@@ -243,6 +261,7 @@ impl PeerTask {
                     self.connecting = None;
                     match stream.local_addr() {
                         Ok(local) => {
+                            self.start_bfd(local.ip());
                             let _ = stream.set_nodelay(true);
                             self.conn = Some(stream.into_split());
                             self.step(Input::Connected { local: local.ip() }).await;
@@ -269,15 +288,63 @@ impl PeerTask {
                 }
                 // The owner dropped the routes channel: keep the last set.
                 Wake::RoutesGone => routes_open = false,
+                Wake::Bfd => self.bfd_changed().await,
                 Wake::Command(Some(Command::Down(why))) => self.step(Input::Down(why)).await,
                 Wake::Command(Some(Command::Stop(msg, done))) => {
+                    // Routes withdrawn and Cease sent first, then BFD's
+                    // AdminDown (RFC 5882 §3.2: the router must not read
+                    // our stop as a path failure).
                     self.step(Input::Stop(msg)).await;
+                    if let Some((b, _)) = self.bfd.take() {
+                        b.shutdown().await;
+                    }
                     let _ = done.send(());
                     return;
                 }
                 // The handle is gone (it aborts the task on drop, so this
                 // is only reached in a race): stop quietly.
                 Wake::Command(None) => return,
+            }
+        }
+    }
+
+    fn start_bfd(&mut self, local: IpAddr) {
+        let Some((bfd, cfg)) = &self.transport.bfd else {
+            return;
+        };
+        if self.bfd.as_ref().is_some_and(|(b, _)| b.local() == local) {
+            return;
+        }
+        match bfd.start(local, self.transport.peer.ip(), *cfg) {
+            Ok(b) => {
+                let rx = b.subscribe();
+                self.bfd = Some((b, rx));
+            }
+            Err(e) => tracing::warn!(error = %e, "BFD session not started; BGP runs without it"),
+        }
+    }
+
+    /// RFC 5882 §3.2: BFD leaving Up tears the BGP session down at once,
+    /// unless the peer said AdminDown (then it is not a path failure).
+    async fn bfd_changed(&mut self) {
+        let Some((_, rx)) = self.bfd.as_mut() else {
+            return;
+        };
+        let st = *rx.borrow_and_update();
+        self.status.send_modify(|s| s.bfd = Some(st));
+        if st.state == BfdState::Up {
+            if !self.bfd_up {
+                tracing::info!("BFD up");
+            }
+            self.bfd_up = true;
+        } else if self.bfd_up {
+            self.bfd_up = false;
+            if st.remote_state == BfdState::AdminDown {
+                tracing::info!("BFD: the router shut its session down administratively");
+            } else {
+                tracing::warn!(diag = ?st.local_diag, "BFD down: dropping the BGP session");
+                self.step(Input::Down(format!("BFD down ({:?})", st.local_diag)))
+                    .await;
             }
         }
     }
@@ -332,6 +399,7 @@ impl PeerTask {
                 negotiated: s.negotiated().cloned(),
                 advertised: s.advertised().iter().copied().collect(),
                 counters: s.status().clone(),
+                bfd: st.bfd,
             };
             let changed = *st != next;
             *st = next;
@@ -343,6 +411,18 @@ impl PeerTask {
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn bfd_changed(b: &mut Option<(BfdSession, watch::Receiver<BfdStatus>)>) {
+    match b.as_mut() {
+        // A closed channel (the BFD task ended) is not a change.
+        Some((_, rx)) => {
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
         None => std::future::pending().await,
     }
 }

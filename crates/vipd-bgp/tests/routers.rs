@@ -426,3 +426,84 @@ fn multihop_session_to_a_loopback_address_against_bird() {
     node.finish(Cmd::Shutdown("bye".into()));
     r.wait_for(Family::Ipv4, SETUP, |rs| rs.is_empty()).unwrap();
 }
+
+/// A node that dies without a word (its link goes down: no FIN, no
+/// NOTIFICATION): FRR's BFD (300 ms × 3) removes the route within about
+/// a second; without BFD the route stays for the BGP hold time (9 s
+/// here). When the link returns, the session and the route come back by
+/// themselves, BFD included.
+fn dead_node(bfd: bool) -> (Duration, Duration) {
+    let kind = RouterKind::Frr;
+    let topo = lan(if bfd { "bgpbf" } else { "bgpnb" });
+    let mut n = neighbour("192.0.2.11");
+    n.ipv6_unicast = false;
+    if bfd {
+        n = n.bfd(300, 300, 3);
+    }
+    let r = router(kind, &topo, vec![n]);
+    let mut cfg = Config::new(NODE_AS, ROUTER_AS, Ipv4Addr::new(192, 0, 2, 11));
+    cfg.hold_time = 9;
+    cfg.keepalive = 3;
+    let mut t = Transport::direct(ip("192.0.2.1"));
+    if bfd {
+        t.bfd = Some((vipd_bfd::Bfd::new(), vipd_bfd::BfdConfig::default()));
+    }
+    let n1 = topo.host("n1");
+    let node = Node::start(&n1.ns, cfg, t, &["203.0.113.10"]);
+    node.wait_state(State::Established, SETUP);
+    let nh = ip("192.0.2.11");
+    r.wait_for(Family::Ipv4, SETUP, |rs| via(rs, host("203.0.113.10"), nh))
+        .unwrap();
+    if bfd {
+        let t = Instant::now();
+        while node.status.borrow().bfd.map(|b| b.state) != Some(vipd_bfd::State::Up) {
+            assert!(
+                t.elapsed() < SETUP,
+                "BFD never up: {:?}",
+                node.status.borrow().bfd
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let t = Instant::now();
+    n1.link_down().unwrap();
+    r.wait_for(Family::Ipv4, SETUP, |rs| rs.is_empty()).unwrap();
+    let gone = t.elapsed();
+    n1.link_up().unwrap();
+    let t = Instant::now();
+    r.wait_for(Family::Ipv4, Duration::from_secs(60), |rs| {
+        via(rs, host("203.0.113.10"), nh)
+    })
+    .unwrap();
+    let back = t.elapsed();
+    if bfd {
+        let t = Instant::now();
+        while node.status.borrow().bfd.map(|b| b.state) != Some(vipd_bfd::State::Up) {
+            assert!(
+                t.elapsed() < SETUP,
+                "BFD not back: {:?}",
+                node.status.borrow().bfd
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    (gone, back)
+}
+
+#[test]
+fn a_dead_node_is_withdrawn_by_bfd_within_a_second_and_by_hold_time_without_it_against_frr() {
+    if !have(RouterKind::Frr) {
+        return;
+    }
+    let (gone, back) = dead_node(true);
+    println!("frr: link down, BFD 300x3 → route gone at the router after {gone:?}; link up → back after {back:?}");
+    // Liveness bound only (target ≤ 1 s lives in BENCHMARKS): well under
+    // the 9 s hold time, so BFD and not the hold timer did it.
+    assert!(gone < Duration::from_secs(3), "BFD took {gone:?}");
+    let (gone, back) = dead_node(false);
+    println!("frr: link down, no BFD → route gone at the router after {gone:?} (hold time 9 s); link up → back after {back:?}");
+    assert!(
+        gone > Duration::from_secs(5),
+        "without BFD only the hold timer can notice: {gone:?}"
+    );
+}
