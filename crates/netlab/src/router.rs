@@ -710,6 +710,7 @@ impl Router {
             return Ok(());
         }
         self.kill_all();
+        self.remove_stale_sockets()?;
         for spec in self.specs() {
             let log = std::fs::OpenOptions::new()
                 .create(true)
@@ -774,6 +775,23 @@ impl Router {
     pub fn restart(&mut self) -> Result<(), RouterError> {
         self.stop()?;
         self.start()
+    }
+
+    /// A SIGKILLed daemon leaves its unix sockets behind; gobgpd refuses to
+    /// start on an existing socket path ("address already in use") and a
+    /// stale FRR vty socket would look like a ready daemon.
+    fn remove_stale_sockets(&self) -> Result<(), RouterError> {
+        use std::os::unix::fs::FileTypeExt;
+        let entries =
+            std::fs::read_dir(&self.dir).map_err(io_err(format!("list {}", self.dir.display())))?;
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_socket()).unwrap_or(false) {
+                let path = e.path();
+                std::fs::remove_file(&path)
+                    .map_err(io_err(format!("remove stale {}", path.display())))?;
+            }
+        }
+        Ok(())
     }
 
     fn signal_all(&mut self, sig: nix::sys::signal::Signal) {

@@ -521,3 +521,40 @@ fn bfd_sees_a_killed_peer_within_the_detection_time() {
         );
     }
 }
+
+/// A SIGKILLed router (stale sockets and pid files left behind) starts again
+/// and answers its CLI; every process is gone after drop.
+#[test]
+fn routers_start_again_after_sigkill() {
+    if !have_routers(&[RouterKind::Gobgp, RouterKind::Frr, RouterKind::Bird]) {
+        return;
+    }
+    let topo = lan("kill", &[("a", 1)]);
+    for kind in [RouterKind::Gobgp, RouterKind::Bird, RouterKind::Frr] {
+        let mut c = RouterConfig::new(kind, &ns(&topo, "a"), v4("192.0.2.1"), SPEAKER_AS);
+        c.neighbors = vec![Neighbor::new(ip("192.0.2.9"), FRR_AS).passive()];
+        let mut r = Router::spawn(c).unwrap();
+        assert!(r.routes(Family::Ipv4).unwrap().is_empty());
+        let first = r.pids();
+        r.kill().unwrap();
+        assert!(!r.is_running());
+        assert!(matches!(
+            r.routes(Family::Ipv4),
+            Err(netlab::router::RouterError::NotRunning { .. })
+        ));
+        r.start().unwrap();
+        assert!(r.is_running());
+        assert_ne!(r.pids(), first, "{kind}: new processes");
+        let s = r.neighbor_state(ip("192.0.2.9")).unwrap();
+        assert!(!s.is_established(), "{kind}: nobody at 192.0.2.9: {s:?}");
+        assert!(matches!(
+            r.neighbor_state(ip("192.0.2.8")),
+            Err(netlab::router::RouterError::NoSuchNeighbor { .. })
+        ));
+        drop(r);
+        assert!(
+            topo.host("a").ns.pids().is_empty(),
+            "{kind}: nothing left in the namespace"
+        );
+    }
+}
