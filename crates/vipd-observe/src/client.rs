@@ -7,14 +7,15 @@
 //!
 //! [`verdict`] decides the exit status: a daemon that answers but holds
 //! nothing it should (it leads a VIP the kernel does not have, no node holds
-//! the lease, or its Services node lease is not valid) is not "fine".
+//! the lease, its Services node lease is not valid, or in BGP mode it has
+//! addresses to announce and no router to announce them to) is not "fine".
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use crate::status::{Role, StatusSnapshot};
+use crate::status::{BgpEntry, BgpPeerEntry, Role, StatusSnapshot, BGP_ESTABLISHED};
 
 /// Why `/status` could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +118,8 @@ pub fn verdict(s: &StatusSnapshot) -> Vec<String> {
                 "the quorum socket is not bound (is the --peers address on this host?)".into(),
             );
         }
-    } else if !s.vips.is_empty() && s.lease.holder.is_none() {
+    } else if !s.vips.is_empty() && s.lease.holder.is_none() && !bgp_ecmp(s) {
+        // (BGP ECMP mode has no lease: every healthy node announces.)
         problems.push(format!(
             "no node holds lease {} (as last read): the VIP is not served",
             s.lease.name
@@ -131,7 +133,141 @@ pub fn verdict(s: &StatusSnapshot) -> Vec<String> {
             );
         }
     }
+    if let Some(b) = &s.bgp {
+        problems.extend(bgp_problem(b));
+    }
     problems
+}
+
+/// Whether BGP mode is on with every healthy node announcing (no lease).
+fn bgp_ecmp(s: &StatusSnapshot) -> bool {
+    s.bgp.as_ref().is_some_and(|b| b.mode == "ecmp")
+}
+
+/// BGP mode's verdict. A BGP-mode node serves only through the routers that
+/// carry its routes, so, while it has addresses to announce, it is not
+/// serving when no peer is Established (it announces nothing to anyone),
+/// nor when peers are Established but none has been sent a single prefix
+/// (the prefixes' family was not negotiated, or there is no next hop of
+/// that family). One Established peer that carries the routes is enough:
+/// the others being down is lost redundancy, which the per-peer lines
+/// show, not an outage. A node with nothing to announce (a follower in
+/// `leader` mode, an ineligible node) is judged by the election and
+/// health checks above, not by its sessions.
+fn bgp_problem(b: &BgpEntry) -> Option<String> {
+    if b.announced.is_empty() {
+        return None;
+    }
+    let established: Vec<&BgpPeerEntry> = b
+        .peers
+        .iter()
+        .filter(|p| p.state == BGP_ESTABLISHED)
+        .collect();
+    if established.is_empty() {
+        let errors: Vec<String> = b
+            .peers
+            .iter()
+            .filter_map(|p| p.last_error.as_ref().map(|e| format!("{}: {e}", p.peer)))
+            .collect();
+        return Some(format!(
+            "BGP: none of {} peers is Established, so the {} addresses to announce reach no router{}",
+            b.peers.len(),
+            b.announced.len(),
+            if errors.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", errors.join("; "))
+            }
+        ));
+    }
+    if established.iter().all(|p| p.advertised.is_empty()) {
+        return Some(format!(
+            "BGP: {} peers Established but none has been sent a prefix of the {} to announce (family not negotiated, or no next hop of that family?)",
+            established.len(),
+            b.announced.len()
+        ));
+    }
+    None
+}
+
+/// `12.3s`, `4m05s`, `2h07m`: how long a BGP session has been in its state.
+fn age(ms: u64) -> String {
+    let secs = ms / 1000;
+    if secs < 60 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else if secs < 3600 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{}h{:02}m", secs / 3600, secs % 3600 / 60)
+    }
+}
+
+fn render_bgp(out: &mut String, b: &BgpEntry) {
+    let _ = writeln!(
+        out,
+        "\nbgp mode {}  announcing {}",
+        b.mode,
+        if b.announced.is_empty() {
+            "nothing".to_string()
+        } else {
+            format!("{}: {}", b.announced.len(), b.announced.join(", "))
+        }
+    );
+    if b.peers.is_empty() {
+        out.push_str("  no peers configured\n");
+        return;
+    }
+    let mut rows = vec![[
+        "PEER".to_string(),
+        "AS".into(),
+        "STATE".into(),
+        "SINCE".into(),
+        "HOLD/KA".into(),
+        "ADVERTISED".into(),
+        "RECEIVED".into(),
+        "BFD".into(),
+        "LAST ERROR".into(),
+    ]];
+    for p in &b.peers {
+        let timers = match (p.hold_time, p.keepalive) {
+            (Some(h), Some(k)) => format!("{h}/{k}"),
+            _ => "-".into(),
+        };
+        let advertised = if p.advertised.is_empty() {
+            "0".to_string()
+        } else {
+            format!("{}: {}", p.advertised.len(), p.advertised.join(","))
+        };
+        let bfd = p.bfd.as_ref().map_or_else(
+            || "-".to_string(),
+            |f| {
+                let mut cell = f.state.clone();
+                if f.state != "Up" {
+                    let mut why = vec![format!("remote {}", f.remote_state)];
+                    if f.local_diag != "None" {
+                        why.push(format!("diag {}", f.local_diag));
+                    }
+                    if f.remote_diag != "None" {
+                        why.push(format!("remote diag {}", f.remote_diag));
+                    }
+                    let _ = write!(cell, " ({})", why.join(", "));
+                }
+                cell
+            },
+        );
+        rows.push([
+            p.peer.clone(),
+            p.remote_as.to_string(),
+            p.state.clone(),
+            age(p.state_age_ms),
+            timers,
+            advertised,
+            p.received.to_string(),
+            bfd,
+            p.last_error.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    table(out, &rows);
 }
 
 /// The human-readable report.
@@ -152,7 +288,9 @@ pub fn render(s: &StatusSnapshot) -> String {
         yes(s.ready),
         yes(s.api_reachable)
     );
-    if s.quorum.is_none() {
+    if bgp_ecmp(s) && s.lease.backend == "none" {
+        out.push_str("lease: none (BGP ECMP mode: every healthy node announces)\n");
+    } else if s.quorum.is_none() {
         let _ = writeln!(
             out,
             "lease {} ({})  holder {}  last renewal by this node {}  transitions {}",
@@ -225,6 +363,9 @@ pub fn render(s: &StatusSnapshot) -> String {
         if !announced.is_empty() {
             let _ = writeln!(out, "  announced: {}", announced.join(", "));
         }
+    }
+    if let Some(b) = &s.bgp {
+        render_bgp(&mut out, b);
     }
     if s.health.is_empty() {
         out.push_str("\nhealth checks: none (the node is always eligible)\n");
@@ -320,6 +461,7 @@ mod tests {
             ready: true,
             services: None,
             quorum: None,
+            bgp: None,
         }
     }
 
@@ -436,11 +578,178 @@ mod tests {
         assert_eq!(verdict(&s).len(), 1, "an invalid Services node lease");
     }
 
+    fn bgp_peer(peer: &str, state: &str) -> crate::status::BgpPeerEntry {
+        let up = state == BGP_ESTABLISHED;
+        crate::status::BgpPeerEntry {
+            peer: peer.into(),
+            remote_as: 65000,
+            state: state.into(),
+            state_age_ms: 125_000,
+            hold_time: up.then_some(90),
+            keepalive: up.then_some(30),
+            families: if up {
+                vec!["ipv4-unicast".into()]
+            } else {
+                Vec::new()
+            },
+            advertised: if up {
+                vec!["203.0.113.10/32".into()]
+            } else {
+                Vec::new()
+            },
+            received: 0,
+            updates_sent: 1,
+            updates_received: 0,
+            last_error: (!up).then(|| "connect: connection refused".into()),
+            bfd: None,
+        }
+    }
+
+    /// ECMP BGP mode, no lease, one address to announce.
+    fn bgp_snapshot(peers: Vec<crate::status::BgpPeerEntry>) -> StatusSnapshot {
+        let mut s = snapshot();
+        s.lease.backend = "none".into();
+        s.lease.holder = None;
+        s.bgp = Some(BgpEntry {
+            mode: "ecmp".into(),
+            announced: vec!["203.0.113.10/32".into()],
+            peers,
+        });
+        s
+    }
+
+    fn peer_line<'a>(text: &'a str, peer: &str) -> &'a str {
+        text.lines()
+            .find(|l| l.starts_with(peer))
+            .unwrap_or_else(|| panic!("no line for {peer} in:\n{text}"))
+    }
+
+    #[test]
+    fn without_a_bgp_section_nothing_about_bgp_is_said_or_judged() {
+        let s = snapshot();
+        assert!(verdict(&s).is_empty());
+        let text = render(&s);
+        assert!(!text.contains("bgp") && !text.contains("PEER"), "{text}");
+        assert!(text.contains("lease kube-system/plndr-cp-lock"), "{text}");
+    }
+
+    #[test]
+    fn one_established_peer_carrying_the_routes_is_fine_and_shown() {
+        let s = bgp_snapshot(vec![
+            bgp_peer("192.0.2.1:179", BGP_ESTABLISHED),
+            bgp_peer("[2001:db8::1]:179", "Connect"),
+        ]);
+        // One router carries the routes: lost redundancy, not an outage;
+        // and ECMP mode has no lease to miss.
+        assert!(verdict(&s).is_empty(), "{:?}", verdict(&s));
+        let text = render(&s);
+        assert!(
+            text.contains("bgp mode ecmp  announcing 1: 203.0.113.10/32"),
+            "{text}"
+        );
+        assert!(text.contains("lease: none (BGP ECMP mode"), "{text}");
+        let line = peer_line(&text, "192.0.2.1:179");
+        for cell in [
+            "65000",
+            "Established",
+            "2m05s",
+            "90/30",
+            "1: 203.0.113.10/32",
+        ] {
+            assert!(line.contains(cell), "{cell:?} not in {line:?}");
+        }
+        let line = peer_line(&text, "[2001:db8::1]:179");
+        assert!(
+            line.contains("Connect") && line.ends_with("connect: connection refused"),
+            "{line:?}"
+        );
+    }
+
+    #[test]
+    fn no_established_peer_with_addresses_to_announce_is_unhealthy() {
+        let mut s = bgp_snapshot(vec![
+            bgp_peer("192.0.2.1:179", "Idle"),
+            bgp_peer("192.0.2.2:179", "OpenSent"),
+        ]);
+        let v = verdict(&s);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(
+            v[0].starts_with("BGP: none of 2 peers is Established")
+                && v[0].contains("192.0.2.1:179: connect: connection refused"),
+            "{v:?}"
+        );
+        // Nothing to announce (a follower in leader mode): the sessions do
+        // not decide whether it serves.
+        if let Some(b) = s.bgp.as_mut() {
+            b.mode = "leader".into();
+            b.announced.clear();
+        }
+        s.lease.holder = Some("n2".into());
+        assert!(verdict(&s).is_empty(), "{:?}", verdict(&s));
+        // Leader mode still needs a lease holder.
+        s.lease.holder = None;
+        assert!(
+            verdict(&s)
+                .iter()
+                .any(|p| p.starts_with("no node holds lease")),
+            "{:?}",
+            verdict(&s)
+        );
+    }
+
+    #[test]
+    fn established_peers_that_were_sent_no_prefix_are_unhealthy() {
+        let mut peer = bgp_peer("[2001:db8::1]:179", BGP_ESTABLISHED);
+        peer.advertised.clear();
+        let v = verdict(&bgp_snapshot(vec![peer]));
+        assert!(
+            v.len() == 1 && v[0].contains("1 peers Established but none has been sent a prefix"),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn bfd_down_is_shown_with_its_diagnostic() {
+        let mut down = bgp_peer("192.0.2.1:179", "Idle");
+        down.bfd = Some(crate::status::BfdEntry {
+            state: "Down".into(),
+            local_diag: "ControlDetectionTimeExpired".into(),
+            remote_state: "Down".into(),
+            remote_diag: "None".into(),
+            detection_time_ms: 900,
+        });
+        let mut up = bgp_peer("192.0.2.2:179", BGP_ESTABLISHED);
+        up.bfd = Some(crate::status::BfdEntry {
+            state: "Up".into(),
+            local_diag: "None".into(),
+            remote_state: "Up".into(),
+            remote_diag: "None".into(),
+            detection_time_ms: 900,
+        });
+        let text = render(&bgp_snapshot(vec![down, up]));
+        let line = peer_line(&text, "192.0.2.1:179");
+        assert!(
+            line.contains("Down (remote Down, diag ControlDetectionTimeExpired)"),
+            "{line:?}"
+        );
+        let line = peer_line(&text, "192.0.2.2:179");
+        assert!(line.contains("  Up  "), "{line:?}");
+        assert!(
+            peer_line(&text, "PEER").contains("BFD"),
+            "no BFD column in:\n{text}"
+        );
+    }
+
     #[test]
     fn the_json_round_trips_through_the_served_form() {
         let s = snapshot();
         let json = serde_json::to_string(&s).unwrap();
+        assert!(!json.contains("\"bgp\""), "{json}");
         let back: StatusSnapshot = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, s);
+        let s = bgp_snapshot(vec![bgp_peer("192.0.2.1:179", BGP_ESTABLISHED)]);
+        let back: StatusSnapshot =
+            serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
         assert_eq!(back, s);
     }
 

@@ -17,8 +17,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+mod bgp;
 mod quorum;
 mod services;
+pub use bgp::{BgpMetrics, BgpPeerSample, BFD_STATE_UP, BGP_STATES};
 pub use quorum::{QuorumMetrics, QuorumSample, QUORUM_ROLES};
 pub use services::ServiceMetrics;
 
@@ -158,6 +160,8 @@ pub struct Metrics {
     pub services: ServiceMetrics,
     /// Quorum-mode metrics (SPEC §5a).
     pub quorum: QuorumMetrics,
+    /// BGP-mode metrics, BFD included (SPEC §5b).
+    pub bgp: BgpMetrics,
 }
 
 /// Buckets from 1 ms to ~16 s: lease calls are bounded by the renew
@@ -269,6 +273,8 @@ impl Metrics {
         services.register(&mut registry);
         let quorum = QuorumMetrics::default();
         quorum.register(&mut registry);
+        let bgp = BgpMetrics::default();
+        bgp.register(&mut registry);
 
         build_info
             .get_or_create(&VersionOnly {
@@ -293,6 +299,7 @@ impl Metrics {
             ever_eligible,
             services,
             quorum,
+            bgp,
         }
     }
 

@@ -124,6 +124,74 @@ pub struct QuorumEntry {
     pub drops: BTreeMap<String, u64>,
 }
 
+/// BGP mode as `/status` shows it (SPEC §5b).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BgpEntry {
+    /// `ecmp` (every healthy node announces) or `leader` (only the lease
+    /// or quorum holder does). A string, like [`QuorumEntry::role`], so an
+    /// older `vipd status` still reads a newer daemon's modes.
+    pub mode: String,
+    /// Prefixes this node wants announced now, in text form
+    /// (`203.0.113.10/32`); empty on a node that should not announce (a
+    /// follower in `leader` mode, an ineligible node).
+    pub announced: Vec<String>,
+    /// Each configured peer.
+    pub peers: Vec<BgpPeerEntry>,
+}
+
+/// The RFC 4271 state name [`BgpPeerEntry::state`] has while routes flow.
+pub const BGP_ESTABLISHED: &str = "Established";
+
+/// One BGP peer as `/status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BgpPeerEntry {
+    /// The router, `address:port` (`192.0.2.1:179`, `[2001:db8::1]:179`),
+    /// as in the metrics' `peer` label.
+    pub peer: String,
+    /// The router's AS number (4-octet).
+    pub remote_as: u32,
+    /// Session state, RFC 4271 name: `Idle`, `Connect`, `OpenSent`,
+    /// `OpenConfirm` or [`BGP_ESTABLISHED`].
+    pub state: String,
+    /// Milliseconds since the session entered `state` (monotonic). Given by
+    /// the writer as of the instant passed to [`StatusHandle::set_bgp`];
+    /// each snapshot adds the time since, so it stays right between writes.
+    pub state_age_ms: u64,
+    /// Negotiated hold time in seconds (OpenConfirm, Established).
+    pub hold_time: Option<u16>,
+    /// Negotiated keepalive interval in seconds.
+    pub keepalive: Option<u16>,
+    /// Address families both sides carry (`ipv4-unicast`, `ipv6-unicast`).
+    pub families: Vec<String>,
+    /// Prefixes the router has been told about (Adj-RIB-Out), text form.
+    pub advertised: Vec<String>,
+    /// Prefixes the router announced to us and did not withdraw.
+    pub received: u64,
+    /// UPDATE messages sent.
+    pub updates_sent: u64,
+    /// UPDATE messages received.
+    pub updates_received: u64,
+    /// The last reason the session left Established or failed to reach it.
+    pub last_error: Option<String>,
+    /// The BFD session, when BFD is configured for the peer.
+    pub bfd: Option<BfdEntry>,
+}
+
+/// A peer's BFD session (RFC 5880) as `/status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BfdEntry {
+    /// `bfd.SessionState`: `AdminDown`, `Down`, `Init` or `Up`.
+    pub state: String,
+    /// `bfd.LocalDiag`, e.g. `None`, `ControlDetectionTimeExpired`.
+    pub local_diag: String,
+    /// `bfd.RemoteSessionState`.
+    pub remote_state: String,
+    /// The diagnostic in the peer's last packet.
+    pub remote_diag: String,
+    /// Current detection time in milliseconds (RFC 5880 §6.8.4).
+    pub detection_time_ms: u64,
+}
+
 /// The JSON body of `/status`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StatusSnapshot {
@@ -154,6 +222,9 @@ pub struct StatusSnapshot {
     /// Quorum mode, when on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quorum: Option<QuorumEntry>,
+    /// BGP mode, when on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<BgpEntry>,
 }
 
 #[derive(Debug)]
@@ -173,6 +244,8 @@ struct Inner {
     eligibility: EligibilityEntry,
     services: Option<ServicesEntry>,
     quorum: Option<QuorumEntry>,
+    /// The BGP section and the instant its ages were measured at.
+    bgp: Option<(BgpEntry, Instant)>,
 }
 
 /// Shared, cheaply clonable status handle.
@@ -205,6 +278,7 @@ impl StatusHandle {
                 eligibility: EligibilityEntry::default(),
                 services: None,
                 quorum: None,
+                bgp: None,
             })),
             ready: Arc::new(AtomicBool::new(false)),
         }
@@ -220,6 +294,14 @@ impl StatusHandle {
     /// Sets the quorum-mode section.
     pub fn set_quorum(&self, entry: QuorumEntry) {
         self.write(|s| s.quorum = Some(entry));
+    }
+
+    /// Sets the BGP-mode section. The peers' `state_age_ms` are as of
+    /// monotonic `at` (normally the `now` they were computed from); a
+    /// snapshot adds the time since `at`, so a section written once per
+    /// state change does not report a frozen age.
+    pub fn set_bgp(&self, entry: BgpEntry, at: Instant) {
+        self.write(|s| s.bgp = Some((entry, at)));
     }
 
     /// Sets the Services-mode section.
@@ -318,6 +400,14 @@ impl StatusHandle {
             ready: self.is_ready(),
             services: s.services.clone(),
             quorum: s.quorum.clone(),
+            bgp: s.bgp.as_ref().map(|(entry, at)| {
+                let since = ms(now.saturating_duration_since(*at));
+                let mut entry = entry.clone();
+                for p in &mut entry.peers {
+                    p.state_age_ms = p.state_age_ms.saturating_add(since);
+                }
+                entry
+            }),
         }
     }
 }
@@ -405,6 +495,95 @@ mod tests {
         let snap = status.snapshot(Instant::now());
         assert_eq!(snap.lease.last_renewal_ago_ms, Some(1500));
         assert_eq!(snap.uptime_ms, 1500);
+    }
+
+    /// The example of the BGP section shown in the docs and the report.
+    pub(crate) fn bgp_example() -> BgpEntry {
+        BgpEntry {
+            mode: "ecmp".into(),
+            announced: vec!["203.0.113.10/32".into()],
+            peers: vec![BgpPeerEntry {
+                peer: "192.0.2.1:179".into(),
+                remote_as: 65000,
+                state: BGP_ESTABLISHED.into(),
+                state_age_ms: 2_000,
+                hold_time: Some(90),
+                keepalive: Some(30),
+                families: vec!["ipv4-unicast".into()],
+                advertised: vec!["203.0.113.10/32".into()],
+                received: 0,
+                updates_sent: 1,
+                updates_received: 0,
+                last_error: None,
+                bfd: Some(BfdEntry {
+                    state: "Up".into(),
+                    local_diag: "None".into(),
+                    remote_state: "Up".into(),
+                    remote_diag: "None".into(),
+                    detection_time_ms: 900,
+                }),
+            }],
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bgp_section_is_absent_when_off_and_has_the_documented_shape_when_on() {
+        let status = StatusHandle::new("node-a", "0.1.0", "plndr-cp-lock", "kubernetes");
+        let off =
+            serde_json::to_value(status.snapshot(Instant::now())).unwrap_or_else(|e| panic!("{e}"));
+        assert!(off.get("bgp").is_none(), "{off}");
+        assert!(off.get("quorum").is_none(), "{off}");
+
+        status.set_bgp(bgp_example(), Instant::now());
+        let snap = status.snapshot(Instant::now());
+        let on = serde_json::to_value(&snap).unwrap_or_else(|e| panic!("{e}"));
+        let expected = serde_json::json!({
+            "mode": "ecmp",
+            "announced": ["203.0.113.10/32"],
+            "peers": [{
+                "peer": "192.0.2.1:179",
+                "remote_as": 65000,
+                "state": "Established",
+                "state_age_ms": 2000,
+                "hold_time": 90,
+                "keepalive": 30,
+                "families": ["ipv4-unicast"],
+                "advertised": ["203.0.113.10/32"],
+                "received": 0,
+                "updates_sent": 1,
+                "updates_received": 0,
+                "last_error": null,
+                "bfd": {
+                    "state": "Up",
+                    "local_diag": "None",
+                    "remote_state": "Up",
+                    "remote_diag": "None",
+                    "detection_time_ms": 900
+                }
+            }]
+        });
+        assert_eq!(on["bgp"], expected);
+        let back: StatusSnapshot = serde_json::from_value(on).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, snap);
+        // A /status from before BGP mode (no `bgp` key) still parses.
+        let mut old = serde_json::to_value(&snap).unwrap_or_else(|e| panic!("{e}"));
+        old.as_object_mut().map(|o| o.remove("bgp"));
+        let old: StatusSnapshot = serde_json::from_value(old).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(old.bgp, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bgp_state_age_keeps_growing_between_writes() {
+        let status = StatusHandle::new("node-a", "0.1.0", "plndr-cp-lock", "kubernetes");
+        status.set_bgp(bgp_example(), Instant::now());
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        let snap = status.snapshot(Instant::now());
+        let ages: Vec<u64> = snap
+            .bgp
+            .iter()
+            .flat_map(|b| b.peers.iter().map(|p| p.state_age_ms))
+            .collect();
+        assert_eq!(ages, vec![3_500]);
     }
 
     #[tokio::test(start_paused = true)]
