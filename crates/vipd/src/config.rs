@@ -172,8 +172,9 @@ pub struct Config {
     pub control_plane: bool,
     /// Services mode (`--services`, `svc_enable`), when on.
     pub services: Option<ServicesSettings>,
-    /// BGP mode (`--bgp`, `bgp_enable`), when on: validated, but refused
-    /// at the end of resolution until the speaker is wired in.
+    /// BGP mode (`--bgp`, `bgp_enable`), when on (SPEC §5b). For now only
+    /// with a control-plane VIP: BGP for Services is refused after
+    /// validation until it is wired in.
     pub bgp: Option<BgpSettings>,
     /// Routing-table mode (`--routing-table`, `vip_routingtable`), when
     /// on; refused like `bgp` for now.

@@ -1,8 +1,9 @@
 //! kube-vip's BGP and routing-table variables through the built binary:
 //! malformed settings exit 2 naming the variable (and, in a peer list, the
-//! peer and the field); valid settings for either mode still exit 2, saying
-//! they are valid and the mode is not wired in yet; passwords never reach
-//! the output. Only the child's environment is set, never this process's.
+//! peer and the field); valid BGP settings for the control-plane VIP are
+//! accepted, while the parts not wired in yet (Services over BGP,
+//! routing-table mode) exit 2 saying the settings are valid; passwords
+//! never reach the output. Only the child's environment is set, never this process's.
 
 use std::process::Command;
 
@@ -52,20 +53,37 @@ const KUBE_VIP_BGP: &[(&str, &str)] = &[
 ];
 
 #[test]
-fn a_valid_kube_vip_bgp_env_block_is_refused_as_not_wired_showing_the_redacted_settings() {
+fn a_valid_kube_vip_bgp_env_block_is_accepted_showing_the_redacted_settings() {
     let (code, stdout, stderr) = check_config(KUBE_VIP_BGP);
-    assert_eq!(code, Some(2), "{stderr}");
-    assert!(stdout.is_empty(), "{stdout}");
+    assert_eq!(code, Some(0), "{stderr}");
     for needle in [
-        "bgp_enable",
-        "settings are valid",
-        "BGP mode is not wired into the vipd daemon yet",
         "bgp-router-id",
         "192.0.2.11  (kube-vip env bgp_routerid)",
         "192.0.2.1:65001:<redacted>:false:179",
         "[2001:db8::1]:65002::true:1179::true;300;300;3",
         "bgp-hold-time",
         "30s  (default)",
+    ] {
+        assert!(stdout.contains(needle), "{needle:?} not in {stdout}");
+    }
+    assert!(
+        !stdout.contains("hunter2") && !stderr.contains("hunter2"),
+        "{stdout}{stderr}"
+    );
+}
+
+#[test]
+fn bgp_for_services_is_refused_as_not_wired_yet_after_validation() {
+    let mut env = KUBE_VIP_BGP.to_vec();
+    env.push(("svc_enable", "true"));
+    let (code, stdout, stderr) = check_config(&env);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    for needle in [
+        "bgp_enable",
+        "settings are valid",
+        "BGP for Services mode is not wired into the vipd daemon yet",
+        "192.0.2.1:65001:<redacted>:false:179",
     ] {
         assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
     }

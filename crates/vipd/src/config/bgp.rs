@@ -49,9 +49,10 @@
 //! kube-vip parses these variables whether or not its mode is on, so a
 //! malformed one is an error either way; the checks that need the mode
 //! (a peer, a router ID, MP-BGP next hops that can be found) apply only
-//! when it is on. Neither mode is wired into the daemon yet:
-//! [`refuse_unwired`] turns a valid configuration that asks for one into
-//! an error that says so.
+//! when it is on. BGP for the control-plane VIP is wired into the daemon
+//! (`daemon/bgp.rs`); BGP for Services, node-annotation settings and
+//! routing-table mode are not yet: [`refuse_unwired`] turns a valid
+//! configuration that asks for them into an error that says so.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -113,6 +114,11 @@ pub struct BgpSettings {
     /// kube-vip's `annotation`: the node-annotation prefix that supplies
     /// the local AS, router ID, source address and peers at run time.
     pub node_annotations: Option<String>,
+    /// Only the elected holder announces the control-plane VIP
+    /// (`vip_leaderelection=true`, or `--coordination quorum`); otherwise
+    /// every healthy node does and the router spreads traffic over them
+    /// (ECMP), as kube-vip's BGP mode without leader election.
+    pub leader_election: bool,
 }
 
 impl BgpSettings {
@@ -456,6 +462,8 @@ pub(super) fn resolve_bgp(
         keepalive,
         mpbgp,
         node_annotations: annotations.map(|(a, _)| a),
+        // Set by the caller, which knows the coordination mode.
+        leader_election: false,
     };
     check_mpbgp(&settings)?;
     Ok(Some(settings))
@@ -683,18 +691,23 @@ pub(super) fn one_mode(bgp: bool, table: bool) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// The last check of resolution, to be deleted when the modes are wired
-/// into the daemon: a valid configuration that asks for BGP or
-/// routing-table mode is refused, showing what was validated, so a user
-/// learns about malformed settings first and then that the mode is not
-/// there yet.
+/// The last check of resolution: the parts of BGP and routing-table mode
+/// that are not wired into the daemon yet are refused, showing what was
+/// validated, so a user learns about malformed settings first and then
+/// that the mode is not there yet. Wired: BGP for the control-plane VIP
+/// with peers and a router ID from the configuration.
 pub(super) fn refuse_unwired(config: &Config) -> Result<(), ConfigError> {
-    let (mode, switch, options) = if config.bgp.is_some() {
-        ("BGP", &BGP, BGP_OPTIONS)
-    } else if config.routing_table.is_some() {
-        ("routing-table", &ROUTING_TABLE, TABLE_OPTIONS)
-    } else {
-        return Ok(());
+    let (mode, switch, options) = match (&config.bgp, &config.routing_table) {
+        (Some(_), _) if config.services.is_some() => ("BGP for Services", &BGP, BGP_OPTIONS),
+        (Some(b), _) if b.node_annotations.is_some() => {
+            ("BGP with node-annotation settings", &BGP, BGP_OPTIONS)
+        }
+        (Some(_), _) if config.vip.is_none() => {
+            ("BGP without a control-plane VIP", &BGP, BGP_OPTIONS)
+        }
+        (Some(_), _) => return Ok(()),
+        (None, Some(_)) => ("routing-table", &ROUTING_TABLE, TABLE_OPTIONS),
+        (None, None) => return Ok(()),
     };
     let shown: Vec<Setting> = config
         .settings

@@ -107,9 +107,17 @@ pub(super) fn resolve(
     // The same for kube-vip's flags (`--bgp`, `--table`, ...), which also
     // carry the switches vipd ignores with a warning.
     warnings.extend(kube_vip_flags.check()?);
+    // In ARP/NDP mode vipd always elects; in BGP mode kube-vip's switch
+    // chooses between ECMP and one holder (read below, with BGP).
+    let bgp_on = env
+        .get("bgp_enable")
+        .is_some_and(|v| values::boolean(v) == Ok(true))
+        || env
+            .get("VIPD_BGP")
+            .is_some_and(|v| values::boolean(v) == Ok(true));
     if let Some(v) = env
         .get("vip_leaderelection")
-        .filter(|v| values::boolean(v) == Ok(false))
+        .filter(|v| values::boolean(v) == Ok(false) && !bgp_on)
     {
         warnings.push(format!(
             "kube-vip variable vip_leaderelection={v} is ignored: {}",
@@ -416,7 +424,15 @@ pub(super) fn resolve(
     }
 
     // BGP and routing-table modes (SPEC §5b).
-    let bgp = bgp::resolve_bgp(&mut r, &mut warnings)?;
+    let mut bgp = bgp::resolve_bgp(&mut r, &mut warnings)?;
+    if let Some(b) = bgp.as_mut() {
+        // kube-vip announces from every node unless vip_leaderelection is
+        // true; a quorum always has one holder.
+        b.leader_election = matches!(coordination, Coordination::Quorum(_))
+            || env
+                .get("vip_leaderelection")
+                .is_some_and(|v| values::boolean(v) == Ok(true));
+    }
     let routing_table = bgp::resolve_routing_table(&mut r, &mut warnings)?;
     bgp::one_mode(bgp.is_some(), routing_table.is_some())?;
 
