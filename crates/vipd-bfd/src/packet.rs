@@ -46,7 +46,8 @@ pub enum State {
 }
 
 impl State {
-    fn code(self) -> u8 {
+    /// The 2-bit wire code (RFC 5880 §4.1 `Sta`).
+    pub fn code(self) -> u8 {
         match self {
             State::AdminDown => 0,
             State::Down => 1,

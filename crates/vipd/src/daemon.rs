@@ -33,6 +33,7 @@ use vipd_vip::{preflight, PreflightError, Vip, VipEvent, VipManager, VipManagerC
 use vipd_elector::quorum::{GrantSink, NoSink, ServicesLink};
 use vipd_elector::{self as elect, Control, Holder, Observation};
 
+mod bgp;
 mod events;
 mod glue;
 mod guard;
@@ -131,7 +132,13 @@ fn spawn_http(
     })
 }
 
-async fn run(cfg: Config) -> ExitCode {
+async fn run(mut cfg: Config) -> ExitCode {
+    if cfg.bgp.is_some() && cfg.arp {
+        // Routers reach the VIP through the next hop we announce; an ARP
+        // answer for it would pull a LAN neighbour to one node.
+        warn!("BGP mode: vip_arp is ignored, the VIP is announced to the BGP peers only");
+        cfg.arp = false;
+    }
     // Before any address exists: the guard removes them if this process
     // dies without doing so (SIGKILL, OOM, abort).
     guard::start();
@@ -248,6 +255,11 @@ async fn run_vip<G: GrantSink + Clone + 'static>(
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if cfg.bgp.as_ref().is_some_and(|b| !b.leader_election) {
+        // BGP without leader election: no lease, every healthy node
+        // announces (ECMP at the router), as kube-vip.
+        return run_ecmp(cfg, vip, health, obs).await;
+    }
     match &cfg.backend {
         #[cfg(feature = "etcd")]
         Backend::Etcd(s) => {
@@ -376,6 +388,79 @@ async fn run_vip<G: GrantSink + Clone + 'static>(
     }
 }
 
+/// BGP mode without leader election (kube-vip's `vip_leaderelection`
+/// unset or false): every node binds the VIP while its health checks pass
+/// and announces it, so the router spreads clients over all healthy nodes
+/// (ECMP). There is no lease to hold: a node's route is its claim, and a
+/// node that fails its checks or stops withdraws before it lets go of the
+/// address.
+async fn run_ecmp(cfg: Config, vip: Vip, health: Vec<HealthCheckSpec>, obs: Obs) -> ExitCode {
+    let mut plumbing = match Plumbing::start(&cfg, health) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    if let Err(code) = plumbing.start_bgp(&cfg, &obs).await {
+        return code;
+    }
+    let mut holder = plumbing.holder(vip);
+    let mut eligible = plumbing.eligible_rx.clone();
+    let (_, never) = mpsc::unbounded_channel();
+    let mut vip_events = plumbing.vip_ev_rx.take().unwrap_or(never);
+    let heartbeat = obs.liveness.register(
+        "bgp-ecmp",
+        Duration::from_secs(5),
+        tokio::time::Instant::now(),
+    );
+    obs.status.mark_ready();
+    info!(vip = %vip.addr, interface = %cfg.interface, node = %cfg.node_name, "vipd started (BGP, every healthy node announces)");
+    let signal = wait_for_signal();
+    tokio::pin!(signal);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut serving = false;
+    // Without health checks the eligibility sender is gone at once: the
+    // node is simply always eligible.
+    let mut gated = plumbing.health_monitor.is_some();
+    loop {
+        heartbeat.beat(tokio::time::Instant::now());
+        let want = *eligible.borrow_and_update();
+        if want && !serving {
+            info!(vip = %vip.addr, "healthy: binding and announcing the VIP");
+            holder.lead().await;
+        } else if !want && serving {
+            info!(vip = %vip.addr, "unhealthy: withdrawing, then removing the VIP");
+            holder.fence(FenceReason::Unhealthy).await;
+        }
+        serving = want;
+        tokio::select! {
+            () = &mut signal => break,
+            _ = tick.tick() => {}
+            r = eligible.changed(), if gated => if r.is_err() { gated = false },
+            ev = vip_events.recv() => match ev {
+                Some(VipEvent::Bound { vip: v, link }) => {
+                    info!(vip = %v.addr, interface = %link.name, "VIP bound");
+                    obs.metrics.set_vip_bound(&vip.addr.to_string(), &cfg.interface, true);
+                    obs.metrics.inc_vip_bind(&vip.addr.to_string());
+                    obs.status.update_vip(v.addr, vipd_observe::status::Role::Leader, true);
+                }
+                Some(VipEvent::Unbound { vip: v }) => {
+                    info!(vip = %v.addr, "VIP unbound");
+                    obs.metrics.set_vip_bound(&vip.addr.to_string(), &cfg.interface, false);
+                    obs.status.update_vip(v.addr, vipd_observe::status::Role::Follower, false);
+                }
+                Some(VipEvent::Error { vip: v, error }) => {
+                    warn!(vip = ?v.map(|x| x.addr), %error, "netlink operation failed; retrying");
+                }
+                Some(_) => {}
+                None => break,
+            },
+        }
+    }
+    info!("shutting down: withdrawing the route, then removing the VIP");
+    holder.fence(FenceReason::Shutdown).await;
+    plumbing.finish(tokio::spawn(async {})).await;
+    ExitCode::SUCCESS
+}
+
 /// The record the backend works on: the lease itself, or in quorum mode
 /// the mirror `<lease name>-quorum`, which a kube-vip on the real lease
 /// name never mistakes for its lock (issue 12).
@@ -393,16 +478,38 @@ struct VipHolder {
     desired: Arc<watch::Sender<BTreeSet<Vip>>>,
     bound: watch::Receiver<BTreeSet<Vip>>,
     manager: Arc<VipManager>,
+    /// BGP mode: the route follows the address (announced once bound,
+    /// withdrawn before the address goes).
+    bgp: Option<bgp::BgpGate>,
+}
+
+impl VipHolder {
+    /// Wants the VIP bound and, in BGP mode, announced once it is.
+    fn want(&self) {
+        self.desired.send_replace(BTreeSet::from([self.vip]));
+        if let Some(g) = &self.bgp {
+            g.announce(self.vip.addr);
+        }
+    }
+
+    /// BGP mode: the withdrawal reaches the routers before the address
+    /// is removed (SPEC §5b).
+    async fn withdraw_route(&self) {
+        if let Some(g) = &self.bgp {
+            g.withdraw(self.vip.addr).await;
+        }
+    }
 }
 
 impl Holder for VipHolder {
     async fn lead(&mut self) {
         info!(vip = %self.vip.addr, "binding the VIP");
-        self.desired.send_replace(BTreeSet::from([self.vip]));
+        self.want();
     }
 
     async fn fence(&mut self, reason: FenceReason) {
         info!(vip = %self.vip.addr, ?reason, "removing the VIP");
+        self.withdraw_route().await;
         self.desired.send_replace(BTreeSet::new());
         if reason == FenceReason::Shutdown {
             // R7: the lease is released right after this returns, so the
@@ -437,6 +544,10 @@ struct Plumbing {
     vip_ev_rx: Option<mpsc::UnboundedReceiver<VipEvent>>,
     health_monitor: Option<HealthMonitor>,
     eligible_rx: watch::Receiver<bool>,
+    /// BGP mode's speaker (`cfg.bgp`), started by [`Plumbing::start_bgp`].
+    bgp: Option<bgp::Bgp>,
+    /// Its metrics and `/status` reporter.
+    bgp_report: Option<tokio_util::task::AbortOnDropHandle<()>>,
 }
 
 impl Plumbing {
@@ -480,7 +591,41 @@ impl Plumbing {
             vip_ev_rx: Some(vip_ev_rx),
             health_monitor,
             eligible_rx,
+            bgp: None,
+            bgp_report: None,
         })
+    }
+
+    /// BGP mode: starts one session per configured router (nothing is
+    /// announced until a holder wants the VIP). Exit 2 when the running
+    /// system cannot supply what the configuration names (a router-ID
+    /// interface without an IPv4 address, say).
+    async fn start_bgp(&mut self, cfg: &Config, obs: &Obs) -> Result<(), ExitCode> {
+        let Some(settings) = &cfg.bgp else {
+            return Ok(());
+        };
+        match bgp::Bgp::start(settings, self.manager.bound()).await {
+            Ok(b) => {
+                let mode = if settings.leader_election {
+                    "leader"
+                } else {
+                    "ecmp"
+                };
+                self.bgp_report = Some(bgp::spawn_reporter(
+                    b.gate(),
+                    obs.clone(),
+                    mode,
+                    self.cancel.child_token(),
+                ));
+                self.bgp = Some(b);
+                Ok(())
+            }
+            Err(e) => {
+                eprintln!("vipd: invalid BGP configuration: {e}");
+                self.cancel.cancel();
+                Err(ExitCode::from(EXIT_CONFIG))
+            }
+        }
     }
 
     /// The holder the coordination core drives.
@@ -490,6 +635,7 @@ impl Plumbing {
             desired: self.desired_tx.clone(),
             bound: self.manager.bound(),
             manager: self.manager.clone(),
+            bgp: self.bgp.as_ref().map(bgp::Bgp::gate),
         }
     }
 
@@ -573,7 +719,12 @@ impl Plumbing {
     }
 
     /// The end of every run: leave no VIP behind, stop the tasks.
-    async fn finish(self, glue: tokio::task::JoinHandle<()>) {
+    async fn finish(mut self, glue: tokio::task::JoinHandle<()>) {
+        // BGP: every route withdrawn and every session closed with an
+        // administrative-shutdown Cease before the address goes.
+        if let Some(b) = self.bgp.take() {
+            b.shutdown("vipd shutting down").await;
+        }
         // Belt and braces: whatever happened above, leave no VIP behind.
         if tokio::time::timeout(Duration::from_secs(2), self.manager.remove_all_now())
             .await
@@ -601,6 +752,9 @@ async fn run_with_store<S: LeaseStore>(
         Ok(p) => p,
         Err(code) => return code,
     };
+    if let Err(code) = plumbing.start_bgp(&cfg, &obs).await {
+        return code;
+    }
     let metrics = obs.metrics.clone();
     let liveness = obs.liveness.clone();
     let eligible_rx = plumbing.eligible_rx.clone();
@@ -631,7 +785,12 @@ async fn run_with_store<S: LeaseStore>(
         let store = store.clone();
         let node = cfg.node_name.clone();
         let timings = cfg.timings;
-        let holder_parts = (vip, plumbing.desired_tx.clone(), plumbing.manager.clone());
+        let holder_parts = (
+            vip,
+            plumbing.desired_tx.clone(),
+            plumbing.manager.clone(),
+            plumbing.bgp.as_ref().map(bgp::Bgp::gate),
+        );
         let obs_tx = obs_tx.clone();
         // The driver wakes at least once per renew deadline (every request
         // is bounded by it) and once per jittered retry period when idle.
@@ -647,6 +806,7 @@ async fn run_with_store<S: LeaseStore>(
                     desired: holder_parts.1.clone(),
                     bound: holder_parts.2.bound(),
                     manager: holder_parts.2.clone(),
+                    bgp: holder_parts.3.clone(),
                 };
                 let elector = Elector::new(
                     node.clone(),
@@ -678,6 +838,9 @@ async fn run_with_store<S: LeaseStore>(
                         // backed by a live elector: drop it before a new
                         // one campaigns (R1 over R2).
                         error!(error = %e, "election task died; fencing and restarting it");
+                        if let Some(g) = &holder_parts.3 {
+                            g.withdraw(holder_parts.0.addr).await;
+                        }
                         holder_parts.1.send_replace(BTreeSet::new());
                         tokio::time::sleep(backoff.next_delay()).await;
                     }

@@ -43,12 +43,12 @@ use crate::context::{eligibility_patience, wait_for_signal, watch_eligibility, O
 impl QuorumHolder for VipHolder {
     async fn lead(&mut self) {
         info!(vip = %self.vip.addr, "binding the VIP (quorum holder)");
-        self.desired
-            .send_replace(std::collections::BTreeSet::from([self.vip]));
+        self.want();
     }
 
     async fn fence(&mut self, reason: FenceReason) -> bool {
         info!(vip = %self.vip.addr, ?reason, "removing the VIP");
+        self.withdraw_route().await;
         self.desired.send_replace(std::collections::BTreeSet::new());
         // Q6: the voters drop their promises as soon as we say the address
         // is gone, so say it only after a kernel dump shows it gone. Not
@@ -331,6 +331,9 @@ pub(super) async fn run<S: LeaseStore, G: GrantSink + Clone + 'static>(
         Ok(p) => p,
         Err(code) => return code,
     };
+    if let Err(code) = plumbing.start_bgp(&cfg, &obs).await {
+        return code;
+    }
     let lease_label = format!("{}/{}-quorum", cfg.lease_namespace, cfg.lease_name);
     let (control_tx, control_rx) = mpsc::channel::<Control>(8);
     let (qobs_tx, qobs_rx) = watch::channel(initial_observation(&node, voters, origin));
