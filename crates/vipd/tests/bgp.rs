@@ -30,6 +30,10 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
+fn node_ip(i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10 + u8::try_from(i).unwrap()))
+}
+
 fn have_frr() -> bool {
     if !netlab::is_root() {
         eprintln!("SKIPPED: this test needs root (network namespaces); run as root to execute it");
@@ -52,14 +56,15 @@ struct Lab {
 }
 
 impl Lab {
-    fn new(tag: &str, bfd: bool) -> Lab {
-        let topo = TopologyBuilder::new(&netlab::unique_prefix(tag))
+    /// `nodes` nodes n1, n2, … at 192.0.2.11, .12, …
+    fn new(tag: &str, bfd: bool, nodes: usize) -> Lab {
+        let mut b = TopologyBuilder::new(&netlab::unique_prefix(tag))
             .host("r1", &[(ip("192.0.2.1"), 24)])
-            .host("n1", &[(ip("192.0.2.11"), 24)])
-            .host("n2", &[(ip("192.0.2.12"), 24)])
-            .host("client", &[(ip("192.0.2.50"), 24)])
-            .build()
-            .unwrap();
+            .host("client", &[(ip("192.0.2.50"), 24)]);
+        for i in 1..=nodes {
+            b = b.host(&format!("n{i}"), &[(node_ip(i), 24)]);
+        }
+        let topo = b.build().unwrap();
         topo.host("r1")
             .ns
             .sysctl("net.ipv4.ip_forward", "1")
@@ -87,8 +92,8 @@ impl Lab {
         cfg.listen = vec![ip("192.0.2.1")];
         cfg.max_paths = 4;
         cfg.install_kernel = true;
-        for n in ["192.0.2.11", "192.0.2.12"] {
-            let mut nb = Neighbor::new(ip(n), NODE_AS).passive();
+        for i in 1..=nodes {
+            let mut nb = Neighbor::new(node_ip(i), NODE_AS).passive();
             if bfd {
                 nb = nb.bfd(300, 300, 3);
             }
@@ -110,7 +115,7 @@ impl Lab {
     fn start(&mut self, node: &str, bfd: bool, extra: &[(&str, &str)]) {
         let host = self.topo.host(node);
         let me = host.ipv4().unwrap().to_string();
-        let bfd_field = if bfd { "::::true;300;300;3" } else { "" };
+        let bfd_field = if bfd { ":::::true;300;300;3" } else { "" };
         let log = std::fs::File::create(self.logs.join(format!("{node}.log"))).unwrap();
         let mut cmd = host.ns.command(env!("CARGO_BIN_EXE_vipd"));
         cmd.arg("run")
@@ -186,9 +191,11 @@ impl Lab {
         match r {
             Ok((_, took)) => took,
             Err(e) => panic!(
-                "router paths for {VIP} never became {want:?}: {e}\n--- n1\n{}\n--- n2\n{}",
-                self.log("n1"),
-                self.log("n2")
+                "router paths for {VIP} never became {want:?}: {e}\n{}",
+                self.nodes
+                    .iter()
+                    .map(|(n, _)| format!("--- {n}\n{}", self.log(n)))
+                    .collect::<String>()
             ),
         }
     }
@@ -264,7 +271,7 @@ fn every_healthy_node_announces_and_sigterm_withdraws_before_the_address_goes() 
     if !have_frr() {
         return;
     }
-    let mut lab = Lab::new("bgpe2e", false);
+    let mut lab = Lab::new("bgpe2e", false, 2);
     // No API server here: the default /livez gate would keep both nodes
     // ineligible (and unannounced), which the health test covers.
     lab.start(
@@ -341,7 +348,7 @@ fn a_failing_health_check_withdraws_and_recovery_announces_again() {
     if !have_frr() {
         return;
     }
-    let mut lab = Lab::new("bgphc", false);
+    let mut lab = Lab::new("bgphc", false, 1);
     // The check is a TCP port in n1's namespace that the test opens and
     // closes.
     let listen = |lab: &Lab| {
@@ -383,4 +390,105 @@ fn a_failing_health_check_withdraws_and_recovery_announces_again() {
         t.elapsed()
     );
     assert!(lab.has_vip("n1"));
+}
+
+/// BFD (kube-vip's 7th peer field `true;300;300;3`): a node that dies
+/// without a word (its link goes down) loses its path at the router within
+/// about a second, instead of the 9 s hold time.
+#[test]
+fn bfd_withdraws_a_dead_nodes_path_within_about_a_second() {
+    if !have_frr() {
+        return;
+    }
+    let mut lab = Lab::new("bgpbfd", true, 2);
+    lab.start("n1", true, &[("VIPD_HEALTH_CHECKS", "none")]);
+    lab.start("n2", true, &[("VIPD_HEALTH_CHECKS", "none")]);
+    lab.wait_paths(&["192.0.2.11", "192.0.2.12"], SETUP);
+    // BFD Up on our side before the failure.
+    let t = Instant::now();
+    while !lab.http("n1", "/status").contains("\"state\":\"Up\"") {
+        assert!(
+            t.elapsed() < SETUP,
+            "BFD never up: {}",
+            lab.http("n1", "/status")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let t = Instant::now();
+    lab.topo.host("n1").link_down().unwrap();
+    lab.wait_paths(&["192.0.2.12"], SETUP);
+    let gone = t.elapsed();
+    println!("BGP+BFD 300x3: dead node's path gone at the router after {gone:?} (hold time 9 s)");
+    assert!(gone < Duration::from_secs(4), "BFD did not act: {gone:?}");
+    lab.topo.host("n1").link_up().unwrap();
+    let t = Instant::now();
+    lab.wait_paths(&["192.0.2.11", "192.0.2.12"], Duration::from_secs(60));
+    println!(
+        "BGP+BFD: path back {:?} after the link returned",
+        t.elapsed()
+    );
+}
+
+/// With a quorum (SPEC §5a) only the holder announces; when it is killed
+/// the route moves to the new holder, and there is never more than one
+/// path at the router.
+#[test]
+fn with_a_quorum_only_the_holder_announces_and_the_route_follows_a_failover() {
+    if !have_frr() {
+        return;
+    }
+    let mut lab = Lab::new("bgpq", false, 3);
+    let key = lab.logs.join("peer.key");
+    vipd_lab::cluster::write_peer_key(&key, 0o600).unwrap();
+    let peers = (1..=3)
+        .map(|i| format!("n{i}={}:{}", node_ip(i), vipd_quorum::DEFAULT_PORT))
+        .collect::<Vec<_>>()
+        .join(",");
+    let key = key.display().to_string();
+    let env = [
+        ("VIPD_HEALTH_CHECKS", "none"),
+        ("VIPD_COORDINATION", "quorum"),
+        ("VIPD_BACKEND", "none"),
+        ("VIPD_PEERS", peers.as_str()),
+        ("VIPD_PEER_KEY_FILE", key.as_str()),
+    ];
+    for n in ["n1", "n2", "n3"] {
+        lab.start(n, false, &env);
+    }
+    let vip = Prefix::host(ip(VIP));
+    let one_path = |lab: &Lab, not: Option<IpAddr>| {
+        let (rs, took) = lab
+            .router
+            .wait_for(Family::Ipv4, SETUP, |rs| {
+                let hops: Vec<IpAddr> = rs
+                    .iter()
+                    .filter(|e| e.prefix == vip)
+                    .flat_map(|e| e.next_hops.clone())
+                    .collect();
+                hops.len() == 1 && Some(hops[0]) != not
+            })
+            .unwrap();
+        let hop = rs.iter().find(|e| e.prefix == vip).unwrap().next_hops[0];
+        (hop, took)
+    };
+    let (holder, _) = one_path(&lab, None);
+    let name = format!(
+        "n{}",
+        match holder {
+            IpAddr::V4(a) => a.octets()[3] - 10,
+            IpAddr::V6(_) => 0,
+        }
+    );
+    // Stays one path for a while: followers never announce.
+    std::thread::sleep(Duration::from_secs(2));
+    let (still, _) = one_path(&lab, None);
+    assert_eq!(still, holder);
+    assert!(lab.http(&name, "/status").contains("\"mode\":\"leader\""));
+    let t = Instant::now();
+    lab.signal(&name, "KILL");
+    let (next, _) = one_path(&lab, Some(holder));
+    println!(
+        "BGP+quorum: holder {name} killed → route moved to {next} after {:?}",
+        t.elapsed()
+    );
 }
