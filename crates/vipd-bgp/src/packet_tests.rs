@@ -407,3 +407,27 @@ fn unknown_attributes_and_capabilities_are_kept_opaque() {
     c.encode(&mut b);
     assert_eq!(Capability::decode(b[0], &b[2..]), Ok(c));
 }
+
+#[test]
+fn an_opaque_attribute_sent_with_a_needless_extended_length_round_trips() {
+    // Found by tests/wire_fuzz.rs: flags 0xfd (extended length) on a
+    // 0-byte value; the extended bit belongs to the encoding, not the
+    // attribute, so the decoded value must re-encode to itself.
+    let mut b = vec![0xff; 16];
+    b.extend_from_slice(&[0, 0, TYPE_UPDATE, 0, 0, 0, 4, 0xfd, 232, 0, 0]);
+    let n = u16::try_from(b.len()).unwrap_or(0).to_be_bytes();
+    b[16..18].copy_from_slice(&n);
+    let m = Message::decode(&b, wide()).expect("decodes");
+    let Message::Update(u) = &m else {
+        panic!("update")
+    };
+    assert_eq!(
+        u.attributes,
+        vec![Attribute::Other {
+            flags: 0xed,
+            code: 232,
+            value: vec![]
+        }]
+    );
+    assert_eq!(roundtrip(&m, wide()), m);
+}

@@ -416,7 +416,10 @@ pub(super) fn decode_update(body: &[u8], codec: Codec) -> Result<Update, DecodeE
             return Err(DecodeError::MalformedMpAttribute);
         }
         if !dup {
-            attributes.push(decode_attr(*flags, *code, value, codec)?);
+            // The extended-length bit describes this encoding, not the
+            // attribute: kept out so an opaque attribute re-encodes to the
+            // same value (found by the fuzz test).
+            attributes.push(decode_attr(*flags & !FLAG_EXTENDED, *code, value, codec)?);
         }
         abytes = &tail[len..];
     }
