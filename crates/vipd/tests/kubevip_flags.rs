@@ -321,22 +321,31 @@ fn kube_vip_bgp_and_routing_table_flags_set_the_vipd_options() {
 }
 
 #[test]
-fn kube_vip_bgp_and_table_modes_are_refused_only_after_their_settings_validate() {
+fn kube_vip_bgp_flags_configure_bgp_mode_and_unwired_parts_are_refused_after_validation() {
     let bgp = "--bgp --bgpRouterID 192.0.2.1 --bgppeers 192.0.2.1:65001:s3cret";
     for sub in ["check-config", "run", "manifest pod"] {
-        match parse(sub, bgp) {
-            Err(e @ ConfigError::NotWired { .. }) => {
-                let msg = e.to_string();
-                assert!(
-                    msg.contains("--bgp")
-                        && msg.contains("not wired")
-                        && msg.contains("192.0.2.1:65001:<redacted>"),
-                    "{msg}"
-                );
-                assert!(!msg.contains("s3cret"), "{msg}");
-            }
-            other => panic!("{sub} {bgp}: {other:?}"),
+        let c = parse(sub, bgp).unwrap_or_else(|e| panic!("{sub} {bgp}: {e}"));
+        let b = c.bgp.as_ref().unwrap_or_else(|| panic!("{sub}: BGP off"));
+        assert_eq!(b.peers.len(), 1);
+        assert_eq!(b.peers[0].remote_as, 65001);
+        assert!(!b.leader_election, "kube-vip's BGP mode announces from every node by default");
+        assert_eq!(setting(&c, "bgp-peers"), "192.0.2.1:65001:<redacted>:false:179");
+        let all = format!("{c:?} {}", c.describe());
+        assert!(!all.contains("s3cret"), "{sub}: {all}");
+    }
+    // BGP for Services is validated, then refused as not wired yet.
+    match parse("run", &format!("{bgp} --services")) {
+        Err(e @ ConfigError::NotWired { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("--bgp")
+                    && msg.contains("not wired")
+                    && msg.contains("192.0.2.1:65001:<redacted>"),
+                "{msg}"
+            );
+            assert!(!msg.contains("s3cret"), "{msg}");
         }
+        other => panic!("{bgp} --services: {other:?}"),
     }
     // A malformed peer is reported first, naming the flag and the field.
     match parse(
