@@ -328,8 +328,14 @@ fn kube_vip_bgp_flags_configure_bgp_mode_and_unwired_parts_are_refused_after_val
         let b = c.bgp.as_ref().unwrap_or_else(|| panic!("{sub}: BGP off"));
         assert_eq!(b.peers.len(), 1);
         assert_eq!(b.peers[0].remote_as, 65001);
-        assert!(!b.leader_election, "kube-vip's BGP mode announces from every node by default");
-        assert_eq!(setting(&c, "bgp-peers"), "192.0.2.1:65001:<redacted>:false:179");
+        assert!(
+            !b.leader_election,
+            "kube-vip's BGP mode announces from every node by default"
+        );
+        assert_eq!(
+            setting(&c, "bgp-peers"),
+            "192.0.2.1:65001:<redacted>:false:179"
+        );
         let all = format!("{c:?} {}", c.describe());
         assert!(!all.contains("s3cret"), "{sub}: {all}");
     }
