@@ -451,8 +451,7 @@ impl Session {
                     // routes across a NOTIFICATION (RFC 8538 N-bit) must
                     // still lose them now (SPEC §5b: withdraw before we
                     // stop serving).
-                    let all: BTreeSet<Prefix> = BTreeSet::new();
-                    let gone = self.diff_withdraw(&all);
+                    let gone: Vec<Prefix> = self.advertised.iter().copied().collect();
                     self.send_withdrawals(&gone, out);
                 }
                 let n = Notification::admin_shutdown(message);

@@ -285,8 +285,23 @@ fn encode_attr(a: &Attribute, codec: Codec, out: &mut Vec<u8>) {
     push_attr(out, flags, code, &v);
 }
 
+/// The AFI/SAFI header of MP_REACH/MP_UNREACH (RFC 4760 §3–4): the
+/// family and the rest, `None` for a family we do not carry (kept opaque).
+fn mp_family(v: &[u8]) -> Result<Option<(Family, &[u8])>, DecodeError> {
+    let [a0, a1, safi, rest @ ..] = v else {
+        return Err(DecodeError::MalformedMpAttribute);
+    };
+    let afi = u16::from_be_bytes([*a0, *a1]);
+    Ok(Family::from_afi_safi(afi, *safi).map(|f| (f, rest)))
+}
+
 fn decode_attr(flags: u8, code: u8, v: &[u8], codec: Codec) -> Result<Attribute, DecodeError> {
     let malformed = Attribute::Malformed { code };
+    let opaque = || Attribute::Other {
+        flags,
+        code,
+        value: v.to_vec(),
+    };
     Ok(match code {
         ATTR_ORIGIN => match v {
             [0] => Attribute::Origin(Origin::Igp),
@@ -307,16 +322,15 @@ fn decode_attr(flags: u8, code: u8, v: &[u8], codec: Codec) -> Result<Attribute,
             Err(_) => malformed,
         },
         ATTR_MP_REACH => {
-            let [a0, a1, safi, nh_len, rest @ ..] = v else {
+            // AFI, SAFI and the next-hop length at least, of any family.
+            if v.len() < 4 {
                 return Err(DecodeError::MalformedMpAttribute);
+            }
+            let Some((family, body)) = mp_family(v)? else {
+                return Ok(opaque());
             };
-            let afi = u16::from_be_bytes([*a0, *a1]);
-            let Some(family) = Family::from_afi_safi(afi, *safi) else {
-                return Ok(Attribute::Other {
-                    flags,
-                    code,
-                    value: v.to_vec(),
-                });
+            let Some((nh_len, rest)) = body.split_first() else {
+                return Err(DecodeError::MalformedMpAttribute);
             };
             let nh_len = usize::from(*nh_len);
             let (Some(nh), Some(nlri)) = (rest.get(..nh_len), rest.get(nh_len + 1..)) else {
@@ -343,26 +357,14 @@ fn decode_attr(flags: u8, code: u8, v: &[u8], codec: Codec) -> Result<Attribute,
             }
         }
         ATTR_MP_UNREACH => {
-            let [a0, a1, safi, rest @ ..] = v else {
-                return Err(DecodeError::MalformedMpAttribute);
-            };
-            let afi = u16::from_be_bytes([*a0, *a1]);
-            let Some(family) = Family::from_afi_safi(afi, *safi) else {
-                return Ok(Attribute::Other {
-                    flags,
-                    code,
-                    value: v.to_vec(),
-                });
+            let Some((family, rest)) = mp_family(v)? else {
+                return Ok(opaque());
             };
             let withdrawn =
                 Prefix::decode_all(rest, family).map_err(|_| DecodeError::MalformedMpAttribute)?;
             Attribute::MpUnreach { family, withdrawn }
         }
-        _ => Attribute::Other {
-            flags,
-            code,
-            value: v.to_vec(),
-        },
+        _ => opaque(),
     })
 }
 
