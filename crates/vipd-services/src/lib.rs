@@ -104,6 +104,7 @@
 #![forbid(unsafe_code)]
 
 mod assign;
+pub mod ecmp;
 pub mod ipam;
 mod model;
 mod node;
