@@ -20,6 +20,10 @@
 //!   addresses when the daemon dies without removing them (SIGKILL, OOM,
 //!   abort); the manager keeps it informed through a [`guard::GuardPipe`].
 //!
+//! - [`table`]: routing-table mode's sink, [`RouteTable`]: host routes in
+//!   one kernel table tagged with one route protocol, for a host routing
+//!   daemon to export (kube-vip's `vip_routingtable`).
+//!
 //! Everything runs in the network namespace of the calling thread (tests
 //! enter a namespace and run a current-thread runtime there).
 
@@ -28,6 +32,7 @@
 pub mod guard;
 pub mod netlink;
 pub mod reconcile;
+pub mod table;
 pub mod task;
 
 pub use netlink::{
@@ -35,4 +40,5 @@ pub use netlink::{
     VIPD_SVC_ADDR_PROTO,
 };
 pub use reconcile::{KernelAddr, Observed, ReconcileAction, Reconciler, RefuseReason, Vip};
+pub use table::{RouteTable, TableError, TableRoute, TableSpec};
 pub use task::{preflight, ManagerError, PreflightError, VipEvent, VipManager, VipManagerConfig};

@@ -186,7 +186,7 @@ fn parse_addr(msg: &AddressMessage, tag: u8) -> Option<(u32, KernelAddr)> {
 /// Aborts the spawned netlink connection task when dropped, so a dropped
 /// [`Netlink`] or [`Monitor`] never leaves a socket task behind.
 #[derive(Debug)]
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

@@ -1,0 +1,378 @@
+//! Namespace tests of routing-table mode's sink ([`RouteTable`]): real
+//! netlink in a namespace this test creates (and deletes on drop), read
+//! back with `ip -j route show table T proto P`. Root only.
+
+use std::future::Future;
+use std::net::IpAddr;
+
+use netlab::NetNs;
+use vipd_vip::{RouteTable, TableError, TableSpec};
+
+const SPEC: TableSpec = TableSpec {
+    table: 198,
+    protocol: 248,
+    route_type: 1,
+};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse()
+        .unwrap_or_else(|e| panic!("bad test address {s}: {e}"))
+}
+
+/// A namespace with `lo` and a veth pair `vip0`/`vip1` up (no dummy
+/// module on these kernels).
+fn lab() -> NetNs {
+    let ns = NetNs::new(&netlab::unique_prefix("rt")).unwrap_or_else(|e| panic!("netns: {e}"));
+    for args in [
+        &["link", "set", "lo", "up"][..],
+        &[
+            "link", "add", "vip0", "type", "veth", "peer", "name", "vip1",
+        ],
+        &["link", "set", "vip1", "up"],
+        &["link", "set", "vip0", "up"],
+    ] {
+        ns.ip(args).unwrap_or_else(|e| panic!("ip {args:?}: {e}"));
+    }
+    ns
+}
+
+/// Runs `f` on a current-thread runtime inside the namespace.
+fn run_in<F, Fut>(ns: &NetNs, f: F)
+where
+    F: FnOnce(String) -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    let name = ns.name().to_string();
+    ns.enter(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("runtime: {e}"));
+        rt.block_on(f(name));
+    })
+    .unwrap_or_else(|e| panic!("enter: {e}"));
+}
+
+/// `ip -n NS args...`.
+fn ip_n(ns: &str, args: &[&str]) -> String {
+    let mut full = vec!["-n", ns];
+    full.extend_from_slice(args);
+    netlab::run_ok("ip", &full).unwrap_or_else(|e| panic!("ip {full:?}: {e}"))
+}
+
+/// `ip -j route show table T proto P` for both families, concatenated
+/// (a family without that table, "FIB table does not exist", shows
+/// nothing).
+fn shown(ns: &str, table: &str, proto: &str) -> String {
+    let mut out = String::new();
+    for family in ["-4", "-6"] {
+        let args = [
+            "-n", ns, "-j", family, "route", "show", "table", table, "proto", proto,
+        ];
+        match netlab::run_ok("ip", &args) {
+            Ok(s) => out.push_str(&s),
+            Err(e) if e.to_string().contains("does not exist") => {}
+            Err(e) => panic!("ip {args:?}: {e}"),
+        }
+    }
+    out
+}
+
+fn has_dst(json: &str, dst: &str) -> bool {
+    json.contains(&format!("\"dst\":\"{dst}\""))
+}
+
+fn ifindex(ns: &str, name: &str) -> u32 {
+    let out = ip_n(ns, &["-o", "link", "show", name]);
+    out.split(':')
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no ifindex in {out:?}"))
+}
+
+#[test]
+fn add_and_remove_are_idempotent_for_ipv4_and_ipv6() {
+    netlab::require_root!();
+    let ns = lab();
+    let dev = ifindex(ns.name(), "vip0");
+    run_in(&ns, move |name| async move {
+        let t = RouteTable::new(SPEC).unwrap_or_else(|e| panic!("open: {e}"));
+        for a in ["192.0.2.10", "2001:db8::10"] {
+            t.add(ip(a), dev)
+                .await
+                .unwrap_or_else(|e| panic!("add {a}: {e}"));
+            // Twice: EEXIST of our own route is success.
+            t.add(ip(a), dev)
+                .await
+                .unwrap_or_else(|e| panic!("re-add {a}: {e}"));
+        }
+        let json = shown(&name, "198", "248");
+        assert!(has_dst(&json, "192.0.2.10"), "IPv4 route missing: {json}");
+        assert!(has_dst(&json, "2001:db8::10"), "IPv6 route missing: {json}");
+        assert!(
+            json.contains("\"dev\":\"vip0\""),
+            "route not on vip0: {json}"
+        );
+        // Nothing leaked into the main table.
+        let main = shown(&name, "main", "248");
+        assert!(!has_dst(&main, "192.0.2.10"), "route in main: {main}");
+
+        let listed = t.list().await.unwrap_or_else(|e| panic!("list: {e}"));
+        let dsts: Vec<IpAddr> = listed.iter().map(|r| r.dst).collect();
+        assert_eq!(dsts, vec![ip("192.0.2.10"), ip("2001:db8::10")]);
+        assert!(listed
+            .iter()
+            .all(|r| r.is_host() && r.ifindex == Some(dev) && r.route_type == 1));
+
+        for a in ["192.0.2.10", "2001:db8::10"] {
+            t.remove(ip(a))
+                .await
+                .unwrap_or_else(|e| panic!("remove {a}: {e}"));
+            // Twice: ESRCH is success.
+            t.remove(ip(a))
+                .await
+                .unwrap_or_else(|e| panic!("re-remove {a}: {e}"));
+        }
+        let json = shown(&name, "198", "248");
+        assert!(
+            !has_dst(&json, "192.0.2.10") && !has_dst(&json, "2001:db8::10"),
+            "routes left: {json}"
+        );
+        assert!(t
+            .list()
+            .await
+            .unwrap_or_else(|e| panic!("list: {e}"))
+            .is_empty());
+    });
+}
+
+#[test]
+fn clean_removes_only_our_protocol_in_our_table() {
+    netlab::require_root!();
+    let ns = lab();
+    let n = ns.name().to_string();
+    // Leftovers of ours (a host route and a prefix), a neighbour's route in
+    // the same table, and our protocol in another table.
+    ip_n(
+        &n,
+        &[
+            "route",
+            "add",
+            "203.0.113.5",
+            "dev",
+            "lo",
+            "table",
+            "198",
+            "proto",
+            "248",
+        ],
+    );
+    ip_n(
+        &n,
+        &[
+            "route",
+            "add",
+            "203.0.113.64/26",
+            "dev",
+            "lo",
+            "table",
+            "198",
+            "proto",
+            "248",
+        ],
+    );
+    ip_n(
+        &n,
+        &[
+            "-6",
+            "route",
+            "add",
+            "2001:db8::5",
+            "dev",
+            "lo",
+            "table",
+            "198",
+            "proto",
+            "248",
+        ],
+    );
+    ip_n(
+        &n,
+        &[
+            "route",
+            "add",
+            "198.51.100.0/24",
+            "dev",
+            "lo",
+            "table",
+            "198",
+            "proto",
+            "249",
+        ],
+    );
+    ip_n(
+        &n,
+        &[
+            "-6",
+            "route",
+            "add",
+            "2001:db8:1::/64",
+            "dev",
+            "lo",
+            "table",
+            "198",
+            "proto",
+            "static",
+        ],
+    );
+    ip_n(
+        &n,
+        &[
+            "route",
+            "add",
+            "198.51.100.7",
+            "dev",
+            "lo",
+            "table",
+            "199",
+            "proto",
+            "248",
+        ],
+    );
+    run_in(&ns, move |name| async move {
+        let t = RouteTable::new(SPEC).unwrap_or_else(|e| panic!("open: {e}"));
+        let removed = t.clean().await.unwrap_or_else(|e| panic!("clean: {e}"));
+        let dsts: Vec<String> = removed
+            .iter()
+            .map(|r| format!("{}/{}", r.dst, r.prefix_len))
+            .collect();
+        assert_eq!(
+            dsts,
+            ["203.0.113.5/32", "203.0.113.64/26", "2001:db8::5/128"]
+        );
+        assert_eq!(
+            shown(&name, "198", "248").replace("[]", "").trim(),
+            "",
+            "ours left"
+        );
+        let other = shown(&name, "198", "249");
+        assert!(
+            has_dst(&other, "198.51.100.0/24"),
+            "neighbour's route gone: {other}"
+        );
+        let stat = shown(&name, "198", "static");
+        assert!(
+            has_dst(&stat, "2001:db8:1::/64"),
+            "static route gone: {stat}"
+        );
+        let t199 = shown(&name, "199", "248");
+        assert!(
+            has_dst(&t199, "198.51.100.7"),
+            "other table touched: {t199}"
+        );
+        // Cleaning an empty table is fine.
+        assert!(t
+            .clean()
+            .await
+            .unwrap_or_else(|e| panic!("clean: {e}"))
+            .is_empty());
+    });
+}
+
+#[test]
+fn another_protocols_route_is_occupied_and_never_removed() {
+    netlab::require_root!();
+    let ns = lab();
+    let n = ns.name().to_string();
+    ip_n(
+        &n,
+        &[
+            "route",
+            "add",
+            "192.0.2.20",
+            "dev",
+            "lo",
+            "table",
+            "198",
+            "proto",
+            "static",
+        ],
+    );
+    let dev = ifindex(&n, "vip0");
+    run_in(&ns, move |name| async move {
+        let t = RouteTable::new(SPEC).unwrap_or_else(|e| panic!("open: {e}"));
+        match t.add(ip("192.0.2.20"), dev).await {
+            Err(TableError::Occupied {
+                protocol: 4,
+                table: 198,
+                ..
+            }) => {}
+            other => panic!("expected Occupied by static (4), got {other:?}"),
+        }
+        t.remove(ip("192.0.2.20"))
+            .await
+            .unwrap_or_else(|e| panic!("remove: {e}"));
+        let stat = shown(&name, "198", "static");
+        assert!(
+            has_dst(&stat, "192.0.2.20"),
+            "foreign route removed: {stat}"
+        );
+    });
+}
+
+#[test]
+fn tables_above_255_and_other_route_types_work() {
+    netlab::require_root!();
+    let ns = lab();
+    let dev = ifindex(ns.name(), "vip0");
+    run_in(&ns, move |name| async move {
+        let big = TableSpec {
+            table: 1000,
+            ..SPEC
+        };
+        let t = RouteTable::new(big).unwrap_or_else(|e| panic!("open: {e}"));
+        t.add(ip("198.51.100.10"), dev)
+            .await
+            .unwrap_or_else(|e| panic!("add: {e}"));
+        assert!(has_dst(&shown(&name, "1000", "248"), "198.51.100.10"));
+        assert_eq!(t.list().await.map(|l| l.len()).unwrap_or(0), 1);
+        t.remove(ip("198.51.100.10"))
+            .await
+            .unwrap_or_else(|e| panic!("remove: {e}"));
+        assert!(!has_dst(&shown(&name, "1000", "248"), "198.51.100.10"));
+
+        // A blackhole route takes no device; kube-vip's always-a-device
+        // shape would be refused here.
+        let bh = TableSpec {
+            route_type: 6,
+            ..SPEC
+        };
+        let t = RouteTable::new(bh).unwrap_or_else(|e| panic!("open: {e}"));
+        t.add(ip("203.0.113.9"), dev)
+            .await
+            .unwrap_or_else(|e| panic!("add blackhole: {e}"));
+        let json = shown(&name, "198", "248");
+        assert!(
+            json.contains("blackhole") && has_dst(&json, "203.0.113.9"),
+            "{json}"
+        );
+        t.remove(ip("203.0.113.9"))
+            .await
+            .unwrap_or_else(|e| panic!("remove: {e}"));
+    });
+}
+
+#[test]
+fn invalid_specs_are_refused_before_any_socket() {
+    assert!(matches!(
+        RouteTable::new(TableSpec { table: 0, ..SPEC }),
+        Err(TableError::InvalidSpec(_))
+    ));
+    assert!(matches!(
+        RouteTable::new(TableSpec {
+            protocol: 0,
+            ..SPEC
+        }),
+        Err(TableError::InvalidSpec(_))
+    ));
+}
