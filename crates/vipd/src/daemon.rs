@@ -39,6 +39,7 @@ mod glue;
 mod guard;
 mod health;
 mod quorum;
+mod table;
 
 use events::Events;
 use glue::{glue, GlueCtx};
@@ -139,6 +140,17 @@ async fn run(mut cfg: Config) -> ExitCode {
         warn!("BGP mode: vip_arp is ignored, the VIP is announced to the BGP peers only");
         cfg.arp = false;
     }
+    if cfg.routing_table.is_some() && cfg.arp {
+        // kube-vip's docs for this mode: "Ensure that all other modes are
+        // turned off"; the routing daemon exports the host route, and an
+        // ARP answer would pull a LAN neighbour to one node.
+        warn!("routing-table mode: vip_arp is ignored, the VIP is reached through its host route only");
+        cfg.arp = false;
+    }
+    if let Some(t) = &cfg.routing_table {
+        // One sink for the process, like the BGP speaker (daemon/table.rs).
+        table::start_shared(t, cfg.reconcile_period);
+    }
     // Before any address exists: the guard removes them if this process
     // dies without doing so (SIGKILL, OOM, abort).
     guard::start();
@@ -178,6 +190,9 @@ async fn run(mut cfg: Config) -> ExitCode {
             ExitCode::from(EXIT_CONFIG)
         }
     };
+    // Every mode deleted its routes before removing its addresses; this
+    // deletes whatever is left and stops the sink.
+    table::shutdown_shared().await;
     stop_http.cancel();
     if let Some(h) = http {
         let _ = h.await;
@@ -255,9 +270,14 @@ async fn run_vip<G: GrantSink + Clone + 'static>(
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    if cfg.bgp.as_ref().is_some_and(|b| !b.leader_election) {
-        // BGP without leader election: no lease, every healthy node
-        // announces (ECMP at the router), as kube-vip.
+    if cfg.bgp.as_ref().is_some_and(|b| !b.leader_election)
+        || cfg
+            .routing_table
+            .as_ref()
+            .is_some_and(|t| !t.leader_election)
+    {
+        // BGP or routing-table mode without leader election: no lease,
+        // every healthy node announces (ECMP at the router), as kube-vip.
         return run_ecmp(cfg, vip, health, obs).await;
     }
     match &cfg.backend {
@@ -412,7 +432,7 @@ async fn run_ecmp(cfg: Config, vip: Vip, health: Vec<HealthCheckSpec>, obs: Obs)
         tokio::time::Instant::now(),
     );
     obs.status.mark_ready();
-    info!(vip = %vip.addr, interface = %cfg.interface, node = %cfg.node_name, "vipd started (BGP, every healthy node announces)");
+    info!(vip = %vip.addr, interface = %cfg.interface, node = %cfg.node_name, "vipd started (BGP or routing table, every healthy node announces)");
     let signal = wait_for_signal();
     tokio::pin!(signal);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -481,6 +501,9 @@ struct VipHolder {
     /// BGP mode: the route follows the address (announced once bound,
     /// withdrawn before the address goes).
     bgp: Option<bgp::BgpGate>,
+    /// Routing-table mode: the host route follows the address the same
+    /// way (written once bound, deleted before the address goes).
+    table: Option<table::TableGate>,
 }
 
 impl VipHolder {
@@ -490,12 +513,18 @@ impl VipHolder {
         if let Some(g) = &self.bgp {
             g.announce(self.vip.addr);
         }
+        if let Some(g) = &self.table {
+            g.announce(self.vip.addr);
+        }
     }
 
     /// BGP mode: the withdrawal reaches the routers before the address
     /// is removed (SPEC §5b).
     async fn withdraw_route(&self) {
         if let Some(g) = &self.bgp {
+            g.withdraw(self.vip.addr).await;
+        }
+        if let Some(g) = &self.table {
             g.withdraw(self.vip.addr).await;
         }
     }
@@ -544,6 +573,8 @@ struct Plumbing {
     vip_ev_rx: Option<mpsc::UnboundedReceiver<VipEvent>>,
     health_monitor: Option<HealthMonitor>,
     eligible_rx: watch::Receiver<bool>,
+    /// Routing-table mode: the process's sink, fed this manager's bound set.
+    table: Option<table::TableGate>,
     /// BGP mode's speaker (`cfg.bgp`), started by [`Plumbing::start_bgp`].
     bgp: Option<bgp::Bgp>,
     /// Its metrics and `/status` reporter.
@@ -584,7 +615,17 @@ impl Plumbing {
                 }
             }
         };
+        // Routing-table mode: this manager's addresses are routed via its
+        // interface, and a leftover route of the VIP is ours to remove.
+        let table = table::shared_gate();
+        if let Some(g) = &table {
+            g.attach(manager.bound(), cfg.interface.clone());
+            if let Some(v) = cfg.vip {
+                g.manage(v);
+            }
+        }
         Ok(Plumbing {
+            table,
             cancel,
             desired_tx,
             manager,
@@ -636,6 +677,7 @@ impl Plumbing {
             bound: self.manager.bound(),
             manager: self.manager.clone(),
             bgp: self.bgp.as_ref().map(bgp::Bgp::gate),
+            table: self.table.clone(),
         }
     }
 
@@ -725,6 +767,18 @@ impl Plumbing {
         if let Some(b) = self.bgp.take() {
             b.shutdown("vipd shutting down").await;
         }
+        // Routing table: the fence deleted the route before the address
+        // went; make sure none of ours stays (the sink stops in `run`).
+        if let Some(g) = self.table.take() {
+            let ours: BTreeSet<std::net::IpAddr> = self
+                .desired_tx
+                .borrow()
+                .iter()
+                .chain(self.manager.bound().borrow().iter())
+                .map(|v| v.addr)
+                .collect();
+            g.withdraw_all(&ours).await;
+        }
         // Belt and braces: whatever happened above, leave no VIP behind.
         if tokio::time::timeout(Duration::from_secs(2), self.manager.remove_all_now())
             .await
@@ -790,6 +844,7 @@ async fn run_with_store<S: LeaseStore>(
             plumbing.desired_tx.clone(),
             plumbing.manager.clone(),
             plumbing.bgp.as_ref().map(bgp::Bgp::gate),
+            plumbing.table.clone(),
         );
         let obs_tx = obs_tx.clone();
         // The driver wakes at least once per renew deadline (every request
@@ -807,6 +862,7 @@ async fn run_with_store<S: LeaseStore>(
                     bound: holder_parts.2.bound(),
                     manager: holder_parts.2.clone(),
                     bgp: holder_parts.3.clone(),
+                    table: holder_parts.4.clone(),
                 };
                 let elector = Elector::new(
                     node.clone(),
@@ -839,6 +895,9 @@ async fn run_with_store<S: LeaseStore>(
                         // one campaigns (R1 over R2).
                         error!(error = %e, "election task died; fencing and restarting it");
                         if let Some(g) = &holder_parts.3 {
+                            g.withdraw(holder_parts.0.addr).await;
+                        }
+                        if let Some(g) = &holder_parts.4 {
                             g.withdraw(holder_parts.0.addr).await;
                         }
                         holder_parts.1.send_replace(BTreeSet::new());

@@ -196,18 +196,42 @@ fn routing_table_mode_takes_kube_vips_names_and_the_issues_spellings() {
         ("vip_routingtable_protocol", "99"),
         ("vip_routingtabletype", "2"),
     ]);
-    assert_eq!(code, Some(2), "{stderr}");
-    assert!(stdout.is_empty(), "{stdout}");
+    // The control-plane VIP in routing-table mode is wired (issue 14
+    // item 5): accepted and shown.
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("not wired"), "{stderr}");
     for needle in [
-        "vip_routingtable) is on and its settings are valid",
-        "routing-table mode is not wired",
-        "1000  (kube-vip env vip_routingtable_id)",
-        "99  (kube-vip env vip_routingtable_protocol)",
-        "2 (local)  (kube-vip env vip_routingtabletype)",
-        "clean-routing-table = false  (default)",
+        "= 1000  (kube-vip env vip_routingtable_id)",
+        "= 99  (kube-vip env vip_routingtable_protocol)",
+        "= 2 (local)  (kube-vip env vip_routingtabletype)",
+        "= false  (default)",
     ] {
-        assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
+        assert!(stdout.contains(needle), "{needle:?} not in {stdout}");
     }
+    // Services in this mode are not (kube-vip routes them too): refused
+    // after validation, naming what was validated.
+    for extra in [("svc_enable", "true"), ("VIPD_SERVICES", "true")] {
+        let (code, stdout, stderr) = check_config(&[("vip_routingtable", "true"), extra]);
+        assert_eq!(code, Some(2), "{extra:?}: {stderr}");
+        assert!(stdout.is_empty(), "{extra:?}: {stdout}");
+        assert!(
+            stderr.contains("vip_routingtable) is on and its settings are valid")
+                && stderr.contains("not wired")
+                && stderr.contains("routing-table-id    = 198  (default)"),
+            "{extra:?}: {stderr}"
+        );
+    }
+    // vip_leaderelection=false is kube-vip's every-node mode here, not
+    // an ignored variable.
+    let (code, _, stderr) = check_config(&[
+        ("vip_routingtable", "true"),
+        ("vip_leaderelection", "false"),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        !stderr.contains("vip_leaderelection=false is ignored"),
+        "{stderr}"
+    );
     let (code, _, stderr) =
         check_config(&[("vip_routingtable", "true"), ("vip_routingtableid", "-1")]);
     assert_eq!(code, Some(2), "{stderr}");

@@ -309,8 +309,12 @@ fn each_invalid_value_is_refused_naming_option_value_and_accepted_form() {
         ),
         (
             "run",
-            &[("vip_routingtable", "true")],
-            &["vip_routingtable", "routing-table", "not wired"],
+            &[("vip_routingtable", "true"), ("svc_enable", "true")],
+            &[
+                "vip_routingtable",
+                "routing-table for Services",
+                "not wired",
+            ],
         ),
         (
             "run",

@@ -367,7 +367,17 @@ fn kube_vip_bgp_flags_configure_bgp_mode_and_unwired_parts_are_refused_after_val
         }
         other => panic!("{other:?}"),
     }
+    // Routing-table mode for the control-plane VIP is wired; with
+    // --services it is refused after validation.
     let (code, stdout, stderr) = vipd(&format!("check-config {BASE} --table --tableID 1000"));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("routing-table-id") && stdout.contains("= 1000  (flag)"),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = vipd(&format!(
+        "check-config {BASE} --table --tableID 1000 --services"
+    ));
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stdout.is_empty(), "{stdout}");
     assert!(

@@ -140,6 +140,12 @@ pub struct RoutingTableSettings {
     pub protocol: u8,
     /// Remove routes with `protocol` from the table at start.
     pub clean: bool,
+    /// Only the elected holder writes the control-plane VIP's route
+    /// (`vip_leaderelection=true`, or `--coordination quorum`); otherwise
+    /// every healthy node does, as kube-vip's routing-table mode without
+    /// leader election (`StartVipService`), and the routing daemons
+    /// announce the VIP from every node (anycast/ECMP).
+    pub leader_election: bool,
 }
 
 /// The BGP options, in table order, for "is any set" and the refusal.
@@ -657,6 +663,8 @@ pub(super) fn resolve_routing_table(
         route_type,
         protocol,
         clean,
+        // Set with the coordination (validate.rs), as BGP's.
+        leader_election: false,
     }))
 }
 
@@ -706,7 +714,18 @@ pub(super) fn refuse_unwired(config: &Config) -> Result<(), ConfigError> {
             ("BGP without a control-plane VIP", &BGP, BGP_OPTIONS)
         }
         (Some(_), _) => return Ok(()),
-        (None, Some(_)) => ("routing-table", &ROUTING_TABLE, TABLE_OPTIONS),
+        // Routing-table mode runs the control-plane VIP (daemon/table.rs);
+        // kube-vip also routes Services this way, which vipd's Services
+        // do not do yet.
+        (None, Some(_)) if config.services.is_some() => {
+            ("routing-table for Services", &ROUTING_TABLE, TABLE_OPTIONS)
+        }
+        (None, Some(_)) if config.vip.is_none() => (
+            "routing-table without a control-plane VIP",
+            &ROUTING_TABLE,
+            TABLE_OPTIONS,
+        ),
+        (None, Some(_)) => return Ok(()),
         (None, None) => return Ok(()),
     };
     let shown: Vec<Setting> = config
@@ -1019,7 +1038,8 @@ mod tests {
                     table_id: 198,
                     route_type: 1,
                     protocol: 248,
-                    clean: false
+                    clean: false,
+                    leader_election: false,
                 }),
                 vec![]
             ))

@@ -521,7 +521,7 @@ pub(super) struct BgpArgs {
     /// Node-annotation prefix carrying per-node BGP settings (kube-vip's `annotation`) [env: VIPD_BGP_ANNOTATIONS, annotation]
     #[arg(long, alias = "annotations", value_name = "PREFIX")]
     bgp_annotations: Option<String>,
-    /// Routing-table mode: write VIP host routes into a kernel table (validated, not wired into the daemon yet) [env: VIPD_ROUTING_TABLE, vip_routingtable]
+    /// Routing-table mode: write the control-plane VIP's host route into a kernel table for a host routing daemon (not yet for Services) [env: VIPD_ROUTING_TABLE, vip_routingtable]
     #[arg(long, alias = "table", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     routing_table: Option<String>,
     /// Kernel routing table ID; default 198 [env: VIPD_ROUTING_TABLE_ID, vip_routingtableid]

@@ -107,14 +107,17 @@ pub(super) fn resolve(
     // The same for kube-vip's flags (`--bgp`, `--table`, ...), which also
     // carry the switches vipd ignores with a warning.
     warnings.extend(kube_vip_flags.check()?);
-    // In ARP/NDP mode vipd always elects; in BGP mode kube-vip's switch
-    // chooses between ECMP and one holder (read below, with BGP).
-    let bgp_on = env
-        .get("bgp_enable")
-        .is_some_and(|v| values::boolean(v) == Ok(true))
-        || env
-            .get("VIPD_BGP")
-            .is_some_and(|v| values::boolean(v) == Ok(true));
+    // In ARP/NDP mode vipd always elects; in BGP and routing-table mode
+    // kube-vip's switch chooses between ECMP and one holder (read below,
+    // with BGP).
+    let bgp_on = [
+        "bgp_enable",
+        "VIPD_BGP",
+        "vip_routingtable",
+        "VIPD_ROUTING_TABLE",
+    ]
+    .iter()
+    .any(|k| env.get(*k).is_some_and(|v| values::boolean(v) == Ok(true)));
     if let Some(v) = env
         .get("vip_leaderelection")
         .filter(|v| values::boolean(v) == Ok(false) && !bgp_on)
@@ -433,7 +436,15 @@ pub(super) fn resolve(
                 .get("vip_leaderelection")
                 .is_some_and(|v| values::boolean(v) == Ok(true));
     }
-    let routing_table = bgp::resolve_routing_table(&mut r, &mut warnings)?;
+    let mut routing_table = bgp::resolve_routing_table(&mut r, &mut warnings)?;
+    if let Some(t) = routing_table.as_mut() {
+        // kube-vip's routing-table worker: StartCluster (one holder) with
+        // vip_leaderelection=true, StartVipService (every node) without.
+        t.leader_election = matches!(coordination, Coordination::Quorum(_))
+            || env
+                .get("vip_leaderelection")
+                .is_some_and(|v| values::boolean(v) == Ok(true));
+    }
     bgp::one_mode(bgp.is_some(), routing_table.is_some())?;
 
     // Observability.

@@ -1,0 +1,421 @@
+//! Routing-table mode end to end (issue 14 item 5): real `vipd run`
+//! processes with kube-vip's `vip_routingtable` environment, each in a
+//! namespace of its own, writing the control-plane VIP's host route into
+//! table 198 with protocol 248 (kube-vip's defaults) for a host routing
+//! daemon. Read back with `ip -j route show table 198 proto 248`.
+//!
+//! Without `vip_leaderelection` every healthy node writes the route
+//! (kube-vip's `StartVipService`), which needs no API server; the lease
+//! path is the elector's, shared with ARP and BGP mode and tested there.
+//!
+//! Times are printed (`cargo test -p vipd --test routing_table --
+//! --nocapture --test-threads 1`); assertions hold only generous liveness
+//! bounds.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+#![allow(clippy::disallowed_types)] // wall-clock timing of real processes
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use netlab::NetNs;
+
+const VIP: &str = "203.0.113.10";
+const VIP6: &str = "2001:db8::10";
+const BOUND: Duration = Duration::from_secs(20);
+
+fn root() -> bool {
+    if !netlab::is_root() {
+        eprintln!("SKIPPED: this test needs root (network namespaces); run as root to execute it");
+        return false;
+    }
+    true
+}
+
+/// One node: a namespace with `lo` and a veth `eth0` (192.0.2.11) up, and
+/// its `vipd run`.
+struct Node {
+    ns: NetNs,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Node {
+    fn new(tag: &str) -> Node {
+        let ns = NetNs::new(&netlab::unique_prefix(tag)).unwrap();
+        for args in [
+            &["link", "set", "lo", "up"][..],
+            &[
+                "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
+            ],
+            &["link", "set", "eth1", "up"],
+            &["link", "set", "eth0", "up"],
+            &["addr", "add", "192.0.2.11/24", "dev", "eth0"],
+        ] {
+            ns.ip(args).unwrap();
+        }
+        let log = std::env::temp_dir().join(format!("{}.log", netlab::unique_prefix(tag)));
+        Node {
+            ns,
+            child: None,
+            log,
+        }
+    }
+
+    /// `vipd run` as a kube-vip user configures routing-table mode, plus
+    /// `extra` environment.
+    fn start(&mut self, vip: &str, extra: &[(&str, &str)]) -> Instant {
+        let log = std::fs::File::create(&self.log).unwrap();
+        let mut cmd = self.ns.command(env!("CARGO_BIN_EXE_vipd"));
+        cmd.arg("run")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("cp_enable", "true")
+            .env("address", vip)
+            .env("vip_interface", "lo")
+            .env("vip_nodename", "n1")
+            .env("vip_routingtable", "true")
+            .env("prometheus_server", "127.0.0.1:2112")
+            .env("vip_loglevel", "debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let t = Instant::now();
+        self.child = Some(cmd.spawn().unwrap());
+        t
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn ip(&self, args: &[&str]) -> String {
+        self.ns.ip(args).unwrap()
+    }
+
+    /// `ip -j route show table T proto P` for both families ("FIB table
+    /// does not exist" is an empty table).
+    fn routes(&self, table: &str, proto: &str) -> String {
+        let mut out = String::new();
+        for family in ["-4", "-6"] {
+            match self.ns.ip(&[
+                "-j", family, "route", "show", "table", table, "proto", proto,
+            ]) {
+                Ok(s) => out.push_str(&s),
+                Err(e) if e.to_string().contains("does not exist") => {}
+                Err(e) => panic!("ip route show: {e}"),
+            }
+        }
+        out
+    }
+
+    fn has_route(&self, dst: &str) -> bool {
+        self.routes("198", "248")
+            .contains(&format!("\"dst\":\"{dst}\""))
+    }
+
+    fn has_addr(&self, addr: &str) -> bool {
+        self.ip(&["addr", "show", "dev", "lo"])
+            .contains(&format!("{addr}/"))
+    }
+
+    /// Polls `cond` every few milliseconds; the time until it held.
+    fn wait(&self, what: &str, cond: impl Fn(&Node) -> bool) -> Duration {
+        let t = Instant::now();
+        while !cond(self) {
+            assert!(
+                t.elapsed() < BOUND,
+                "{what} not within {BOUND:?}\nroutes: {}\n--- log\n{}",
+                self.routes("198", "all"),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        t.elapsed()
+    }
+
+    fn sigterm(&mut self) -> Instant {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        let t = Instant::now();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        t
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let t = Instant::now();
+        loop {
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                self.child = None;
+                return st;
+            }
+            assert!(t.elapsed() < BOUND, "vipd did not exit:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+#[test]
+fn the_route_follows_the_vip_and_sigterm_deletes_it() {
+    if !root() {
+        return;
+    }
+    let mut starts = Vec::new();
+    let mut stops = Vec::new();
+    for run in 1..=3 {
+        let mut n = Node::new("rte2e");
+        // No API server here: the default /livez gate would keep the node
+        // ineligible; the health test below covers the gate.
+        let t0 = n.start(VIP, &[("vip_arp", "true"), ("VIPD_HEALTH_CHECKS", "none")]);
+        n.wait("route in table 198 proto 248", |n| n.has_route(VIP));
+        let up = t0.elapsed();
+        // kube-vip's shape: dev vip_interface, unicast, our table and
+        // protocol, nothing in main; the address is bound too.
+        let json = n.routes("198", "248");
+        assert!(json.contains("\"dev\":\"lo\""), "{json}");
+        assert!(n.has_addr(VIP), "route without the address");
+        assert!(!n.routes("main", "248").contains(VIP));
+        assert!(n.log().contains("vip_arp is ignored"), "{}", n.log());
+
+        let t1 = n.sigterm();
+        n.wait("route deleted after SIGTERM", |n| !n.has_route(VIP));
+        let down = t1.elapsed();
+        let st = n.wait_exit();
+        assert!(st.success(), "exit {st:?}\n{}", n.log());
+        assert!(!n.has_addr(VIP), "address left after SIGTERM");
+        // The route went first (SPEC §5b: withdraw before we stop serving).
+        let log = n.log();
+        let (route_gone, addr_gone) = (
+            log.find("routing table: route deleted")
+                .or_else(|| log.find("our routes deleted")),
+            log.find("VIP removed"),
+        );
+        if let (Some(r), Some(a)) = (route_gone, addr_gone) {
+            assert!(r < a, "address removed before the route:\n{log}");
+        }
+        println!(
+            "routing table run {run}: start → route present {:.1} ms, SIGTERM → route gone {:.1} ms",
+            ms(up),
+            ms(down)
+        );
+        starts.push(ms(up));
+        stops.push(ms(down));
+    }
+    println!("routing table: start → route present (ms) {starts:.1?}; SIGTERM → route gone (ms) {stops:.1?}");
+}
+
+#[test]
+fn ipv6_vip_gets_a_128_route() {
+    if !root() {
+        return;
+    }
+    let mut n = Node::new("rte6");
+    n.start(VIP6, &[("VIPD_HEALTH_CHECKS", "none")]);
+    n.wait("IPv6 route in table 198", |n| n.has_route(VIP6));
+    let json = n.routes("198", "248");
+    assert!(json.contains("\"dev\":\"lo\""), "{json}");
+    n.sigterm();
+    n.wait("IPv6 route deleted", |n| !n.has_route(VIP6));
+    assert!(n.wait_exit().success());
+}
+
+#[test]
+fn clean_at_start_removes_leftovers_of_our_protocol_only() {
+    if !root() {
+        return;
+    }
+    let mut n = Node::new("rtclean");
+    // Leftovers of a previous run (ours), a neighbour's route in the same
+    // table and our protocol in another table.
+    for args in [
+        &[
+            "route",
+            "add",
+            "198.51.100.77",
+            "dev",
+            "lo",
+            "table",
+            "198",
+            "proto",
+            "248",
+        ][..],
+        &[
+            "route",
+            "add",
+            "198.51.100.64/26",
+            "dev",
+            "lo",
+            "table",
+            "198",
+            "proto",
+            "248",
+        ],
+        &[
+            "route",
+            "add",
+            "203.0.113.0/24",
+            "dev",
+            "lo",
+            "table",
+            "198",
+            "proto",
+            "249",
+        ],
+        &[
+            "route",
+            "add",
+            "198.51.100.78",
+            "dev",
+            "lo",
+            "table",
+            "199",
+            "proto",
+            "248",
+        ],
+    ] {
+        n.ip(args);
+    }
+    n.start(
+        VIP,
+        &[
+            ("VIPD_HEALTH_CHECKS", "none"),
+            ("vip_cleanroutingtable", "true"),
+        ],
+    );
+    n.wait("VIP route", |n| n.has_route(VIP));
+    let ours = n.routes("198", "248");
+    assert!(
+        !ours.contains("198.51.100.77") && !ours.contains("198.51.100.64"),
+        "leftovers kept: {ours}"
+    );
+    assert!(n.routes("198", "249").contains("203.0.113.0/24"));
+    assert!(n.routes("199", "248").contains("198.51.100.78"));
+    assert!(n.log().contains("routing table cleaned"), "{}", n.log());
+    n.sigterm();
+    assert!(n.wait_exit().success());
+    assert!(!n.has_route(VIP));
+    // The neighbour's route survives our shutdown too.
+    assert!(n.routes("198", "249").contains("203.0.113.0/24"));
+}
+
+#[test]
+fn without_clean_only_our_own_vips_leftover_route_goes() {
+    if !root() {
+        return;
+    }
+    let mut n = Node::new("rtleft");
+    n.ip(&[
+        "route",
+        "add",
+        "198.51.100.77",
+        "dev",
+        "lo",
+        "table",
+        "198",
+        "proto",
+        "248",
+    ]);
+    // A leftover route of our VIP from a crash, while this node does not
+    // hold it (its health check fails: nothing listens on the port).
+    n.ip(&[
+        "route", "add", VIP, "dev", "lo", "table", "198", "proto", "248",
+    ]);
+    n.start(
+        VIP,
+        &[
+            ("VIPD_HEALTH_CHECKS", "tcp://127.0.0.1:18081"),
+            ("VIPD_HEALTH_CHECK_PERIOD", "0.2"),
+            ("VIPD_HEALTH_CHECK_TIMEOUT", "0.2"),
+        ],
+    );
+    n.wait("leftover VIP route deleted", |n| !n.has_route(VIP));
+    assert!(n.has_route("198.51.100.77"), "someone else's route deleted");
+    n.sigterm();
+    assert!(n.wait_exit().success());
+}
+
+#[test]
+fn a_failing_health_check_deletes_the_route_and_recovery_writes_it_again() {
+    if !root() {
+        return;
+    }
+    let mut n = Node::new("rthc");
+    // The check is a TCP port in the node's namespace that the test opens
+    // and closes (kube-vip watches the local API server the same way).
+    let listen = |n: &Node| {
+        n.ns.enter(|| TcpListener::bind("127.0.0.1:18080").unwrap())
+            .unwrap()
+    };
+    let l = listen(&n);
+    n.start(
+        VIP,
+        &[
+            ("VIPD_HEALTH_CHECKS", "tcp://127.0.0.1:18080"),
+            ("VIPD_HEALTH_CHECK_PERIOD", "0.2"),
+            ("VIPD_HEALTH_CHECK_TIMEOUT", "0.2"),
+            ("VIPD_HEALTH_CHECK_FAILURE_THRESHOLD", "2"),
+        ],
+    );
+    n.wait("route while healthy", |n| n.has_route(VIP));
+    drop(l);
+    let gone = n.wait("route deleted when unhealthy", |n| !n.has_route(VIP));
+    n.wait("address removed when unhealthy", |n| !n.has_addr(VIP));
+    println!(
+        "routing table health failure: route gone {:.0} ms after the check target closed",
+        ms(gone)
+    );
+    let _l = listen(&n);
+    let back = n.wait("route written again", |n| n.has_route(VIP));
+    println!(
+        "routing table health recovery: route back after {:.0} ms",
+        ms(back)
+    );
+    assert!(n.has_addr(VIP));
+    n.sigterm();
+    assert!(n.wait_exit().success());
+}
+
+#[test]
+fn a_route_deleted_by_hand_comes_back() {
+    if !root() {
+        return;
+    }
+    let mut n = Node::new("rtr3");
+    n.start(
+        VIP,
+        &[
+            ("VIPD_HEALTH_CHECKS", "none"),
+            ("VIPD_RECONCILE_PERIOD", "0.5"),
+        ],
+    );
+    n.wait("route", |n| n.has_route(VIP));
+    n.ip(&["route", "del", VIP, "table", "198", "proto", "248"]);
+    let back = n.wait("route re-written (R3)", |n| n.has_route(VIP));
+    println!(
+        "routing table: route deleted by hand back after {:.0} ms",
+        ms(back)
+    );
+    n.sigterm();
+    assert!(n.wait_exit().success());
+}
