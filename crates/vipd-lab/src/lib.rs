@@ -19,16 +19,20 @@
 //! [`lab`] (network and processes), [`wire`] (claims on the wire),
 //! [`measure`] (pure metrics), [`runner`] (loop and live view),
 //! [`report`] (table, JSON), [`svg`] (timeline), [`services`] (Services
-//! runs: LoadBalancer Services, per-address observation).
+//! runs: LoadBalancer Services, per-address observation), [`bgp`] (`--mode
+//! bgp`: a router between the client and the nodes, ECMP; its own
+//! topology, scenarios, measurements and report).
 
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod bench;
+pub mod bgp;
 pub mod cluster;
 pub mod keepalived;
 pub mod lab;
 pub mod measure;
+mod mode;
 pub mod report;
 pub mod runner;
 pub mod scenario;
@@ -37,6 +41,7 @@ pub mod svg;
 pub mod wire;
 
 use clap::Subcommand;
+pub use mode::LabMode;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -81,10 +86,17 @@ pub enum LabError {
 /// (so `vipd --help` lists it and usage errors look like every other
 /// subcommand's). The daemon's configuration is not involved: the lab
 /// starts vipd processes with flags of its own.
-#[derive(Debug, Clone, PartialEq, clap::Args)]
+///
+/// `--mode` and `--router` are accepted before or after the subcommand;
+/// `vipd lab --mode bgp` alone is the BGP demo (every BGP scenario once).
+/// Without `--mode bgp` a subcommand is required, as before.
+#[derive(Debug, Clone, PartialEq)]
 pub struct LabArgs {
+    /// Which lab: the L2/ARP one (default) or the BGP one.
+    pub mode: LabMode,
+    /// The BGP lab's router (`--router`; BGP mode only).
+    pub router: Option<bgp::net::RouterChoice>,
     /// Which lab run.
-    #[command(subcommand)]
     pub command: LabCommand,
 }
 
@@ -400,6 +412,13 @@ struct Plan {
 /// cannot run here (not root, tools missing); 130 when interrupted. Command
 /// line syntax errors are the binary's (clap's exit status 2).
 pub fn run(args: LabArgs) -> ExitCode {
+    if args.mode == LabMode::Bgp {
+        return bgp::run(&args.command, args.router);
+    }
+    if args.router.is_some() {
+        eprintln!("vipd lab: --router is the BGP lab's (add --mode bgp)");
+        return ExitCode::from(2);
+    }
     let (plan, out) = match args.command {
         LabCommand::Demo { out } => (
             Plan {
