@@ -98,30 +98,16 @@ impl Node {
         self.ns.ip(args).unwrap()
     }
 
-    /// `ip -j route show table T proto P` for both families ("FIB table
-    /// does not exist" is an empty table).
     fn routes(&self, table: &str, proto: &str) -> String {
-        let mut out = String::new();
-        for family in ["-4", "-6"] {
-            match self.ns.ip(&[
-                "-j", family, "route", "show", "table", table, "proto", proto,
-            ]) {
-                Ok(s) => out.push_str(&s),
-                Err(e) if e.to_string().contains("does not exist") => {}
-                Err(e) => panic!("ip route show: {e}"),
-            }
-        }
-        out
+        routes(&self.ns, table, proto)
     }
 
     fn has_route(&self, dst: &str) -> bool {
-        self.routes("198", "248")
-            .contains(&format!("\"dst\":\"{dst}\""))
+        has_route(&self.ns, dst)
     }
 
     fn has_addr(&self, addr: &str) -> bool {
-        self.ip(&["addr", "show", "dev", "lo"])
-            .contains(&format!("{addr}/"))
+        has_addr(&self.ns, addr)
     }
 
     /// Polls `cond` every few milliseconds; the time until it held.
@@ -170,6 +156,34 @@ impl Drop for Node {
         }
         let _ = std::fs::remove_file(&self.log);
     }
+}
+
+/// `ip -j route show table T proto P` in `ns` for both families ("FIB
+/// table does not exist" is an empty table).
+fn routes(ns: &NetNs, table: &str, proto: &str) -> String {
+    let mut out = String::new();
+    for family in ["-4", "-6"] {
+        match ns.ip(&[
+            "-j", family, "route", "show", "table", table, "proto", proto,
+        ]) {
+            Ok(s) => out.push_str(&s),
+            Err(e) if e.to_string().contains("does not exist") => {}
+            Err(e) => panic!("ip route show: {e}"),
+        }
+    }
+    out
+}
+
+/// Our route for `dst` is in table 198.
+fn has_route(ns: &NetNs, dst: &str) -> bool {
+    routes(ns, "198", "248").contains(&format!("\"dst\":\"{dst}\""))
+}
+
+/// `addr` is bound on `lo`.
+fn has_addr(ns: &NetNs, addr: &str) -> bool {
+    ns.ip(&["addr", "show", "dev", "lo"])
+        .unwrap()
+        .contains(&format!("{addr}/"))
 }
 
 fn ms(d: Duration) -> f64 {
@@ -418,4 +432,128 @@ fn a_route_deleted_by_hand_comes_back() {
     );
     n.sigterm();
     assert!(n.wait_exit().success());
+}
+
+/// With `vip_leaderelection=true` (kube-vip's `StartCluster`) only the
+/// lease holder writes the route; SIGTERM hands it over: the holder
+/// deletes its route and address, releases the lease, and the other node
+/// writes its own. Two nodes on a bridge, etcd in a third namespace.
+#[test]
+fn with_leader_election_only_the_holder_writes_the_route() {
+    if !root() {
+        return;
+    }
+    let topo = netlab::TopologyBuilder::new(&netlab::unique_prefix("rtle"))
+        .host("api", &[("192.0.2.2".parse().unwrap(), 24)])
+        .host("n1", &[("192.0.2.11".parse().unwrap(), 24)])
+        .host("n2", &[("192.0.2.12".parse().unwrap(), 24)])
+        .build()
+        .unwrap();
+    let _etcd = netlab::etcd::EtcdServer::start_in_ns(
+        topo.host("api").ns.name(),
+        "192.0.2.2".parse().unwrap(),
+        2379,
+    )
+    .unwrap();
+    let logs = std::env::temp_dir().join(netlab::unique_prefix("rtle-logs"));
+    std::fs::create_dir_all(&logs).unwrap();
+    let log_of =
+        |n: &str| std::fs::read_to_string(logs.join(format!("{n}.log"))).unwrap_or_default();
+    let mut children: Vec<(&str, Child)> = Vec::new();
+    for n in ["n1", "n2"] {
+        let log = std::fs::File::create(logs.join(format!("{n}.log"))).unwrap();
+        let child = topo
+            .host(n)
+            .ns
+            .command(env!("CARGO_BIN_EXE_vipd"))
+            .args([
+                "run",
+                "--backend",
+                "etcd",
+                "--etcd-endpoints",
+                "http://192.0.2.2:2379",
+                "--lease-duration",
+                "3",
+                "--renew-deadline",
+                "2",
+                "--retry-period",
+                "0.5",
+            ])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("cp_enable", "true")
+            .env("address", VIP)
+            .env("vip_interface", "lo")
+            .env("vip_nodename", n)
+            .env("vip_routingtable", "true")
+            .env("vip_leaderelection", "true")
+            .env("VIPD_HEALTH_CHECKS", "none")
+            .env("prometheus_server", "127.0.0.1:2112")
+            .env("vip_loglevel", "debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        children.push((n, child));
+    }
+    struct Reap<'a>(&'a mut Vec<(&'static str, Child)>);
+    impl Drop for Reap<'_> {
+        fn drop(&mut self) {
+            for (_, c) in self.0.iter_mut() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let reap = Reap(&mut children);
+    let holders = || -> Vec<&str> {
+        ["n1", "n2"]
+            .into_iter()
+            .filter(|n| has_route(&topo.host(n).ns, VIP))
+            .collect()
+    };
+    let wait_one = |not: Option<&str>| -> (String, Duration) {
+        let t = Instant::now();
+        loop {
+            let h = holders();
+            if h.len() == 1 && Some(h[0]) != not {
+                return (h[0].to_string(), t.elapsed());
+            }
+            assert!(h.len() < 2, "both nodes route the VIP: {h:?}");
+            assert!(
+                t.elapsed() < BOUND,
+                "no single route holder (have {h:?})\n--- n1\n{}\n--- n2\n{}",
+                log_of("n1"),
+                log_of("n2")
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    let (first, _) = wait_one(None);
+    let other = if first == "n1" { "n2" } else { "n1" };
+    // Stays single for a while (the follower never writes it).
+    for _ in 0..50 {
+        assert_eq!(holders(), vec![first.as_str()], "route on the follower");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(has_addr(&topo.host(&first).ns, VIP));
+    assert!(!has_addr(&topo.host(other).ns, VIP));
+    let idx = reap.0.iter().position(|(n, _)| *n == first).unwrap();
+    let pid = reap.0[idx].1.id().to_string();
+    let t = Instant::now();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let (next, _) = wait_one(Some(&first));
+    let took = t.elapsed();
+    assert_eq!(next, other);
+    assert!(!has_route(&topo.host(&first).ns, VIP));
+    println!(
+        "routing table with leader election: SIGTERM {first} → route in {next}'s table after {:.0} ms",
+        ms(took)
+    );
+    drop(reap);
+    let _ = std::fs::remove_dir_all(&logs);
 }
