@@ -40,5 +40,5 @@ pub use netlink::{
     VIPD_SVC_ADDR_PROTO,
 };
 pub use reconcile::{KernelAddr, Observed, ReconcileAction, Reconciler, RefuseReason, Vip};
-pub use table::{RouteTable, TableError, TableRoute, TableSpec};
+pub use table::{RouteMonitor, RouteTable, TableError, TableRoute, TableSpec};
 pub use task::{preflight, ManagerError, PreflightError, VipEvent, VipManager, VipManagerConfig};

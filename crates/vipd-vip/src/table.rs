@@ -424,6 +424,101 @@ impl RouteTable {
     }
 }
 
+type Unsolicited = futures::channel::mpsc::UnboundedReceiver<(
+    netlink_packet_core::NetlinkMessage<netlink_packet_route::RouteNetlinkMessage>,
+    rtnetlink::sys::SocketAddr,
+)>;
+
+/// Wakes on every change of a route in one table (`RTNLGRP_IPV4_ROUTE`,
+/// `RTNLGRP_IPV6_ROUTE`), so a route of ours deleted by hand is written
+/// again at once instead of at the next reconcile period (R3).
+///
+/// Never fails (R2): a lost subscription is re-made after a back-off, and
+/// anything that may have hidden a change (overrun, error, a fresh
+/// subscription) also wakes the caller, who re-reads the table.
+/// [`RouteMonitor::changed`] is cancel-safe.
+#[derive(Debug)]
+pub struct RouteMonitor {
+    table: u32,
+    rx: Option<Unsolicited>,
+    conn: Option<AbortOnDrop>,
+    backoff: vipd_backoff::Backoff,
+    retry_at: Option<tokio::time::Instant>,
+}
+
+impl RouteMonitor {
+    /// A monitor of `table`, subscribing lazily on the first
+    /// [`RouteMonitor::changed`], in the namespace of the polling thread.
+    pub fn new(table: u32) -> Self {
+        Self {
+            table,
+            rx: None,
+            conn: None,
+            backoff: vipd_backoff::Backoff::new(
+                Duration::from_millis(100),
+                Duration::from_secs(10),
+            ),
+            retry_at: None,
+        }
+    }
+
+    /// Returns when a route in the table may have changed.
+    pub async fn changed(&mut self) {
+        use futures::StreamExt;
+        use netlink_packet_core::NetlinkPayload;
+        use netlink_packet_route::RouteNetlinkMessage;
+        loop {
+            let Some(rx) = self.rx.as_mut() else {
+                if let Some(at) = self.retry_at {
+                    tokio::time::sleep_until(at).await;
+                }
+                match rtnetlink::new_multicast_connection(&[
+                    rtnetlink::MulticastGroup::Ipv4Route,
+                    rtnetlink::MulticastGroup::Ipv6Route,
+                ]) {
+                    Ok((conn, _, rx)) => {
+                        self.conn = Some(AbortOnDrop(tokio::spawn(conn)));
+                        self.rx = Some(rx);
+                        self.retry_at = None;
+                        // Changes before the subscription are unseen.
+                        return;
+                    }
+                    Err(e) => {
+                        let delay = self.backoff.next_delay();
+                        tracing::warn!(error = %e, ?delay, "route monitor: cannot subscribe, retrying");
+                        self.retry_at = Some(tokio::time::Instant::now() + delay);
+                        continue;
+                    }
+                }
+            };
+            match rx.next().await {
+                Some((msg, _)) => match msg.payload {
+                    NetlinkPayload::InnerMessage(
+                        RouteNetlinkMessage::NewRoute(m) | RouteNetlinkMessage::DelRoute(m),
+                    ) => {
+                        self.backoff.reset();
+                        if parse(&m).is_some_and(|(t, _, _)| t == self.table) {
+                            return;
+                        }
+                    }
+                    NetlinkPayload::Overrun(_) | NetlinkPayload::Error(_) => {
+                        // As the address monitor: a fresh socket, then re-read.
+                        self.rx = None;
+                        self.conn = None;
+                        return;
+                    }
+                    _ => {}
+                },
+                None => {
+                    self.rx = None;
+                    self.conn = None;
+                    self.retry_at = Some(tokio::time::Instant::now() + self.backoff.next_delay());
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::net::IpAddr;
 
 use netlab::NetNs;
-use vipd_vip::{RouteTable, TableError, TableSpec};
+use vipd_vip::{RouteMonitor, RouteTable, TableError, TableSpec};
 
 const SPEC: TableSpec = TableSpec {
     table: 198,
@@ -375,4 +375,50 @@ fn invalid_specs_are_refused_before_any_socket() {
         }),
         Err(TableError::InvalidSpec(_))
     ));
+}
+
+#[test]
+fn the_monitor_wakes_on_route_changes_in_its_table_only() {
+    netlab::require_root!();
+    let ns = lab();
+    run_in(&ns, move |name| async move {
+        let wait = std::time::Duration::from_secs(2);
+        let mut m = RouteMonitor::new(198);
+        // The first wake is the subscription itself.
+        tokio::time::timeout(wait, m.changed())
+            .await
+            .unwrap_or_else(|_| panic!("no first wake"));
+        // Another table: no wake.
+        ip_n(
+            &name,
+            &["route", "add", "198.51.100.1", "dev", "lo", "table", "199"],
+        );
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(200), m.changed())
+                .await
+                .is_err(),
+            "woke for table 199"
+        );
+        ip_n(
+            &name,
+            &[
+                "route",
+                "add",
+                "198.51.100.2",
+                "dev",
+                "lo",
+                "table",
+                "198",
+                "proto",
+                "9",
+            ],
+        );
+        tokio::time::timeout(wait, m.changed())
+            .await
+            .unwrap_or_else(|_| panic!("no wake for an add in table 198"));
+        ip_n(&name, &["route", "del", "198.51.100.2", "table", "198"]);
+        tokio::time::timeout(wait, m.changed())
+            .await
+            .unwrap_or_else(|_| panic!("no wake for a delete in table 198"));
+    });
 }

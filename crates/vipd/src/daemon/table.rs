@@ -44,8 +44,8 @@
 //! address it manages but does not hold), never anyone else's.
 //!
 //! Every failure is retried with back-off (R2); the table is reconciled
-//! again every `reconcile_period` (R3: a route deleted by hand while we
-//! hold the VIP comes back).
+//! again on every route event in it and every `reconcile_period` (R3: a
+//! route deleted by hand while we hold the VIP comes back at once).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -57,7 +57,7 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::{info, warn};
 use vipd::config::RoutingTableSettings;
 use vipd_backoff::Backoff;
-use vipd_vip::{Netlink, RouteTable, TableSpec, Vip};
+use vipd_vip::{Netlink, RouteMonitor, RouteTable, TableSpec, Vip};
 
 /// How long a withdrawal may take before the address is removed anyway:
 /// one netlink delete takes microseconds; a wedged socket must not hold
@@ -259,6 +259,10 @@ async fn sink(
         }
     }
     backoff.reset();
+    // Route events of our table wake the loop at once (a route deleted by
+    // hand comes back without waiting for the period); our own writes
+    // wake it too, for one cheap dump that finds nothing to do.
+    let mut monitor = RouteMonitor::new(spec.table);
     let mut sources: Vec<Source> = Vec::new();
     let mut last_error = String::new();
     loop {
@@ -301,6 +305,7 @@ async fn sink(
                 // That manager is gone: its addresses are no longer bound.
                 sources.remove(i);
             },
+            () = monitor.changed() => {}
             () = tokio::time::sleep(wait) => {}
         }
     }
