@@ -71,6 +71,11 @@ pub struct KubeWorld {
     pub events: Option<EventRecorder>,
     /// Liveness beat for `/healthz`.
     pub heartbeat: Heartbeat,
+    /// Many nodes announce each address (BGP mode, ECMP): status carries
+    /// the addresses, written by any announcing node (the same content
+    /// from all, so after the first write nobody writes again), and no
+    /// `vipHost` annotation, which names one owner.
+    pub shared: bool,
 }
 
 struct Reflected<K> {
@@ -467,7 +472,8 @@ impl KubeWorld {
             let Some(obj) = world.service(&svc.key) else {
                 continue;
             };
-            if status_ok(obj, &svc.addresses, &self.node) {
+            let host = (!self.shared).then_some(self.node.as_str());
+            if status_ok(obj, &svc.addresses, host) {
                 continue;
             }
             {
@@ -483,7 +489,7 @@ impl KubeWorld {
             let (client, obj, node, addrs, inflight, metrics) = (
                 self.general.clone(),
                 obj.clone(),
-                self.node.clone(),
+                (!self.shared).then(|| self.node.clone()),
                 svc.addresses.clone(),
                 inflight.clone(),
                 self.metrics.clone(),
@@ -491,7 +497,7 @@ impl KubeWorld {
             let key = svc.key.clone();
             tokio::spawn(async move {
                 metrics.services.inc_write("status");
-                if let Err(e) = write_owner_status(&client, obj, &node, &addrs).await {
+                if let Err(e) = write_owner_status(&client, obj, node.as_deref(), &addrs).await {
                     debug!(service = %key, error = %e, "status write failed; retried on the next pass");
                 }
                 inflight
@@ -521,16 +527,18 @@ fn request_for(svc: &SvcInfo) -> Request {
     }
 }
 
-/// Whether the Service already shows `addrs` in its status and `node` as
-/// its `vipHost`. Compared on IPs only: an API server older than 1.30
-/// drops `ipMode`, and comparing it would rewrite forever.
-fn status_ok(svc: &Service, addrs: &[IpAddr], node: &str) -> bool {
-    let host_ok = svc
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(ANNOTATION_VIP_HOST))
-        .is_some_and(|h| h == node);
+/// Whether the Service already shows `addrs` in its status and `node` (if
+/// any: shared addresses have no single host) as its `vipHost`. Compared
+/// on IPs only: an API server older than 1.30 drops `ipMode`, and
+/// comparing it would rewrite forever.
+fn status_ok(svc: &Service, addrs: &[IpAddr], node: Option<&str>) -> bool {
+    let host_ok = node.is_none_or(|node| {
+        svc.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ANNOTATION_VIP_HOST))
+            .is_some_and(|h| h == node)
+    });
     let have: BTreeSet<String> = svc
         .status
         .as_ref()
@@ -554,18 +562,19 @@ fn api_for(client: kube::Client, svc: &Service) -> Api<Service> {
 async fn write_owner_status(
     client: &GeneralClient,
     mut svc: Service,
-    node: &str,
+    node: Option<&str>,
     addrs: &[IpAddr],
 ) -> Result<(), GeneralError> {
     let name = svc.metadata.name.clone().unwrap_or_default();
     svc.metadata.managed_fields = None;
-    let host_ok = svc
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(ANNOTATION_VIP_HOST))
-        .is_some_and(|h| h == node);
-    if !host_ok {
+    let host_ok = node.is_none_or(|node| {
+        svc.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ANNOTATION_VIP_HOST))
+            .is_some_and(|h| h == node)
+    });
+    if let (false, Some(node)) = (host_ok, node) {
         svc.metadata
             .annotations
             .get_or_insert_with(BTreeMap::new)
@@ -684,29 +693,41 @@ mod tests {
         assert!(status_ok(
             &svc(Some("n1"), &[("198.51.100.10", None)]),
             &[a],
-            "n1"
+            Some("n1")
         ));
         assert!(status_ok(
             &svc(Some("n1"), &[("198.51.100.10", Some("VIP"))]),
             &[a],
-            "n1"
+            Some("n1")
         ));
         // Another owner, a missing family, or no host: rewrite.
         assert!(!status_ok(
             &svc(Some("n2"), &[("198.51.100.10", None)]),
             &[a],
-            "n1"
+            Some("n1")
         ));
         assert!(!status_ok(
             &svc(Some("n1"), &[("198.51.100.10", None)]),
             &[a, b],
-            "n1"
+            Some("n1")
         ));
         assert!(!status_ok(
             &svc(None, &[("198.51.100.10", None)]),
             &[a],
-            "n1"
+            Some("n1")
         ));
+        // Shared (ECMP) addresses: any host, or none, is fine.
+        assert!(status_ok(
+            &svc(None, &[("198.51.100.10", None)]),
+            &[a],
+            None
+        ));
+        assert!(status_ok(
+            &svc(Some("n2"), &[("198.51.100.10", None)]),
+            &[a],
+            None
+        ));
+        assert!(!status_ok(&svc(None, &[]), &[a], None));
     }
 
     #[test]

@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 pub mod core;
+pub mod ecmp;
 pub mod kubeworld;
 pub mod own;
 pub mod wire;

@@ -172,9 +172,8 @@ pub struct Config {
     pub control_plane: bool,
     /// Services mode (`--services`, `svc_enable`), when on.
     pub services: Option<ServicesSettings>,
-    /// BGP mode (`--bgp`, `bgp_enable`), when on (SPEC §5b). For now only
-    /// with a control-plane VIP: BGP for Services is refused after
-    /// validation until it is wired in.
+    /// BGP mode (`--bgp`, `bgp_enable`), when on (SPEC §5b): the
+    /// control-plane VIP and Services (not yet on the quorum).
     pub bgp: Option<BgpSettings>,
     /// Routing-table mode (`--routing-table`, `vip_routingtable`), when
     /// on; refused like `bgp` for now.

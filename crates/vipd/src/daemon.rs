@@ -33,7 +33,7 @@ use vipd_vip::{preflight, PreflightError, Vip, VipEvent, VipManager, VipManagerC
 use vipd_elector::quorum::{GrantSink, NoSink, ServicesLink};
 use vipd_elector::{self as elect, Control, Holder, Observation};
 
-mod bgp;
+pub(crate) mod bgp;
 mod events;
 mod glue;
 mod guard;
@@ -160,6 +160,15 @@ async fn run(mut cfg: Config) -> ExitCode {
         .http_addr
         .map(|addr| spawn_http(addr, &obs, stop_http.clone()));
     let quorum_mode = matches!(cfg.coordination, Coordination::Quorum(_));
+    if let Some(settings) = &cfg.bgp {
+        // One speaker for the process: the control-plane VIP and Services
+        // announce through it (a router takes one session per neighbour).
+        if let Err(e) = bgp::start_shared(settings, &obs).await {
+            eprintln!("vipd: invalid BGP configuration: {e}");
+            stop_http.cancel();
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    }
     let code = match (cfg.vip, cfg.services.clone()) {
         (Some(vip), None) => run_vip(cfg, vip, obs, None::<ServicesLink<NoSink>>).await,
         #[cfg(feature = "kubernetes")]
@@ -190,6 +199,9 @@ async fn run(mut cfg: Config) -> ExitCode {
             ExitCode::from(EXIT_CONFIG)
         }
     };
+    // Every mode withdrew its routes before removing its addresses; now
+    // the sessions close with an administrative-shutdown Cease.
+    bgp::shutdown_shared("vipd shutting down").await;
     // Every mode deleted its routes before removing its addresses; this
     // deletes whatever is left and stops the sink.
     table::shutdown_shared().await;
@@ -575,10 +587,9 @@ struct Plumbing {
     eligible_rx: watch::Receiver<bool>,
     /// Routing-table mode: the process's sink, fed this manager's bound set.
     table: Option<table::TableGate>,
-    /// BGP mode's speaker (`cfg.bgp`), started by [`Plumbing::start_bgp`].
-    bgp: Option<bgp::Bgp>,
-    /// Its metrics and `/status` reporter.
-    bgp_report: Option<tokio_util::task::AbortOnDropHandle<()>>,
+    /// BGP mode: the process's speaker, fed this manager's bound set by
+    /// [`Plumbing::start_bgp`].
+    bgp: Option<bgp::BgpGate>,
 }
 
 impl Plumbing {
@@ -633,40 +644,24 @@ impl Plumbing {
             health_monitor,
             eligible_rx,
             bgp: None,
-            bgp_report: None,
         })
     }
 
-    /// BGP mode: starts one session per configured router (nothing is
-    /// announced until a holder wants the VIP). Exit 2 when the running
-    /// system cannot supply what the configuration names (a router-ID
-    /// interface without an IPv4 address, say).
-    async fn start_bgp(&mut self, cfg: &Config, obs: &Obs) -> Result<(), ExitCode> {
-        let Some(settings) = &cfg.bgp else {
+    /// BGP mode: feeds this manager's bound set to the process's speaker
+    /// (started by `run`; nothing is announced until a holder wants the
+    /// VIP).
+    async fn start_bgp(&mut self, cfg: &Config, _obs: &Obs) -> Result<(), ExitCode> {
+        if cfg.bgp.is_none() {
             return Ok(());
-        };
-        match bgp::Bgp::start(settings, self.manager.bound()).await {
-            Ok(b) => {
-                let mode = if settings.leader_election {
-                    "leader"
-                } else {
-                    "ecmp"
-                };
-                self.bgp_report = Some(bgp::spawn_reporter(
-                    b.gate(),
-                    obs.clone(),
-                    mode,
-                    self.cancel.child_token(),
-                ));
-                self.bgp = Some(b);
-                Ok(())
-            }
-            Err(e) => {
-                eprintln!("vipd: invalid BGP configuration: {e}");
-                self.cancel.cancel();
-                Err(ExitCode::from(EXIT_CONFIG))
-            }
         }
+        let Some(gate) = bgp::shared_gate() else {
+            eprintln!("vipd: internal error: BGP mode without a speaker");
+            self.cancel.cancel();
+            return Err(ExitCode::FAILURE);
+        };
+        gate.attach(self.manager.bound());
+        self.bgp = Some(gate);
+        Ok(())
     }
 
     /// The holder the coordination core drives.
@@ -676,7 +671,7 @@ impl Plumbing {
             desired: self.desired_tx.clone(),
             bound: self.manager.bound(),
             manager: self.manager.clone(),
-            bgp: self.bgp.as_ref().map(bgp::Bgp::gate),
+            bgp: self.bgp.clone(),
             table: self.table.clone(),
         }
     }
@@ -762,10 +757,20 @@ impl Plumbing {
 
     /// The end of every run: leave no VIP behind, stop the tasks.
     async fn finish(mut self, glue: tokio::task::JoinHandle<()>) {
-        // BGP: every route withdrawn and every session closed with an
-        // administrative-shutdown Cease before the address goes.
-        if let Some(b) = self.bgp.take() {
-            b.shutdown("vipd shutting down").await;
+        // BGP: the holder's fence withdrew the route before the address
+        // went; make sure nothing of ours stays announced, whatever
+        // happened (the sessions close in `run`).
+        if let Some(g) = self.bgp.take() {
+            g.withdraw_all(
+                &self
+                    .manager
+                    .bound()
+                    .borrow()
+                    .iter()
+                    .map(|v| v.addr)
+                    .collect(),
+            )
+            .await;
         }
         // Routing table: the fence deleted the route before the address
         // went; make sure none of ours stays (the sink stops in `run`).
@@ -843,7 +848,7 @@ async fn run_with_store<S: LeaseStore>(
             vip,
             plumbing.desired_tx.clone(),
             plumbing.manager.clone(),
-            plumbing.bgp.as_ref().map(bgp::Bgp::gate),
+            plumbing.bgp.clone(),
             plumbing.table.clone(),
         );
         let obs_tx = obs_tx.clone();

@@ -100,7 +100,11 @@ pub(crate) async fn run(
     ));
     let (general, recorder, _recorder_task) = clients(&api, &cfg);
     let kernel = Kernel::start(&cfg, &svc, &obs, guard, &cancel);
-    let (desired_tx, manager, wire_task) = (kernel.desired, kernel.manager, kernel.wire);
+    let (desired_tx, manager, wire_task, mut relayed) =
+        (kernel.desired, kernel.manager, kernel.wire, kernel.relayed);
+    // BGP without leader election: every eligible node announces (ECMP),
+    // no node leases, no assignment; the assigner role serves IPAM only.
+    let ecmp = cfg.bgp.as_ref().is_some_and(|b| !b.services_election);
 
     // The ownership core and its IO loops.
     let (core_tx, core_rx) = mpsc::channel::<Input>(1024);
@@ -159,57 +163,84 @@ pub(crate) async fn run(
         }
     };
 
-    let (publish_tx, publish_rx) = watch::channel(None);
     let (view_tx, view_rx) = watch::channel(core::CoreView::default());
     let core_cancel = CancellationToken::new();
-    let core_task = tokio::spawn(
-        core::CoreTask {
-            node: Node::new(cfg.node_name.clone(), timings, svc.preempt),
-            inputs: core_rx,
-            feedback: core_tx.clone(),
-            nodes: nodes.clone(),
-            assignments: assignments.clone(),
-            desired: desired_tx,
-            publish: publish_tx,
-            view: view_tx,
-            metrics: obs.metrics.clone(),
-            status: obs.status.clone(),
-            heartbeat: obs.liveness.register(
-                "services-core",
-                Duration::from_secs(3),
-                Instant::now(),
-            ),
-        }
-        .run(core_cancel.clone()),
-    );
-    let renew_cancel = CancellationToken::new();
-    let (stopped_tx, stopped_rx) = watch::channel(false);
-    let renewer = tokio::spawn(
-        own::Renewer {
-            nodes: nodes.clone(),
-            node: cfg.node_name.clone(),
-            timings,
-            publish: publish_rx,
-            bound: manager.bound(),
-            core: core_tx.clone(),
-            metrics: obs.metrics.clone(),
-        }
-        .run(renew_cancel.clone(), stopped_rx),
-    );
     let relist = Arc::new(tokio::sync::Notify::new());
-    let _node_watch = AbortOnDropHandle::new(tokio::spawn(own::watch_nodes(
-        nodes.clone(),
-        core_tx.clone(),
-        obs.metrics.clone(),
-        relist.clone(),
-        cancel.child_token(),
-    )));
-    let _assignment_watch = AbortOnDropHandle::new(tokio::spawn(own::watch_assignment(
-        assignments.clone(),
-        core_tx.clone(),
-        obs.metrics.clone(),
-        cancel.child_token(),
-    )));
+    let core_heartbeat =
+        obs.liveness
+            .register("services-core", Duration::from_secs(3), Instant::now());
+    let (core_task, leases) = if ecmp {
+        let task = tokio::spawn(
+            vipd_services_kube::ecmp::EcmpTask {
+                core: vipd_services::ecmp::Ecmp::new(cfg.node_name.clone()),
+                inputs: core_rx,
+                desired: desired_tx,
+                bound: manager.bound(),
+                view: view_tx,
+                metrics: obs.metrics.clone(),
+                status: obs.status.clone(),
+                heartbeat: core_heartbeat,
+            }
+            .run(core_cancel.clone()),
+        );
+        (task, None)
+    } else {
+        let (publish_tx, publish_rx) = watch::channel(None);
+        let task = tokio::spawn(
+            core::CoreTask {
+                node: Node::new(cfg.node_name.clone(), timings, svc.preempt),
+                inputs: core_rx,
+                feedback: core_tx.clone(),
+                nodes: nodes.clone(),
+                assignments: assignments.clone(),
+                desired: desired_tx,
+                publish: publish_tx,
+                view: view_tx,
+                metrics: obs.metrics.clone(),
+                status: obs.status.clone(),
+                heartbeat: core_heartbeat,
+            }
+            .run(core_cancel.clone()),
+        );
+        let renew_cancel = CancellationToken::new();
+        let (stopped_tx, stopped_rx) = watch::channel(false);
+        let renewer = tokio::spawn(
+            own::Renewer {
+                nodes: nodes.clone(),
+                node: cfg.node_name.clone(),
+                timings,
+                publish: publish_rx,
+                bound: manager.bound(),
+                core: core_tx.clone(),
+                metrics: obs.metrics.clone(),
+            }
+            .run(renew_cancel.clone(), stopped_rx),
+        );
+        let watches = [
+            AbortOnDropHandle::new(tokio::spawn(own::watch_nodes(
+                nodes.clone(),
+                core_tx.clone(),
+                obs.metrics.clone(),
+                relist.clone(),
+                cancel.child_token(),
+            ))),
+            AbortOnDropHandle::new(tokio::spawn(own::watch_assignment(
+                assignments.clone(),
+                core_tx.clone(),
+                obs.metrics.clone(),
+                cancel.child_token(),
+            ))),
+        ];
+        (
+            task,
+            Some(LeaseSide {
+                renew_cancel,
+                renewer,
+                stopped_tx,
+                _watches: watches,
+            }),
+        )
+    };
     let _world = spawn_world(
         general,
         recorder,
@@ -277,19 +308,33 @@ pub(crate) async fn run(
     // 1. Stop the core (it announces nothing from now on) and empty the set.
     core_cancel.cancel();
     let _ = core_task.await;
-    // 2. Confirm the kernel has none of our addresses.
-    match tokio::time::timeout(Duration::from_secs(2), manager.remove_all_now()).await {
-        Ok(Ok(())) => {
-            let _ = stopped_tx.send(true);
-        }
-        Ok(Err(e)) => error!(error = %e, "cannot confirm Service address removal"),
-        Err(_) => error!("Service address removal not confirmed within 2 s"),
+    // 2. BGP: the routes are withdrawn before the addresses go.
+    if let Some(r) = relayed.as_mut() {
+        r.withdrawn().await;
     }
-    // 3. Publish the release, and hand the assigner role over.
-    renew_cancel.cancel();
+    // 3. Confirm the kernel has none of our addresses.
+    let removed = match tokio::time::timeout(Duration::from_secs(2), manager.remove_all_now()).await
+    {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            error!(error = %e, "cannot confirm Service address removal");
+            false
+        }
+        Err(_) => {
+            error!("Service address removal not confirmed within 2 s");
+            false
+        }
+    };
+    // 4. Publish the release, and hand the assigner role over.
     let grace = timings.renew_deadline() + Duration::from_secs(1);
-    if tokio::time::timeout(grace, renewer).await.is_err() {
-        warn!("node lease release did not finish within {grace:?}");
+    if let Some(l) = leases {
+        if removed {
+            let _ = l.stopped_tx.send(true);
+        }
+        l.renew_cancel.cancel();
+        if tokio::time::timeout(grace, l.renewer).await.is_err() {
+            warn!("node lease release did not finish within {grace:?}");
+        }
     }
     let _ = control_tx.send(Control::Shutdown).await;
     if tokio::time::timeout(grace, assigner).await.is_err() {
@@ -299,6 +344,16 @@ pub(crate) async fn run(
     drop(wire_task);
     info!("Services mode stopped");
     ExitCode::SUCCESS
+}
+
+/// The lease-mode side of Services mode: the node-lease renewal and the
+/// watches of node leases and the assignment (ECMP has none of them).
+struct LeaseSide {
+    renew_cancel: CancellationToken,
+    renewer: tokio::task::JoinHandle<()>,
+    /// Tells the renewer the kernel is clean (publish "nothing held").
+    stopped_tx: watch::Sender<bool>,
+    _watches: [AbortOnDropHandle<()>; 2],
 }
 
 /// The general API client (reflectors, status, IPAM) and the Event
@@ -338,6 +393,31 @@ struct Kernel {
     desired: watch::Sender<BTreeSet<vipd_vip::Vip>>,
     manager: Arc<VipManager>,
     wire: AbortOnDropHandle<()>,
+    /// BGP mode: the relay between the core and the manager.
+    relayed: Option<Relayed>,
+}
+
+/// BGP mode's relay (`daemon::bgp::relay`): it withdraws a route before it
+/// lets the address go to the manager.
+struct Relayed {
+    /// What the relay has passed to the manager.
+    passed: watch::Receiver<BTreeSet<vipd_vip::Vip>>,
+    _task: AbortOnDropHandle<()>,
+}
+
+impl Relayed {
+    /// Waits (at most a second) until the relay has withdrawn every route
+    /// and passed "nothing" to the manager, so a removal that follows
+    /// never beats the withdrawal.
+    async fn withdrawn(&mut self) {
+        let wait = self.passed.wait_for(BTreeSet::is_empty);
+        if tokio::time::timeout(Duration::from_secs(1), wait)
+            .await
+            .is_err()
+        {
+            warn!("Service routes not withdrawn within 1 s; removing the addresses anyway");
+        }
+    }
 }
 
 impl Kernel {
@@ -348,7 +428,28 @@ impl Kernel {
         guard: Option<vipd_vip::guard::GuardPipe>,
         cancel: &CancellationToken,
     ) -> Kernel {
-        let (desired, desired_rx) = watch::channel(BTreeSet::new());
+        let (desired, mut desired_rx) = watch::channel(BTreeSet::new());
+        // BGP mode (SPEC §5b): routes follow the addresses through the
+        // process's speaker, withdrawn before an address goes.
+        let gate = cfg
+            .bgp
+            .as_ref()
+            .and_then(|_| crate::daemon::bgp::shared_gate());
+        let mut relayed = None;
+        if let Some(gate) = gate.clone() {
+            let (to_manager, manager_rx) = watch::channel(BTreeSet::new());
+            let watched = to_manager.subscribe();
+            let relay = tokio::spawn(crate::daemon::bgp::relay(
+                desired_rx,
+                to_manager,
+                Some(gate),
+            ));
+            relayed = Some(Relayed {
+                passed: watched,
+                _task: AbortOnDropHandle::new(relay),
+            });
+            desired_rx = manager_rx;
+        }
         let (vip_ev_tx, vip_ev_rx) = mpsc::unbounded_channel();
         let mut mcfg = VipManagerConfig::new(svc.interface.clone());
         mcfg.reconcile_period = cfg.reconcile_period;
@@ -360,6 +461,9 @@ impl Kernel {
             vip_ev_tx,
             cancel.child_token(),
         ));
+        if let Some(gate) = &gate {
+            gate.attach(manager.bound());
+        }
         let wire = AbortOnDropHandle::new(tokio::spawn(
             wire::Wire {
                 interface: svc.interface.clone(),
@@ -374,6 +478,7 @@ impl Kernel {
             desired,
             manager,
             wire,
+            relayed,
         }
     }
 }
@@ -413,6 +518,8 @@ fn spawn_world(
                 Duration::from_secs(5),
                 Instant::now(),
             ),
+            // BGP without leader election: every eligible node announces.
+            shared: cfg.bgp.as_ref().is_some_and(|b| !b.services_election),
         }
         .run(cancel.child_token()),
     ))

@@ -73,21 +73,22 @@ fn a_valid_kube_vip_bgp_env_block_is_accepted_showing_the_redacted_settings() {
 }
 
 #[test]
-fn bgp_for_services_is_refused_as_not_wired_yet_after_validation() {
+fn bgp_for_services_is_accepted_with_kube_vips_variables() {
     let mut env = KUBE_VIP_BGP.to_vec();
     env.push(("svc_enable", "true"));
     let (code, stdout, stderr) = check_config(&env);
-    assert_eq!(code, Some(2), "{stderr}");
-    assert!(stdout.is_empty(), "{stdout}");
+    assert_eq!(code, Some(0), "{stderr}");
     for needle in [
         "bgp_enable",
-        "settings are valid",
-        "BGP for Services mode is not wired into the vipd daemon yet",
+        "svc_enable",
         "192.0.2.1:65001:<redacted>:false:179",
     ] {
-        assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
+        assert!(stdout.contains(needle), "{needle:?} not in {stdout}");
     }
-    assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert!(
+        !stdout.contains("hunter2") && !stderr.contains("hunter2"),
+        "{stdout}{stderr}"
+    );
 }
 
 #[test]

@@ -339,17 +339,11 @@ fn kube_vip_bgp_flags_configure_bgp_mode_and_unwired_parts_are_refused_after_val
         let all = format!("{c:?} {}", c.describe());
         assert!(!all.contains("s3cret"), "{sub}: {all}");
     }
-    // BGP for Services is validated, then refused as not wired yet.
+    // BGP for Services is wired (issue 14): the same flags with --services.
     match parse("run", &format!("{bgp} --services")) {
-        Err(e @ ConfigError::NotWired { .. }) => {
-            let msg = e.to_string();
-            assert!(
-                msg.contains("--bgp")
-                    && msg.contains("not wired")
-                    && msg.contains("192.0.2.1:65001:<redacted>"),
-                "{msg}"
-            );
-            assert!(!msg.contains("s3cret"), "{msg}");
+        Ok(c) => {
+            assert!(c.bgp.is_some() && c.services.is_some(), "{c:?}");
+            assert!(!c.describe().contains("s3cret"));
         }
         other => panic!("{bgp} --services: {other:?}"),
     }

@@ -49,9 +49,10 @@
 //! kube-vip parses these variables whether or not its mode is on, so a
 //! malformed one is an error either way; the checks that need the mode
 //! (a peer, a router ID, MP-BGP next hops that can be found) apply only
-//! when it is on. BGP for the control-plane VIP is wired into the daemon
-//! (`daemon/bgp.rs`); BGP for Services, node-annotation settings and
-//! routing-table mode are not yet: [`refuse_unwired`] turns a valid
+//! when it is on. BGP for the control-plane VIP and for Services is wired
+//! into the daemon (`daemon/bgp.rs`, `services.rs`); BGP for Services on
+//! the quorum, node-annotation settings and routing-table mode are not
+//! yet: [`refuse_unwired`] turns a valid
 //! configuration that asks for them into an error that says so.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -119,6 +120,12 @@ pub struct BgpSettings {
     /// every healthy node does and the router spreads traffic over them
     /// (ECMP), as kube-vip's BGP mode without leader election.
     pub leader_election: bool,
+    /// Services: only the owner of an address announces it
+    /// (`svc_election=true`, kube-vip's per-Service election; vipd's
+    /// ownership core decides the owner); otherwise every eligible node
+    /// does (ECMP; `externalTrafficPolicy: Local` → nodes hosting a ready
+    /// endpoint).
+    pub services_election: bool,
 }
 
 impl BgpSettings {
@@ -470,6 +477,7 @@ pub(super) fn resolve_bgp(
         node_annotations: annotations.map(|(a, _)| a),
         // Set by the caller, which knows the coordination mode.
         leader_election: false,
+        services_election: false,
     };
     check_mpbgp(&settings)?;
     Ok(Some(settings))
@@ -703,15 +711,18 @@ pub(super) fn one_mode(bgp: bool, table: bool) -> Result<(), ConfigError> {
 /// that are not wired into the daemon yet are refused, showing what was
 /// validated, so a user learns about malformed settings first and then
 /// that the mode is not there yet. Wired: BGP for the control-plane VIP
-/// with peers and a router ID from the configuration.
+/// and for Services (lease mode or none) with peers and a router ID from
+/// the configuration.
 pub(super) fn refuse_unwired(config: &Config) -> Result<(), ConfigError> {
     let (mode, switch, options) = match (&config.bgp, &config.routing_table) {
-        (Some(_), _) if config.services.is_some() => ("BGP for Services", &BGP, BGP_OPTIONS),
+        (Some(_), _)
+            if config.services.is_some()
+                && matches!(config.coordination, super::Coordination::Quorum(_)) =>
+        {
+            ("BGP for Services on the quorum", &BGP, BGP_OPTIONS)
+        }
         (Some(b), _) if b.node_annotations.is_some() => {
             ("BGP with node-annotation settings", &BGP, BGP_OPTIONS)
-        }
-        (Some(_), _) if config.vip.is_none() => {
-            ("BGP without a control-plane VIP", &BGP, BGP_OPTIONS)
         }
         (Some(_), _) => return Ok(()),
         // Routing-table mode runs the control-plane VIP (daemon/table.rs);

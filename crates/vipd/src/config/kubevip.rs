@@ -72,6 +72,8 @@ pub(crate) const HONOURED: &[&str] = &[
     "control_plane_health_check_timeout_seconds",
     "control_plane_health_check_failure_threshold",
     "control_plane_health_check_ca_path",
+    // BGP mode: one announcing node per Service address instead of all.
+    "svc_election",
 ];
 
 /// kube-vip variables vipd knows but does not act on (yet). Listed so the
@@ -89,8 +91,8 @@ pub(crate) const IGNORED: &[&str] = &[
     "mirror_dest_interface",
     "config_file",
     // Services mode: vipd always uses one lease per node (never one per
-    // Service), so kube-vip's election switches have no meaning.
-    "svc_election",
+    // Service), so kube-vip's election switches have no meaning (except
+    // svc_election in BGP mode: honoured, see `BgpSettings`).
     "svc_leasename",
     "lb_class_legacy_handling",
     "disable_service_updates",

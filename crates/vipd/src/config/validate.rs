@@ -435,6 +435,9 @@ pub(super) fn resolve(
             || env
                 .get("vip_leaderelection")
                 .is_some_and(|v| values::boolean(v) == Ok(true));
+        b.services_election = env
+            .get("svc_election")
+            .is_some_and(|v| values::boolean(v) == Ok(true));
     }
     let mut routing_table = bgp::resolve_routing_table(&mut r, &mut warnings)?;
     if let Some(t) = routing_table.as_mut() {

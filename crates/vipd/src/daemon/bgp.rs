@@ -43,8 +43,11 @@ const WITHDRAW_WAIT: Duration = Duration::from_millis(300);
 /// kube-vip's TTL for `bgp_multihop` peers (GoBGP `EbgpMultihop.MultihopTtl`).
 const MULTIHOP_TTL: u32 = 50;
 
-/// The running speaker: one peer task per configured router.
-pub(super) struct Bgp {
+/// The running speaker: one peer task per configured router, shared by
+/// everything in the process that announces (the control-plane VIP and
+/// Services): a router accepts one session per neighbour, so two speakers
+/// on one node would reset each other.
+pub(crate) struct Bgp {
     gate: BgpGate,
     peers: Vec<Peer>,
     _forward: AbortOnDropHandle<()>,
@@ -52,43 +55,142 @@ pub(super) struct Bgp {
 
 /// What a holder needs to announce and withdraw: cheap to clone.
 #[derive(Clone)]
-pub(super) struct BgpGate {
+pub(crate) struct BgpGate {
     allowed: Arc<watch::Sender<BTreeSet<IpAddr>>>,
+    /// Kernel-confirmed address sets, one per VIP manager that feeds the
+    /// speaker ([`BgpGate::attach`]).
+    sources: tokio::sync::mpsc::UnboundedSender<watch::Receiver<BTreeSet<Vip>>>,
     statuses: Vec<watch::Receiver<PeerStatus>>,
     /// Each peer's AS, in `statuses` order (for `/status`).
     remote_as: Vec<u32>,
 }
 
 impl BgpGate {
+    /// Adds a VIP manager's bound set: an allowed address is announced
+    /// once any attached manager confirms it in the kernel.
+    pub(crate) fn attach(&self, bound: watch::Receiver<BTreeSet<Vip>>) {
+        // Fails only when the speaker is gone (shutdown): nothing to feed.
+        let _ = self.sources.send(bound);
+    }
+
     /// The address may be announced once the kernel has it.
-    pub(super) fn announce(&self, addr: IpAddr) {
+    pub(crate) fn announce(&self, addr: IpAddr) {
         self.allowed.send_if_modified(|a| a.insert(addr));
     }
 
     /// Takes the route away and waits (at most [`WITHDRAW_WAIT`]) until no
     /// Established peer still has it in its Adj-RIB-Out.
-    pub(super) async fn withdraw(&self, addr: IpAddr) {
-        if !self.allowed.send_if_modified(|a| a.remove(&addr)) {
+    pub(crate) async fn withdraw(&self, addr: IpAddr) {
+        self.withdraw_all(&BTreeSet::from([addr])).await;
+    }
+
+    /// [`BgpGate::withdraw`] for several addresses at once: one wait, so a
+    /// Service change that drops many addresses costs one round, not one
+    /// per address.
+    pub(crate) async fn withdraw_all(&self, addrs: &BTreeSet<IpAddr>) {
+        if !self.allowed.send_if_modified(|a| {
+            let before = a.len();
+            a.retain(|x| !addrs.contains(x));
+            a.len() != before
+        }) {
             return;
         }
-        let host = Prefix::host(addr);
+        let hosts: Vec<Prefix> = addrs.iter().map(|a| Prefix::host(*a)).collect();
         let all = async {
             for rx in &self.statuses {
                 let mut rx = rx.clone();
                 let _ = rx
-                    .wait_for(|s| s.state != State::Established || !s.advertised.contains(&host))
+                    .wait_for(|s| {
+                        s.state != State::Established
+                            || !hosts.iter().any(|h| s.advertised.contains(h))
+                    })
                     .await;
             }
         };
         if tokio::time::timeout(WITHDRAW_WAIT, all).await.is_err() {
-            warn!(vip = %addr, "withdrawal not written to every peer within {WITHDRAW_WAIT:?}; removing the address anyway");
+            warn!(addresses = ?addrs, "withdrawal not written to every peer within {WITHDRAW_WAIT:?}; removing the addresses anyway");
         }
+    }
+}
+
+/// Puts a BGP ordering between a producer of desired addresses (an
+/// ownership or ECMP core) and its VIP manager: an address added is bound
+/// at once and announced once the kernel has it; an address dropped is
+/// withdrawn first (the wait of [`BgpGate::withdraw_all`]) and only then
+/// removed (SPEC §5b: withdraw before we stop serving). Without a gate it
+/// forwards unchanged. Runs until `input`'s sender is gone, then
+/// withdraws and empties what it forwarded.
+pub(crate) async fn relay(
+    mut input: watch::Receiver<BTreeSet<Vip>>,
+    output: watch::Sender<BTreeSet<Vip>>,
+    gate: Option<BgpGate>,
+) {
+    loop {
+        let want = input.borrow_and_update().clone();
+        apply(&want, &output, gate.as_ref()).await;
+        if input.changed().await.is_err() {
+            apply(&BTreeSet::new(), &output, gate.as_ref()).await;
+            return;
+        }
+    }
+}
+
+async fn apply(
+    want: &BTreeSet<Vip>,
+    output: &watch::Sender<BTreeSet<Vip>>,
+    gate: Option<&BgpGate>,
+) {
+    let have = output.borrow().clone();
+    let gone: BTreeSet<IpAddr> = have.difference(want).map(|v| v.addr).collect();
+    if let Some(g) = gate {
+        g.withdraw_all(&gone).await;
+        for v in want.difference(&have) {
+            g.announce(v.addr);
+        }
+    }
+    output.send_if_modified(|o| {
+        let changed = o != want;
+        o.clone_from(want);
+        changed
+    });
+}
+
+/// The process's one speaker (see [`Bgp`]), started by [`start_shared`]
+/// before any mode runs, like the address guard.
+static SPEAKER: std::sync::Mutex<Option<(Bgp, AbortOnDropHandle<()>)>> =
+    std::sync::Mutex::new(None);
+/// Its gate, for every mode that announces.
+static GATE: std::sync::OnceLock<BgpGate> = std::sync::OnceLock::new();
+
+/// Starts the process's speaker and its reporter (metrics, `/status`).
+/// Called once, from `run`, when BGP mode is configured.
+pub(crate) async fn start_shared(s: &BgpSettings, obs: &Obs) -> Result<(), BgpStartError> {
+    let b = Bgp::start(s).await?;
+    let mode = if s.leader_election { "leader" } else { "ecmp" };
+    let report = spawn_reporter(b.gate(), obs.clone(), mode, CancellationToken::new());
+    let _ = GATE.set(b.gate());
+    *SPEAKER.lock().unwrap_or_else(|p| p.into_inner()) = Some((b, report));
+    Ok(())
+}
+
+/// The shared speaker's gate, once [`start_shared`] ran.
+pub(crate) fn shared_gate() -> Option<BgpGate> {
+    GATE.get().cloned()
+}
+
+/// Closes the shared speaker's sessions (withdraw all, Cease /
+/// Administrative Shutdown with `message`); called once every mode has
+/// withdrawn and removed its addresses.
+pub(crate) async fn shutdown_shared(message: &str) {
+    let taken = SPEAKER.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some((b, _report)) = taken {
+        b.shutdown(message).await;
     }
 }
 
 /// Keeps metrics and `/status` in step with the sessions: on every
 /// change, and once a second so ages and counters stay fresh.
-pub(super) fn spawn_reporter(
+pub(crate) fn spawn_reporter(
     gate: BgpGate,
     obs: Obs,
     mode: &'static str,
@@ -177,7 +279,7 @@ fn report(
 /// Why the speaker cannot start: a configuration problem only the running
 /// system reveals (the router-ID interface has no IPv4 address, say).
 #[derive(Debug, thiserror::Error)]
-pub(super) enum BgpStartError {
+pub(crate) enum BgpStartError {
     /// `bgp_routerinterface` could not give a router ID.
     #[error("bgp_routerinterface {name}: {problem}")]
     RouterInterface {
@@ -200,10 +302,8 @@ impl Bgp {
     /// Resolves what needs the kernel (router ID from an interface, MP-BGP
     /// next hops) and starts one session per peer, announcing nothing
     /// until a holder allows it.
-    pub(super) async fn start(
-        s: &BgpSettings,
-        bound: watch::Receiver<BTreeSet<Vip>>,
-    ) -> Result<Bgp, BgpStartError> {
+    /// VIP managers attach their bound sets through [`BgpGate::attach`].
+    pub(crate) async fn start(s: &BgpSettings) -> Result<Bgp, BgpStartError> {
         let router_id = router_id(s).await?;
         let (allowed, allowed_rx) = watch::channel(BTreeSet::new());
         let (routes_tx, routes_rx) = watch::channel(BTreeSet::new());
@@ -216,10 +316,12 @@ impl Bgp {
         }
         let statuses = peers.iter().map(Peer::status).collect();
         let remote_as = s.peers.iter().map(|p| p.remote_as).collect();
-        let forward = tokio::spawn(forward(allowed_rx, bound, routes_tx));
+        let (sources, sources_rx) = tokio::sync::mpsc::unbounded_channel();
+        let forward = tokio::spawn(forward(allowed_rx, sources_rx, routes_tx));
         Ok(Bgp {
             gate: BgpGate {
                 allowed: Arc::new(allowed),
+                sources,
                 statuses,
                 remote_as,
             },
@@ -229,13 +331,13 @@ impl Bgp {
     }
 
     /// The holder's handle.
-    pub(super) fn gate(&self) -> BgpGate {
+    pub(crate) fn gate(&self) -> BgpGate {
         self.gate.clone()
     }
 
     /// Graceful stop: withdraw everything, Cease / Administrative Shutdown
     /// with `message` (RFC 8203) to every router at once, BFD AdminDown.
-    pub(super) async fn shutdown(self, message: &str) {
+    pub(crate) async fn shutdown(self, message: &str) {
         self.gate.allowed.send_replace(BTreeSet::new());
         let grace = Duration::from_secs(2);
         futures::future::join_all(self.peers.into_iter().map(|p| p.shutdown(message, grace))).await;
@@ -243,26 +345,65 @@ impl Bgp {
     }
 }
 
-/// Keeps the announced set at allowed ∩ bound.
+/// Keeps the announced set at allowed ∩ (union of the attached bound sets).
 async fn forward(
     mut allowed: watch::Receiver<BTreeSet<IpAddr>>,
-    mut bound: watch::Receiver<BTreeSet<Vip>>,
+    mut sources: tokio::sync::mpsc::UnboundedReceiver<watch::Receiver<BTreeSet<Vip>>>,
     routes: watch::Sender<BTreeSet<IpAddr>>,
 ) {
+    let mut bound: Vec<watch::Receiver<BTreeSet<Vip>>> = Vec::new();
+    let mut more = true;
     loop {
         let want: BTreeSet<IpAddr> = {
             let a = allowed.borrow_and_update();
-            let b = bound.borrow_and_update();
-            b.iter().map(|v| v.addr).filter(|x| a.contains(x)).collect()
+            bound
+                .iter_mut()
+                .flat_map(|b| {
+                    b.borrow_and_update()
+                        .iter()
+                        .map(|v| v.addr)
+                        .collect::<Vec<_>>()
+                })
+                .filter(|x| a.contains(x))
+                .collect()
         };
         routes.send_if_modified(|r| {
             let changed = *r != want;
             *r = want;
             changed
         });
-        tokio::select! {
-            r = allowed.changed() => if r.is_err() { return },
-            r = bound.changed() => if r.is_err() { return },
+        enum Woke {
+            Allowed(bool),
+            Source(Option<watch::Receiver<BTreeSet<Vip>>>),
+            Bound(usize, bool),
+        }
+        let woke = {
+            let any_bound = async {
+                if bound.is_empty() {
+                    // select_all panics on an empty list.
+                    return std::future::pending().await;
+                }
+                let changed = bound
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(i, b)| Box::pin(async move { (i, b.changed().await.is_ok()) }));
+                futures::future::select_all(changed).await.0
+            };
+            tokio::select! {
+                r = allowed.changed() => Woke::Allowed(r.is_ok()),
+                s = sources.recv(), if more => Woke::Source(s),
+                (i, alive) = any_bound => Woke::Bound(i, alive),
+            }
+        };
+        match woke {
+            Woke::Allowed(false) => return,
+            Woke::Allowed(true) | Woke::Bound(_, true) => {}
+            Woke::Source(Some(rx)) => bound.push(rx),
+            Woke::Source(None) => more = false,
+            // A manager that stopped (its sender dropped) confirms nothing.
+            Woke::Bound(i, false) => {
+                bound.swap_remove(i);
+            }
         }
     }
 }

@@ -1,0 +1,542 @@
+//! BGP mode for Services end to end (issue 14): real `vipd run` processes
+//! with kube-vip's `svc_enable` + `bgp_*` environment, reading
+//! LoadBalancer Services and EndpointSlices from the in-repo Kubernetes
+//! API TEST server (`vipd-kube-testserver`, not a kube-apiserver), and
+//! announcing the Service addresses to a real FRR router. Checked from the
+//! router's own CLI.
+//!
+//! - `externalTrafficPolicy: Cluster` → every node announces;
+//! - `Local` → only nodes hosting a ready endpoint, and a rolling update
+//!   on a node never withdraws while one ready endpoint remains there
+//!   (kube-vip #1397);
+//! - status carries the address, no `vipHost` (many nodes announce);
+//! - SIGTERM withdraws before the addresses go; no stale route at the end.
+//!
+//! Times are printed (`cargo test -p vipd --test bgp_services --
+//! --nocapture`); assertions hold only generous liveness bounds.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+#![allow(clippy::disallowed_types)] // wall-clock timing of real processes
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::kube::KubeApi;
+use k8s_openapi::api::core::v1::{Node, Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlice};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use netlab::router::{Family, Neighbor, Router, RouterConfig, RouterKind};
+use netlab::{Topology, TopologyBuilder};
+use serde_json::Value;
+
+const CLUSTER_IP: &str = "203.0.113.20";
+const LOCAL_IP: &str = "203.0.113.21";
+const NODE_AS: u32 = 65001;
+const ROUTER_AS: u32 = 65000;
+const SETUP: Duration = Duration::from_secs(30);
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn node_ip(i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10 + u8::try_from(i).unwrap()))
+}
+
+fn ready() -> bool {
+    if !netlab::is_root() {
+        eprintln!("SKIPPED: this test needs root (network namespaces); run as root to execute it");
+        return false;
+    }
+    if !RouterKind::Frr.installed() {
+        eprintln!("SKIPPED: FRR is not installed (scripts/install-deps.sh installs it)");
+        return false;
+    }
+    true
+}
+
+fn meta(ns: Option<&str>, name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.into()),
+        namespace: ns.map(Into::into),
+        ..ObjectMeta::default()
+    }
+}
+
+fn to_value<T: serde::Serialize>(kind: &str, api_version: &str, obj: &T) -> Value {
+    let mut v = serde_json::to_value(obj).unwrap();
+    v["kind"] = kind.into();
+    v["apiVersion"] = api_version.into();
+    v
+}
+
+fn node(name: &str) -> Value {
+    to_value(
+        "Node",
+        "v1",
+        &Node {
+            metadata: meta(None, name),
+            ..Node::default()
+        },
+    )
+}
+
+fn service(name: &str, addr: &str, local: bool) -> Value {
+    let mut m = meta(Some("default"), name);
+    m.annotations = Some(BTreeMap::from([(
+        "kube-vip.io/loadbalancerIPs".to_string(),
+        addr.to_string(),
+    )]));
+    to_value(
+        "Service",
+        "v1",
+        &Service {
+            metadata: m,
+            spec: Some(ServiceSpec {
+                type_: Some("LoadBalancer".into()),
+                external_traffic_policy: Some(if local { "Local" } else { "Cluster" }.into()),
+                ports: Some(vec![ServicePort {
+                    port: 80,
+                    protocol: Some("TCP".into()),
+                    ..ServicePort::default()
+                }]),
+                ..ServiceSpec::default()
+            }),
+            ..Service::default()
+        },
+    )
+}
+
+/// The Service's one EndpointSlice with `(pod address, node, ready)`.
+fn slice(service: &str, eps: &[(&str, &str, bool)]) -> Value {
+    let mut m = meta(Some("default"), &format!("{service}-abc"));
+    m.labels = Some(BTreeMap::from([(
+        "kubernetes.io/service-name".to_string(),
+        service.to_string(),
+    )]));
+    to_value(
+        "EndpointSlice",
+        "discovery.k8s.io/v1",
+        &EndpointSlice {
+            metadata: m,
+            address_type: "IPv4".into(),
+            endpoints: eps
+                .iter()
+                .map(|(addr, node, ready)| Endpoint {
+                    addresses: vec![(*addr).into()],
+                    node_name: Some((*node).into()),
+                    conditions: Some(EndpointConditions {
+                        ready: Some(*ready),
+                        serving: Some(true),
+                        terminating: Some(!*ready),
+                    }),
+                    ..Endpoint::default()
+                })
+                .collect(),
+            ports: None,
+        },
+    )
+}
+
+/// r1 = FRR (.1), the API test server (.2), nodes n1.. (.11..).
+struct Lab {
+    topo: Topology,
+    router: Router,
+    api: KubeApi,
+    nodes: Vec<(String, Child)>,
+    logs: PathBuf,
+}
+
+impl Lab {
+    fn new(tag: &str, nodes: usize) -> Lab {
+        let mut b = TopologyBuilder::new(&netlab::unique_prefix(tag))
+            .host("r1", &[(ip("192.0.2.1"), 24)])
+            .host("api", &[(ip(common::API_IP), 24)]);
+        for i in 1..=nodes {
+            b = b.host(&format!("n{i}"), &[(node_ip(i), 24)]);
+        }
+        let topo = b.build().unwrap();
+        let mut cfg = RouterConfig::new(
+            RouterKind::Frr,
+            topo.host("r1").ns.name(),
+            Ipv4Addr::new(192, 0, 2, 1),
+            ROUTER_AS,
+        );
+        cfg.listen = vec![ip("192.0.2.1")];
+        cfg.max_paths = 4;
+        for i in 1..=nodes {
+            cfg.neighbors
+                .push(Neighbor::new(node_ip(i), NODE_AS).passive());
+        }
+        let router = Router::spawn(cfg).unwrap();
+        let logs = std::env::temp_dir().join(netlab::unique_prefix(&format!("{tag}-logs")));
+        std::fs::create_dir_all(&logs).unwrap();
+        let api = KubeApi::start(&topo.host("api").ns, &logs).unwrap();
+        Lab {
+            topo,
+            router,
+            api,
+            nodes: Vec::new(),
+            logs,
+        }
+    }
+
+    /// `vipd run` on `node` configured as a kube-vip user would.
+    fn start(&mut self, node: &str) {
+        self.start_with(node, &[]);
+    }
+
+    /// [`Lab::start`] plus `extra` environment.
+    fn start_with(&mut self, node: &str, extra: &[(&str, &str)]) {
+        let host = self.topo.host(node);
+        let me = host.ipv4().unwrap().to_string();
+        let log = std::fs::File::create(self.logs.join(format!("{node}.log"))).unwrap();
+        let mut cmd = host.ns.command(env!("CARGO_BIN_EXE_vipd"));
+        cmd.arg("run")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("svc_enable", "true")
+            .env("vip_interface", "lo")
+            .env("vip_nodename", node)
+            .env("k8s_config_file", self.api.kubeconfig_path())
+            .env("bgp_enable", "true")
+            .env("bgp_routerid", &me)
+            .env("bgp_as", NODE_AS.to_string())
+            .env("bgp_peers", format!("192.0.2.1:{ROUTER_AS}"))
+            .env("bgp_hold_time", "9")
+            .env("bgp_keepalive_interval", "3")
+            .env("prometheus_server", format!("{me}:2112"))
+            .env("vip_loglevel", "debug")
+            .env("VIPD_HEALTH_CHECKS", "none")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        self.nodes.push((node.to_string(), cmd.spawn().unwrap()));
+    }
+
+    fn child(&mut self, node: &str) -> &mut Child {
+        &mut self.nodes.iter_mut().find(|(n, _)| n == node).unwrap().1
+    }
+
+    fn log(&self, node: &str) -> String {
+        std::fs::read_to_string(self.logs.join(format!("{node}.log"))).unwrap_or_default()
+    }
+
+    fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|(n, _)| format!("--- {n}\n{}", self.log(n)))
+            .collect()
+    }
+
+    /// Next hops per announced address in the router's BGP table.
+    fn paths(&self) -> BTreeMap<IpAddr, BTreeSet<IpAddr>> {
+        let mut out: BTreeMap<IpAddr, BTreeSet<IpAddr>> = BTreeMap::new();
+        for e in self.router.routes(Family::Ipv4).unwrap() {
+            out.entry(e.prefix.addr)
+                .or_default()
+                .extend(e.next_hops.iter().copied());
+        }
+        out
+    }
+
+    /// Waits until the router shows exactly `want` (address → next hops).
+    fn wait_paths(&self, want: &[(&str, &[usize])], timeout: Duration) -> Duration {
+        let want: BTreeMap<IpAddr, BTreeSet<IpAddr>> = want
+            .iter()
+            .filter(|(_, n)| !n.is_empty())
+            .map(|(a, n)| (ip(a), n.iter().map(|i| node_ip(*i)).collect()))
+            .collect();
+        let t = Instant::now();
+        loop {
+            let got = self.paths();
+            if got == want {
+                return t.elapsed();
+            }
+            assert!(
+                t.elapsed() < timeout,
+                "router paths {got:?}, want {want:?}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn service_json(&self, name: &str) -> Value {
+        let name = name.to_string();
+        self.api
+            .call(move |s| s.get_object("v1", "Service", "default", &name))
+            .unwrap()
+    }
+
+    fn has_addr(&self, node: &str, addr: &str) -> bool {
+        self.topo
+            .host(node)
+            .ns
+            .ip(&["-4", "addr", "show", "dev", "lo"])
+            .unwrap()
+            .contains(&format!("{addr}/32"))
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for (_, c) in &mut self.nodes {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.logs);
+    }
+}
+
+#[test]
+fn services_are_announced_by_eligible_nodes_and_a_rolling_update_never_withdraws_a_serving_node() {
+    if !ready() {
+        return;
+    }
+    let mut lab = Lab::new("bgpsvc", 3);
+    for n in ["n1", "n2", "n3"] {
+        lab.api.put_object(node(n));
+    }
+    lab.api.put_object(service("web", CLUSTER_IP, false));
+    lab.api.put_object(service("app", LOCAL_IP, true));
+    // app: two pods on n1, one on n2.
+    lab.api.put_object(slice(
+        "app",
+        &[
+            ("10.244.1.10", "n1", true),
+            ("10.244.1.11", "n1", true),
+            ("10.244.2.10", "n2", true),
+        ],
+    ));
+    for n in ["n1", "n2", "n3"] {
+        lab.start(n);
+    }
+    let took = lab.wait_paths(&[(CLUSTER_IP, &[1, 2, 3]), (LOCAL_IP, &[1, 2])], SETUP);
+    println!("BGP Services: Cluster from 3 nodes, Local from the 2 with endpoints, {took:?} after the last poll");
+    assert!(lab.has_addr("n3", CLUSTER_IP) && !lab.has_addr("n3", LOCAL_IP));
+
+    // Status: the address, and no single vipHost (every node announces).
+    let t = Instant::now();
+    loop {
+        let svc = lab.service_json("web");
+        let ingress = svc["status"]["loadBalancer"]["ingress"][0]["ip"].as_str();
+        if ingress == Some(CLUSTER_IP) {
+            assert!(
+                svc["metadata"]["annotations"]["kube-vip.io/vipHost"].is_null(),
+                "{svc}"
+            );
+            break;
+        }
+        assert!(t.elapsed() < SETUP, "no status on web: {svc}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Rolling update of app on n1, one pod at a time (new pod comes up,
+    // old one terminates), while the router's paths are sampled: n1 must
+    // never leave, since a ready endpoint remains on it at every step.
+    let steps: [&[(&str, &str, bool)]; 4] = [
+        &[
+            ("10.244.1.10", "n1", true),
+            ("10.244.1.11", "n1", true),
+            ("10.244.1.12", "n1", false),
+            ("10.244.2.10", "n2", true),
+        ],
+        &[
+            ("10.244.1.10", "n1", false),
+            ("10.244.1.11", "n1", true),
+            ("10.244.1.12", "n1", true),
+            ("10.244.2.10", "n2", true),
+        ],
+        &[
+            ("10.244.1.11", "n1", false),
+            ("10.244.1.12", "n1", true),
+            ("10.244.1.13", "n1", false),
+            ("10.244.2.10", "n2", true),
+        ],
+        &[
+            ("10.244.1.12", "n1", true),
+            ("10.244.1.13", "n1", true),
+            ("10.244.2.10", "n2", true),
+        ],
+    ];
+    let mut samples = 0;
+    for step in steps {
+        lab.api.put_object(slice("app", step));
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_millis(500) {
+            let p = lab.paths();
+            let hops = p.get(&ip(LOCAL_IP)).cloned().unwrap_or_default();
+            assert!(
+                hops.contains(&node_ip(1)) && hops.contains(&node_ip(2)),
+                "a node with a ready endpoint lost its path during the rolling update: {p:?}\n{}",
+                lab.logs()
+            );
+            samples += 1;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    println!("BGP Services: rolling update on n1, {samples} router samples, n1's path never left");
+
+    // The last pod on n2 goes: n2 withdraws app, keeps web.
+    let t = Instant::now();
+    lab.api.put_object(slice(
+        "app",
+        &[
+            ("10.244.1.12", "n1", true),
+            ("10.244.1.13", "n1", true),
+            ("10.244.2.10", "n2", false),
+        ],
+    ));
+    lab.wait_paths(&[(CLUSTER_IP, &[1, 2, 3]), (LOCAL_IP, &[1])], SETUP);
+    println!(
+        "BGP Services: last ready endpoint on n2 gone → path withdrawn after {:?}",
+        t.elapsed()
+    );
+    let t = Instant::now();
+    while lab.has_addr("n2", LOCAL_IP) {
+        assert!(t.elapsed() < SETUP, "n2 kept {LOCAL_IP}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    // SIGTERM n1: its paths leave before its addresses, web stays on n2
+    // and n3, app has nobody (no stale path).
+    let t = Instant::now();
+    let pid = lab.child("n1").id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    lab.wait_paths(&[(CLUSTER_IP, &[2, 3]), (LOCAL_IP, &[])], SETUP);
+    println!(
+        "BGP Services: SIGTERM n1 → its paths gone at the router after {:?}",
+        t.elapsed()
+    );
+    let st = loop {
+        if let Some(st) = lab.child("n1").try_wait().unwrap() {
+            break st;
+        }
+        assert!(t.elapsed() < SETUP, "n1 did not exit\n{}", lab.log("n1"));
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(st.success(), "{}", lab.log("n1"));
+    assert!(!lab.has_addr("n1", CLUSTER_IP) && !lab.has_addr("n1", LOCAL_IP));
+    // The Service is deleted: every path leaves, nothing stale.
+    lab.api
+        .call(|s| s.delete_object("v1", "Service", "default", "web"))
+        .unwrap();
+    let t = Instant::now();
+    lab.wait_paths(&[], SETUP);
+    println!(
+        "BGP Services: Service deleted → paths gone after {:?}",
+        t.elapsed()
+    );
+    for n in ["n2", "n3"] {
+        assert!(!lab.has_addr(n, CLUSTER_IP), "{n} kept {CLUSTER_IP}");
+    }
+}
+
+#[test]
+fn with_svc_election_only_the_owner_announces_and_the_route_moves_on_sigterm() {
+    if !ready() {
+        return;
+    }
+    let mut lab = Lab::new("bgpsvcel", 2);
+    for n in ["n1", "n2"] {
+        lab.api.put_object(node(n));
+    }
+    lab.api.put_object(service("web", CLUSTER_IP, false));
+    // Lease settings short enough for a test; the owner is one node.
+    let timing = [
+        ("svc_election", "true"),
+        ("vip_leaseduration", "3"),
+        ("vip_renewdeadline", "2"),
+        ("vip_retryperiod", "0.5"),
+    ];
+    lab.start_with("n1", &timing);
+    lab.start_with("n2", &timing);
+    let t = Instant::now();
+    let owner = loop {
+        let p = lab.paths();
+        if let Some(h) = p.get(&ip(CLUSTER_IP)) {
+            assert_eq!(h.len(), 1, "one owner announces: {p:?}\n{}", lab.logs());
+            break *h.iter().next().unwrap();
+        }
+        assert!(
+            t.elapsed() < SETUP,
+            "never announced: {p:?}\n{}",
+            lab.logs()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    println!(
+        "BGP Services with svc_election: {owner} announces, {:?} after start",
+        t.elapsed()
+    );
+    let (from, to) = if owner == node_ip(1) {
+        ("n1", 2)
+    } else {
+        ("n2", 1)
+    };
+    let pid = lab.child(from).id().to_string();
+    let t = Instant::now();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    lab.wait_paths(&[(CLUSTER_IP, &[to])], SETUP);
+    println!(
+        "BGP Services with svc_election: SIGTERM of the owner → route on the other node after {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn the_control_plane_vip_and_services_share_one_session_per_router() {
+    if !ready() {
+        return;
+    }
+    let mut lab = Lab::new("bgpsvccp", 1);
+    lab.api.put_object(node("n1"));
+    lab.api.put_object(service("web", CLUSTER_IP, false));
+    lab.start_with("n1", &[("cp_enable", "true"), ("address", "203.0.113.10")]);
+    let took = lab.wait_paths(&[("203.0.113.10", &[1]), (CLUSTER_IP, &[1])], SETUP);
+    println!("BGP control plane + Services: both routes over one session {took:?} after start");
+    // One session: a second speaker would have reset the first (FRR
+    // takes one connection per neighbour), so the session counter is 1.
+    let st = lab.router.neighbor_state(node_ip(1)).unwrap();
+    assert!(format!("{st:?}").contains("Established"), "{st:?}");
+    let pid = lab.child("n1").id().to_string();
+    let t = Instant::now();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    lab.wait_paths(&[], SETUP);
+    println!(
+        "BGP control plane + Services: SIGTERM → both routes gone after {:?}",
+        t.elapsed()
+    );
+    let st = loop {
+        if let Some(st) = lab.child("n1").try_wait().unwrap() {
+            break st;
+        }
+        assert!(t.elapsed() < SETUP, "n1 did not exit\n{}", lab.log("n1"));
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(st.success(), "{}", lab.log("n1"));
+    let log = lab.log("n1");
+    assert_eq!(
+        log.matches("starting BGP session").count(),
+        1,
+        "one speaker per process:\n{log}"
+    );
+}
