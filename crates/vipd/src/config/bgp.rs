@@ -51,8 +51,9 @@
 //! (a peer, a router ID, MP-BGP next hops that can be found) apply only
 //! when it is on. BGP for the control-plane VIP and for Services is wired
 //! into the daemon (`daemon/bgp.rs`, `services.rs`); BGP for Services on
-//! the quorum, node-annotation settings and routing-table mode are not
-//! yet: [`refuse_unwired`] turns a valid
+//! the quorum, node-annotation settings and routing-table mode for Services
+//! (the control-plane VIP's is `daemon/table.rs`) are not yet:
+//! [`refuse_unwired`] turns a valid
 //! configuration that asks for them into an error that says so.
 
 use std::net::{IpAddr, Ipv4Addr};
