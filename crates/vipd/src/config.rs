@@ -22,6 +22,7 @@
 //! touched; `main` exits with status 2 on a [`ConfigError`].
 
 mod bgp;
+pub mod bgp_annotations;
 mod bgp_peers;
 mod describe;
 mod error;
@@ -176,7 +177,7 @@ pub struct Config {
     /// control-plane VIP and Services (not yet on the quorum).
     pub bgp: Option<BgpSettings>,
     /// Routing-table mode (`--routing-table`, `vip_routingtable`), when
-    /// on; refused like `bgp` for now.
+    /// on: the control-plane VIP and Services (not yet on the quorum).
     pub routing_table: Option<RoutingTableSettings>,
     /// HTTP listen address (`--prometheus-server`); `None` disables it.
     pub http_addr: Option<SocketAddr>,
@@ -346,6 +347,16 @@ fn manifest_bool(value: Option<String>, option: &str, default: bool) -> Result<b
 }
 
 impl Config {
+    /// Services in BGP or routing-table mode without `svc_election`: every
+    /// eligible node announces each address (ECMP), there is no owner.
+    pub fn services_ecmp(&self) -> bool {
+        match (&self.bgp, &self.routing_table) {
+            (Some(b), _) => !b.services_election,
+            (None, Some(t)) => !t.services_election,
+            (None, None) => false,
+        }
+    }
+
     /// Resolves the options of `run` / `check-config` from `args` (the full
     /// argv: program name, then either a subcommand followed by options or
     /// the options alone) and `env`, without reading the process

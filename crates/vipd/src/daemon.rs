@@ -34,12 +34,15 @@ use vipd_elector::quorum::{GrantSink, NoSink, ServicesLink};
 use vipd_elector::{self as elect, Control, Holder, Observation};
 
 pub(crate) mod bgp;
+#[cfg(feature = "kubernetes")]
+mod bgp_node;
 mod events;
 mod glue;
 mod guard;
 mod health;
 mod quorum;
-mod table;
+pub(crate) mod routes;
+pub(crate) mod table;
 
 use events::Events;
 use glue::{glue, GlueCtx};
@@ -160,10 +163,29 @@ async fn run(mut cfg: Config) -> ExitCode {
         .http_addr
         .map(|addr| spawn_http(addr, &obs, stop_http.clone()));
     let quorum_mode = matches!(cfg.coordination, Coordination::Quorum(_));
-    if let Some(settings) = &cfg.bgp {
+    if let Some(mut settings) = cfg.bgp.clone() {
+        // kube-vip's `annotation`: AS, router ID and peers from this
+        // node's Node object, once they are there.
+        if let Some(prefix) = settings.node_annotations.clone() {
+            #[cfg(feature = "kubernetes")]
+            match bgp_node::settings_from_node(&cfg, &settings, &prefix).await {
+                Ok(s) => settings = s,
+                Err(code) => {
+                    stop_http.cancel();
+                    return code;
+                }
+            }
+            #[cfg(not(feature = "kubernetes"))]
+            {
+                eprintln!("vipd: BGP settings from node annotations ({prefix}) need the Kubernetes API; this build has no feature `kubernetes`");
+                stop_http.cancel();
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        }
+        cfg.bgp = Some(settings.clone());
         // One speaker for the process: the control-plane VIP and Services
         // announce through it (a router takes one session per neighbour).
-        if let Err(e) = bgp::start_shared(settings, &obs).await {
+        if let Err(e) = bgp::start_shared(&settings, &obs).await {
             eprintln!("vipd: invalid BGP configuration: {e}");
             stop_http.cancel();
             return ExitCode::from(EXIT_CONFIG);

@@ -102,9 +102,10 @@ pub(crate) async fn run(
     let kernel = Kernel::start(&cfg, &svc, &obs, guard, &cancel);
     let (desired_tx, manager, wire_task, mut relayed) =
         (kernel.desired, kernel.manager, kernel.wire, kernel.relayed);
-    // BGP without leader election: every eligible node announces (ECMP),
-    // no node leases, no assignment; the assigner role serves IPAM only.
-    let ecmp = cfg.bgp.as_ref().is_some_and(|b| !b.services_election);
+    // BGP or routing-table mode without svc_election: every eligible node
+    // announces (ECMP), no node leases, no assignment; the assigner role
+    // serves IPAM only.
+    let ecmp = cfg.services_ecmp();
 
     // The ownership core and its IO loops.
     let (core_tx, core_rx) = mpsc::channel::<Input>(1024);
@@ -429,21 +430,15 @@ impl Kernel {
         cancel: &CancellationToken,
     ) -> Kernel {
         let (desired, mut desired_rx) = watch::channel(BTreeSet::new());
-        // BGP mode (SPEC §5b): routes follow the addresses through the
-        // process's speaker, withdrawn before an address goes.
-        let gate = cfg
-            .bgp
-            .as_ref()
-            .and_then(|_| crate::daemon::bgp::shared_gate());
+        // BGP or routing-table mode (SPEC §5b): routes follow the
+        // addresses through the process's speaker or table sink, withdrawn
+        // before an address goes.
+        let gate = crate::daemon::routes::RouteGate::shared(cfg);
         let mut relayed = None;
         if let Some(gate) = gate.clone() {
             let (to_manager, manager_rx) = watch::channel(BTreeSet::new());
             let watched = to_manager.subscribe();
-            let relay = tokio::spawn(crate::daemon::bgp::relay(
-                desired_rx,
-                to_manager,
-                Some(gate),
-            ));
+            let relay = tokio::spawn(crate::daemon::routes::relay(desired_rx, to_manager, gate));
             relayed = Some(Relayed {
                 passed: watched,
                 _task: AbortOnDropHandle::new(relay),
@@ -462,7 +457,7 @@ impl Kernel {
             cancel.child_token(),
         ));
         if let Some(gate) = &gate {
-            gate.attach(manager.bound());
+            gate.attach(manager.bound(), &svc.interface);
         }
         let wire = AbortOnDropHandle::new(tokio::spawn(
             wire::Wire {
@@ -518,8 +513,8 @@ fn spawn_world(
                 Duration::from_secs(5),
                 Instant::now(),
             ),
-            // BGP without leader election: every eligible node announces.
-            shared: cfg.bgp.as_ref().is_some_and(|b| !b.services_election),
+            // Every eligible node announces (BGP / routing table, ECMP).
+            shared: cfg.services_ecmp(),
         }
         .run(cancel.child_token()),
     ))

@@ -209,17 +209,14 @@ fn routing_table_mode_takes_kube_vips_names_and_the_issues_spellings() {
     ] {
         assert!(stdout.contains(needle), "{needle:?} not in {stdout}");
     }
-    // Services in this mode are not (kube-vip routes them too): refused
-    // after validation, naming what was validated.
+    // Services in this mode are wired too (kube-vip routes them the same
+    // way): accepted and shown.
     for extra in [("svc_enable", "true"), ("VIPD_SERVICES", "true")] {
         let (code, stdout, stderr) = check_config(&[("vip_routingtable", "true"), extra]);
-        assert_eq!(code, Some(2), "{extra:?}: {stderr}");
-        assert!(stdout.is_empty(), "{extra:?}: {stdout}");
+        assert_eq!(code, Some(0), "{extra:?}: {stderr}");
         assert!(
-            stderr.contains("vip_routingtable) is on and its settings are valid")
-                && stderr.contains("not wired")
-                && stderr.contains("routing-table-id    = 198  (default)"),
-            "{extra:?}: {stderr}"
+            stdout.contains("routing-table-id               = 198  (default)"),
+            "{extra:?}: {stdout}"
         );
     }
     // vip_leaderelection=false is kube-vip's every-node mode here, not

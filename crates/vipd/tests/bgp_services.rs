@@ -191,7 +191,8 @@ impl Lab {
         self.start_with(node, &[]);
     }
 
-    /// [`Lab::start`] plus `extra` environment.
+    /// [`Lab::start`] plus `extra` environment (an empty value removes a
+    /// variable).
     fn start_with(&mut self, node: &str, extra: &[(&str, &str)]) {
         let host = self.topo.host(node);
         let me = host.ipv4().unwrap().to_string();
@@ -216,8 +217,13 @@ impl Lab {
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
+        // An empty value removes the variable.
         for (k, v) in extra {
-            cmd.env(k, v);
+            if v.is_empty() {
+                cmd.env_remove(k);
+            } else {
+                cmd.env(k, v);
+            }
         }
         self.nodes.push((node.to_string(), cmd.spawn().unwrap()));
     }
@@ -539,4 +545,134 @@ fn the_control_plane_vip_and_services_share_one_session_per_router() {
         1,
         "one speaker per process:\n{log}"
     );
+}
+
+#[test]
+fn node_annotations_supply_as_router_id_and_peers_once_they_appear() {
+    if !ready() {
+        return;
+    }
+    let mut lab = Lab::new("bgpsvcann", 1);
+    lab.api.put_object(node("n1"));
+    lab.api.put_object(service("web", CLUSTER_IP, false));
+    // kube-vip's Equinix Metal form: no bgp_peers, no router ID in the
+    // environment; the node's annotations carry them.
+    lab.start_with(
+        "n1",
+        &[
+            ("annotation", "metal.equinix.com"),
+            ("bgp_peers", ""),
+            ("bgp_routerid", ""),
+            ("bgp_as", ""),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        lab.paths().is_empty(),
+        "announced before the annotations exist"
+    );
+    assert!(
+        lab.log("n1").contains("waiting"),
+        "no waiting message:\n{}",
+        lab.log("n1")
+    );
+    let mut n = node("n1");
+    n["metadata"]["annotations"] = serde_json::json!({
+        "metal.equinix.com/node-asn": NODE_AS.to_string(),
+        "metal.equinix.com/src-ip": "192.0.2.11",
+        "metal.equinix.com/peer-asn": ROUTER_AS.to_string(),
+        "metal.equinix.com/peer-ip": "192.0.2.1",
+    });
+    let t = Instant::now();
+    lab.api.put_object(n);
+    lab.wait_paths(&[(CLUSTER_IP, &[1])], SETUP);
+    println!(
+        "BGP node annotations: route announced {:?} after the annotations appeared",
+        t.elapsed()
+    );
+}
+
+/// Host routes in `node`'s table 198 with protocol 248 (routing-table mode).
+fn table_routes(lab: &Lab, node: &str) -> BTreeSet<String> {
+    let out = lab
+        .topo
+        .host(node)
+        .ns
+        .ip(&["-4", "route", "show", "table", "198", "proto", "248"])
+        .unwrap_or_default();
+    out.lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn routing_table_mode_writes_service_routes_where_they_may_be_served() {
+    if !ready() {
+        return;
+    }
+    let mut lab = Lab::new("tblsvc", 2);
+    for n in ["n1", "n2"] {
+        lab.api.put_object(node(n));
+    }
+    lab.api.put_object(service("web", CLUSTER_IP, false));
+    lab.api.put_object(service("app", LOCAL_IP, true));
+    lab.api
+        .put_object(slice("app", &[("10.244.1.10", "n1", true)]));
+    // kube-vip's routing-table variables instead of BGP.
+    let table = [
+        ("bgp_enable", ""),
+        ("bgp_peers", ""),
+        ("bgp_routerid", ""),
+        ("bgp_as", ""),
+        ("vip_routingtable", "true"),
+    ];
+    lab.start_with("n1", &table);
+    lab.start_with("n2", &table);
+    let want = |n1: &[&str], n2: &[&str]| {
+        let set = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<BTreeSet<_>>();
+        (set(n1), set(n2))
+    };
+    let wait = |lab: &Lab, w: (BTreeSet<String>, BTreeSet<String>)| {
+        let t = Instant::now();
+        loop {
+            let got = (table_routes(lab, "n1"), table_routes(lab, "n2"));
+            if got == w {
+                return t.elapsed();
+            }
+            assert!(
+                t.elapsed() < SETUP,
+                "routes {got:?}, want {w:?}\n{}",
+                lab.logs()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let took = wait(&lab, want(&[CLUSTER_IP, LOCAL_IP], &[CLUSTER_IP]));
+    println!(
+        "routing table Services: Cluster on both nodes, Local only with the endpoint, {took:?}"
+    );
+    assert!(lab.has_addr("n1", LOCAL_IP) && !lab.has_addr("n2", LOCAL_IP));
+    // The endpoint moves to n2: the route follows.
+    lab.api
+        .put_object(slice("app", &[("10.244.2.10", "n2", true)]));
+    let took = wait(&lab, want(&[CLUSTER_IP], &[CLUSTER_IP, LOCAL_IP]));
+    println!("routing table Services: endpoint moved, route followed after {took:?}");
+    // SIGTERM n1: its route goes before its address, n2 keeps its own.
+    let pid = lab.child("n1").id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let took = wait(&lab, want(&[], &[CLUSTER_IP, LOCAL_IP]));
+    println!("routing table Services: SIGTERM n1 → its routes gone after {took:?}");
+    let t = Instant::now();
+    let st = loop {
+        if let Some(st) = lab.child("n1").try_wait().unwrap() {
+            break st;
+        }
+        assert!(t.elapsed() < SETUP, "n1 did not exit\n{}", lab.log("n1"));
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(st.success(), "{}", lab.log("n1"));
+    assert!(!lab.has_addr("n1", CLUSTER_IP));
 }

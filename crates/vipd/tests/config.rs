@@ -301,20 +301,12 @@ fn each_invalid_value_is_refused_naming_option_value_and_accepted_form() {
         ),
         ("run --lease-name ns/", &[], &["--lease-name", "ns/"]),
         // BGP and routing-table modes: malformed or incomplete settings
-        // first (tests/bgp_config.rs has the rest), then "not wired yet".
+        // (tests/bgp_config.rs has the rest; quorum_config.rs what is not
+        // wired yet).
         (
             "run",
             &[("bgp_enable", "true")],
             &["bgp_routerid", "BGP mode needs a router ID"],
-        ),
-        (
-            "run",
-            &[("vip_routingtable", "true"), ("svc_enable", "true")],
-            &[
-                "vip_routingtable",
-                "routing-table for Services",
-                "not wired",
-            ],
         ),
         (
             "run",

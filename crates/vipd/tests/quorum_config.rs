@@ -231,3 +231,28 @@ fn witness_takes_the_same_peers_and_marks_only_itself() {
     .to_string();
     assert!(err.contains("--peer-key-file"), "{err}");
 }
+
+#[test]
+fn services_on_the_quorum_in_bgp_or_routing_table_mode_are_refused_as_not_wired() {
+    let key = KeyFile::new("rt", b"0123456789abcdef0123456789abcdef\n");
+    let base = format!(
+        "run --coordination quorum --peers {PEERS} --peer-key-file {} --services",
+        key.path()
+    );
+    for (mode, flags) in [
+        (
+            "BGP for Services on the quorum",
+            "--bgp --bgpRouterID 192.0.2.11 --bgppeers 192.0.2.1:65001",
+        ),
+        ("routing-table for Services on the quorum", "--table"),
+    ] {
+        let err = run(&format!("{base} {flags}"), &[]).expect_err(mode);
+        assert!(err.contains(mode) && err.contains("not wired"), "{err}");
+    }
+    // Without --services the quorum holder announces the VIP: accepted.
+    let ok = format!(
+        "run --coordination quorum --peers {PEERS} --peer-key-file {} --address 192.0.2.100 --bgp --bgpRouterID 192.0.2.11 --bgppeers 192.0.2.1:65001",
+        key.path()
+    );
+    run(&ok, &[]).expect("quorum + BGP for the VIP");
+}

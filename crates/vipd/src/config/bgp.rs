@@ -37,7 +37,9 @@
 //!   `P/peer-multi-hop` (`true`/`false`). The peers so found replace the
 //!   configured ones; the other settings stay. Reading the Node needs the
 //!   Kubernetes client, so here only the prefix is validated, and a
-//!   configuration with it needs neither peers nor a router ID.
+//!   configuration with it needs neither peers nor a router ID; the daemon
+//!   reads the Node before the speaker starts (`bgp_annotations.rs`,
+//!   `daemon/bgp_node.rs`).
 //! - `zebra_*`: not used (warned in `kubevip.rs`).
 //!
 //! Routing-table mode: `vip_routingtable` / `--table`, with
@@ -49,12 +51,11 @@
 //! kube-vip parses these variables whether or not its mode is on, so a
 //! malformed one is an error either way; the checks that need the mode
 //! (a peer, a router ID, MP-BGP next hops that can be found) apply only
-//! when it is on. BGP for the control-plane VIP and for Services is wired
-//! into the daemon (`daemon/bgp.rs`, `services.rs`); BGP for Services on
-//! the quorum, node-annotation settings and routing-table mode for Services
-//! (the control-plane VIP's is `daemon/table.rs`) are not yet:
-//! [`refuse_unwired`] turns a valid
-//! configuration that asks for them into an error that says so.
+//! when it is on. BGP and routing-table mode, for the control-plane VIP
+//! and for Services, are wired into the daemon (`daemon/bgp.rs`,
+//! `daemon/table.rs`, `services.rs`); Services on the quorum in either mode
+//! are not yet: [`refuse_unwired`] turns a valid configuration that asks
+//! for them into an error that says so.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -154,6 +155,10 @@ pub struct RoutingTableSettings {
     /// leader election (`StartVipService`), and the routing daemons
     /// announce the VIP from every node (anycast/ECMP).
     pub leader_election: bool,
+    /// Services: only the owner of an address writes its route
+    /// (`svc_election=true`); otherwise every eligible node does, as in
+    /// BGP mode ([`BgpSettings::services_election`]).
+    pub services_election: bool,
 }
 
 /// The BGP options, in table order, for "is any set" and the refusal.
@@ -674,6 +679,7 @@ pub(super) fn resolve_routing_table(
         clean,
         // Set with the coordination (validate.rs), as BGP's.
         leader_election: false,
+        services_election: false,
     }))
 }
 
@@ -722,21 +728,17 @@ pub(super) fn refuse_unwired(config: &Config) -> Result<(), ConfigError> {
         {
             ("BGP for Services on the quorum", &BGP, BGP_OPTIONS)
         }
-        (Some(b), _) if b.node_annotations.is_some() => {
-            ("BGP with node-annotation settings", &BGP, BGP_OPTIONS)
-        }
         (Some(_), _) => return Ok(()),
-        // Routing-table mode runs the control-plane VIP (daemon/table.rs);
-        // kube-vip also routes Services this way, which vipd's Services
-        // do not do yet.
-        (None, Some(_)) if config.services.is_some() => {
-            ("routing-table for Services", &ROUTING_TABLE, TABLE_OPTIONS)
+        (None, Some(_))
+            if config.services.is_some()
+                && matches!(config.coordination, super::Coordination::Quorum(_)) =>
+        {
+            (
+                "routing-table for Services on the quorum",
+                &ROUTING_TABLE,
+                TABLE_OPTIONS,
+            )
         }
-        (None, Some(_)) if config.vip.is_none() => (
-            "routing-table without a control-plane VIP",
-            &ROUTING_TABLE,
-            TABLE_OPTIONS,
-        ),
         (None, Some(_)) => return Ok(()),
         (None, None) => return Ok(()),
     };
@@ -1052,6 +1054,7 @@ mod tests {
                     protocol: 248,
                     clean: false,
                     leader_election: false,
+                    services_election: false,
                 }),
                 vec![]
             ))

@@ -447,6 +447,9 @@ pub(super) fn resolve(
             || env
                 .get("vip_leaderelection")
                 .is_some_and(|v| values::boolean(v) == Ok(true));
+        t.services_election = env
+            .get("svc_election")
+            .is_some_and(|v| values::boolean(v) == Ok(true));
     }
     bgp::one_mode(bgp.is_some(), routing_table.is_some())?;
 

@@ -113,48 +113,6 @@ impl BgpGate {
     }
 }
 
-/// Puts a BGP ordering between a producer of desired addresses (an
-/// ownership or ECMP core) and its VIP manager: an address added is bound
-/// at once and announced once the kernel has it; an address dropped is
-/// withdrawn first (the wait of [`BgpGate::withdraw_all`]) and only then
-/// removed (SPEC §5b: withdraw before we stop serving). Without a gate it
-/// forwards unchanged. Runs until `input`'s sender is gone, then
-/// withdraws and empties what it forwarded.
-pub(crate) async fn relay(
-    mut input: watch::Receiver<BTreeSet<Vip>>,
-    output: watch::Sender<BTreeSet<Vip>>,
-    gate: Option<BgpGate>,
-) {
-    loop {
-        let want = input.borrow_and_update().clone();
-        apply(&want, &output, gate.as_ref()).await;
-        if input.changed().await.is_err() {
-            apply(&BTreeSet::new(), &output, gate.as_ref()).await;
-            return;
-        }
-    }
-}
-
-async fn apply(
-    want: &BTreeSet<Vip>,
-    output: &watch::Sender<BTreeSet<Vip>>,
-    gate: Option<&BgpGate>,
-) {
-    let have = output.borrow().clone();
-    let gone: BTreeSet<IpAddr> = have.difference(want).map(|v| v.addr).collect();
-    if let Some(g) = gate {
-        g.withdraw_all(&gone).await;
-        for v in want.difference(&have) {
-            g.announce(v.addr);
-        }
-    }
-    output.send_if_modified(|o| {
-        let changed = o != want;
-        o.clone_from(want);
-        changed
-    });
-}
-
 /// The process's one speaker (see [`Bgp`]), started by [`start_shared`]
 /// before any mode runs, like the address guard.
 static SPEAKER: std::sync::Mutex<Option<(Bgp, AbortOnDropHandle<()>)>> =
