@@ -32,6 +32,8 @@ pub struct BgpRunReport {
     /// Worst poll interval of the route source during this run: the
     /// resolution of both route times.
     pub route_resolution_ms: u64,
+    /// Mean poll interval of the route source during this run, ms.
+    pub mean_poll_ms: f64,
     /// What went wrong, if anything.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub note: String,
@@ -61,7 +63,7 @@ pub struct BgpSettings {
     pub route_source: String,
     /// Nominal poll interval of the route source, ms.
     pub poll_ms: u64,
-    /// Measured mean poll interval over the whole lab, ms.
+    /// Measured mean poll interval, mean over the runs, ms.
     pub mean_poll_ms: f64,
     /// The client's probe: every 10 ms, 150 ms timeout, a new TCP
     /// connection each (so the router's L4 hash spreads them).
@@ -283,6 +285,7 @@ mod tests {
             recover_ms: Some(1200),
             stale_routes: 0,
             route_resolution_ms: 14,
+            mean_poll_ms: 10.1,
             note: String::new(),
         }
     }
