@@ -676,3 +676,66 @@ fn routing_table_mode_writes_service_routes_where_they_may_be_served() {
     assert!(st.success(), "{}", lab.log("n1"));
     assert!(!lab.has_addr("n1", CLUSTER_IP));
 }
+
+#[test]
+fn with_lease_election_only_the_holder_announces_the_vip_and_a_killed_holder_is_replaced() {
+    if !ready() {
+        return;
+    }
+    const VIP: &str = "203.0.113.10";
+    let mut lab = Lab::new("bgplease", 2);
+    // Control plane only, elected through a Kubernetes Lease (the test
+    // server), kube-vip's vip_leaderelection with short lease timings.
+    let env = [
+        ("svc_enable", ""),
+        ("cp_enable", "true"),
+        ("address", VIP),
+        ("vip_leaderelection", "true"),
+        ("vip_leaseduration", "3"),
+        ("vip_renewdeadline", "2"),
+        ("vip_retryperiod", "0.5"),
+    ];
+    lab.start_with("n1", &env);
+    lab.start_with("n2", &env);
+    let t = Instant::now();
+    let holder = loop {
+        let p = lab.paths();
+        if let Some(h) = p.get(&ip(VIP)) {
+            assert_eq!(
+                h.len(),
+                1,
+                "only the holder announces: {p:?}\n{}",
+                lab.logs()
+            );
+            break *h.iter().next().unwrap();
+        }
+        assert!(
+            t.elapsed() < SETUP,
+            "never announced: {p:?}\n{}",
+            lab.logs()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    println!(
+        "BGP lease election: {holder} holds and announces, {:?} after start",
+        t.elapsed()
+    );
+    let (dead, other) = if holder == node_ip(1) {
+        ("n1", 2)
+    } else {
+        ("n2", 1)
+    };
+    // SIGKILL: the kernel closes the session (the router drops the path at
+    // once); the other node announces after the lease expires.
+    let pid = lab.child(dead).id().to_string();
+    let t = Instant::now();
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid])
+        .status()
+        .unwrap();
+    lab.wait_paths(&[(VIP, &[other])], SETUP);
+    println!(
+        "BGP lease election: SIGKILL of the holder → route on the other node after {:?} (lease 3 s)",
+        t.elapsed()
+    );
+}

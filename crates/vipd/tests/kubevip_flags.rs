@@ -339,6 +339,28 @@ fn kube_vip_bgp_and_table_flags_configure_their_modes_and_two_modes_at_once_are_
         let all = format!("{c:?} {}", c.describe());
         assert!(!all.contains("s3cret"), "{sub}: {all}");
     }
+    // --leaderElection chooses one holder over every-node ECMP, for BGP
+    // and the routing table; =false is kube-vip's ECMP, not a warning.
+    for (flags, elect) in [
+        (format!("{bgp} --leaderElection"), true),
+        (format!("{bgp} --leaderElection=true"), true),
+        (format!("{bgp} --leaderElection=false"), false),
+        ("--table --leaderElection".to_string(), true),
+        ("--table --leaderElection=false".to_string(), false),
+    ] {
+        let c = parse("run", &flags).unwrap_or_else(|e| panic!("{flags}: {e}"));
+        let got = match (&c.bgp, &c.routing_table) {
+            (Some(b), _) => b.leader_election,
+            (None, Some(t)) => t.leader_election,
+            (None, None) => panic!("{flags}: no mode"),
+        };
+        assert_eq!(got, elect, "{flags}");
+        assert!(
+            !c.warnings.iter().any(|w| w.contains("leaderElection")),
+            "{flags}: {:?}",
+            c.warnings
+        );
+    }
     // BGP for Services is wired (issue 14): the same flags with --services.
     match parse("run", &format!("{bgp} --services")) {
         Ok(c) => {

@@ -118,7 +118,8 @@ pub struct BgpSettings {
     /// the local AS, router ID, source address and peers at run time.
     pub node_annotations: Option<String>,
     /// Only the elected holder announces the control-plane VIP
-    /// (`vip_leaderelection=true`, or `--coordination quorum`); otherwise
+    /// (`--leaderElection` / `vip_leaderelection=true`, or `--coordination
+    /// quorum`); otherwise
     /// every healthy node does and the router spreads traffic over them
     /// (ECMP), as kube-vip's BGP mode without leader election.
     pub leader_election: bool,

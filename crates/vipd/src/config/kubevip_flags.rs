@@ -270,6 +270,16 @@ impl Args for KubeVipFlags {
 }
 
 impl KubeVipFlags {
+    /// The value of boolean flag `name` if it was given and well-formed
+    /// (a malformed one is reported by [`KubeVipFlags::check`]).
+    pub(super) fn boolean(&self, name: &str) -> Option<bool> {
+        self.given
+            .iter()
+            .rev()
+            .find(|(f, _)| f.name == name)
+            .and_then(|(_, v)| values::boolean(v).ok())
+    }
+
     /// One warning line per ignored flag, or the first refused one as
     /// [`ConfigError::Unsupported`] (a malformed boolean as
     /// [`ConfigError::Invalid`]), both naming the flag.

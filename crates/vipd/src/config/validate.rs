@@ -428,13 +428,19 @@ pub(super) fn resolve(
 
     // BGP and routing-table modes (SPEC §5b).
     let mut bgp = bgp::resolve_bgp(&mut r, &mut warnings)?;
+    // kube-vip's election switch: `--leaderElection[=BOOL]` (the flag wins,
+    // as every flag over its variable), else `vip_leaderelection`.
+    let elect = kube_vip_flags
+        .boolean("leaderElection")
+        .or_else(|| {
+            env.get("vip_leaderelection")
+                .and_then(|v| values::boolean(v).ok())
+        })
+        .unwrap_or(false);
     if let Some(b) = bgp.as_mut() {
-        // kube-vip announces from every node unless vip_leaderelection is
-        // true; a quorum always has one holder.
-        b.leader_election = matches!(coordination, Coordination::Quorum(_))
-            || env
-                .get("vip_leaderelection")
-                .is_some_and(|v| values::boolean(v) == Ok(true));
+        // kube-vip announces from every node unless leader election is
+        // on; a quorum always has one holder.
+        b.leader_election = matches!(coordination, Coordination::Quorum(_)) || elect;
         b.services_election = env
             .get("svc_election")
             .is_some_and(|v| values::boolean(v) == Ok(true));
@@ -443,15 +449,20 @@ pub(super) fn resolve(
     if let Some(t) = routing_table.as_mut() {
         // kube-vip's routing-table worker: StartCluster (one holder) with
         // vip_leaderelection=true, StartVipService (every node) without.
-        t.leader_election = matches!(coordination, Coordination::Quorum(_))
-            || env
-                .get("vip_leaderelection")
-                .is_some_and(|v| values::boolean(v) == Ok(true));
+        t.leader_election = matches!(coordination, Coordination::Quorum(_)) || elect;
         t.services_election = env
             .get("svc_election")
             .is_some_and(|v| values::boolean(v) == Ok(true));
     }
     bgp::one_mode(bgp.is_some(), routing_table.is_some())?;
+    if bgp.is_some() || routing_table.is_some() {
+        // Here "no election" is kube-vip's every-node mode (ECMP), not a
+        // switch vipd ignores (the ARP/NDP-mode warnings above).
+        warnings.retain(|w| {
+            !w.starts_with("kube-vip flag --leaderElection=false is ignored")
+                && !w.starts_with("kube-vip variable vip_leaderelection=")
+        });
+    }
 
     // Observability.
     let (http_addr, log_level, log_json) = observability(&mut r)?;
