@@ -254,12 +254,23 @@ fn execute(plan: &Plan) -> Result<bool, Error> {
     for i in 1..=plan.nodes {
         lab.start_vipd(i)?;
     }
+    // A vipd that rejects its configuration exits at once (status 2): say
+    // so now rather than after the settle timeout.
+    sleep(Duration::from_millis(500), &stop)?;
+    for i in 1..=plan.nodes {
+        if !lab.running(i) {
+            return Err(Error::Setup(format!(
+                "vipd on n{i} exited at start:\n{}",
+                lab.log_tail(i, 8)
+            )));
+        }
+    }
     let mut runs = Vec::new();
     for sc in &plan.scenarios {
         for k in 1..=plan.runs {
             let r = run_one(&mut lab, *sc, k, plan, &stop, &mut live)?;
             live.event(&format!(
-                "[{} {k}/{}] {}: route changed after {}, client gap {:.3}s ({} of {} probes lost), all paths back {} after heal, stale {} -> {}",
+                "[{} {k}/{}] {}: route changed after {}, client gap {:.3}s ({} of {} probes lost), all paths back {} after {}, stale {} -> {}",
                 sc.name(),
                 plan.runs,
                 r.target,
@@ -268,6 +279,7 @@ fn execute(plan: &Plan) -> Result<bool, Error> {
                 r.failed_probes,
                 r.probes,
                 r.recover_ms.map(|v| format!("{:.3}s", v as f64 / 1000.0)).unwrap_or_else(|| "never".into()),
+                if sc.hits_router() { "the restart" } else { "heal" },
                 r.stale_routes,
                 if r.passed() { "OK" } else { "FAIL" }
             ));
