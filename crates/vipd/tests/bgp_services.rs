@@ -720,6 +720,13 @@ fn with_lease_election_only_the_holder_announces_the_vip_and_a_killed_holder_is_
         "BGP lease election: {holder} holds and announces, {:?} after start",
         t.elapsed()
     );
+    // And stays alone (the follower never announces).
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(1) {
+        let p = lab.paths();
+        assert_eq!(p.get(&ip(VIP)).map(BTreeSet::len), Some(1), "{p:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let (dead, other) = if holder == node_ip(1) {
         ("n1", 2)
     } else {
