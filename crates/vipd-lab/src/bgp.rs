@@ -286,7 +286,7 @@ fn execute(plan: &Plan) -> Result<bool, Error> {
             runs.push(r);
         }
     }
-    let final_check = final_check(&mut lab, plan, &stop)?;
+    let final_check = final_check(&mut lab, &stop)?;
     let settings = BgpSettings {
         router: plan.router.name().into(),
         nodes: plan.nodes,
@@ -554,7 +554,7 @@ fn run_one(
 }
 
 /// Every vipd SIGTERMed; the router must end with no path at all.
-fn final_check(lab: &mut BgpLab, plan: &Plan, stop: &AtomicBool) -> Result<FinalCheck, Error> {
+fn final_check(lab: &mut BgpLab, stop: &AtomicBool) -> Result<FinalCheck, Error> {
     for i in 1..=lab.nodes() {
         lab.link(i, true)?;
         lab.health(i, true)?;
@@ -572,7 +572,6 @@ fn final_check(lab: &mut BgpLab, plan: &Plan, stop: &AtomicBool) -> Result<Final
         lab.reap(i, Duration::from_secs(5))?;
     }
     let stale = lab.rib_hops()?.len() + lab.kernel_hops()?.len();
-    let _ = plan;
     Ok(FinalCheck {
         stale_routes: stale,
         empty_after_ms: empty.then(|| ms(took)),
