@@ -194,7 +194,12 @@ async fn run(mut cfg: Config) -> ExitCode {
     let code = match (cfg.vip, cfg.services.clone()) {
         (Some(vip), None) => run_vip(cfg, vip, obs, None::<ServicesLink<NoSink>>).await,
         #[cfg(feature = "kubernetes")]
-        (vip, Some(svc)) if quorum_mode => run_quorum_services(cfg, vip, svc, obs).await,
+        // Services with owners ride on the quorum's grants; in BGP or
+        // routing-table mode without svc_election every eligible node
+        // announces and needs no coordination (the VIP still does).
+        (vip, Some(svc)) if quorum_mode && !cfg.services_ecmp() => {
+            run_quorum_services(cfg, vip, svc, obs).await
+        }
         #[cfg(feature = "kubernetes")]
         (None, Some(svc)) => crate::services::run(cfg, svc, obs, guard::pipe()).await,
         #[cfg(feature = "kubernetes")]

@@ -150,6 +150,8 @@ struct Lab {
     api: KubeApi,
     nodes: Vec<(String, Child)>,
     logs: PathBuf,
+    /// Flags after `run` for every node started from now on.
+    args: Vec<String>,
 }
 
 impl Lab {
@@ -182,6 +184,7 @@ impl Lab {
             router,
             api,
             nodes: Vec::new(),
+            args: Vec::new(),
             logs,
         }
     }
@@ -199,6 +202,7 @@ impl Lab {
         let log = std::fs::File::create(self.logs.join(format!("{node}.log"))).unwrap();
         let mut cmd = host.ns.command(env!("CARGO_BIN_EXE_vipd"));
         cmd.arg("run")
+            .args(&self.args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("svc_enable", "true")
@@ -743,6 +747,88 @@ fn with_lease_election_only_the_holder_announces_the_vip_and_a_killed_holder_is_
     lab.wait_paths(&[(VIP, &[other])], SETUP);
     println!(
         "BGP lease election: SIGKILL of the holder → route on the other node after {:?} (lease 3 s)",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn on_the_quorum_the_holder_announces_the_vip_and_every_node_the_services() {
+    if !ready() {
+        return;
+    }
+    const VIP: &str = "203.0.113.10";
+    let mut lab = Lab::new("bgpquorum", 3);
+    for n in ["n1", "n2", "n3"] {
+        lab.api.put_object(node(n));
+    }
+    lab.api.put_object(service("web", CLUSTER_IP, false));
+    let key = lab.logs.join("peer.key");
+    std::fs::write(
+        &key,
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n",
+    )
+    .unwrap();
+    lab.args = [
+        "--coordination",
+        "quorum",
+        "--peers",
+        "n1=192.0.2.11:7480,n2=192.0.2.12:7480,n3=192.0.2.13:7480",
+        "--peer-key-file",
+        &key.display().to_string(),
+        "--quorum-promise",
+        "0.6",
+        "--quorum-heartbeat",
+        "0.1",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let env = [("cp_enable", "true"), ("address", VIP)];
+    for n in ["n1", "n2", "n3"] {
+        lab.start_with(n, &env);
+    }
+    let t = Instant::now();
+    let holder = loop {
+        let p = lab.paths();
+        let web = p.get(&ip(CLUSTER_IP)).map(BTreeSet::len);
+        if let (Some(h), Some(3)) = (p.get(&ip(VIP)), web) {
+            assert_eq!(
+                h.len(),
+                1,
+                "only the quorum holder announces the VIP: {p:?}"
+            );
+            break *h.iter().next().unwrap();
+        }
+        assert!(t.elapsed() < SETUP, "paths {p:?}\n{}", lab.logs());
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    println!(
+        "BGP on the quorum: {holder} announces the VIP, all 3 the Service, {:?} after start",
+        t.elapsed()
+    );
+    let dead = ["n1", "n2", "n3"]
+        .into_iter()
+        .find(|n| lab.topo.host(n).ipv4().unwrap() == holder)
+        .unwrap();
+    let pid = lab.child(dead).id().to_string();
+    let t = Instant::now();
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid])
+        .status()
+        .unwrap();
+    // The VIP moves to one live node; the Service keeps the live two.
+    loop {
+        let p = lab.paths();
+        let vip = p.get(&ip(VIP)).cloned().unwrap_or_default();
+        let web = p.get(&ip(CLUSTER_IP)).cloned().unwrap_or_default();
+        if vip.len() == 1 && !vip.contains(&holder) && web.len() == 2 && !web.contains(&holder) {
+            break;
+        }
+        assert!(t.elapsed() < SETUP, "paths {p:?}\n{}", lab.logs());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    println!(
+        "BGP on the quorum: SIGKILL of the holder → VIP on a new holder, Service on the live two, after {:?}",
         t.elapsed()
     );
 }

@@ -233,26 +233,30 @@ fn witness_takes_the_same_peers_and_marks_only_itself() {
 }
 
 #[test]
-fn services_on_the_quorum_in_bgp_or_routing_table_mode_are_refused_as_not_wired() {
+fn services_on_the_quorum_run_in_bgp_and_routing_table_mode() {
     let key = KeyFile::new("rt", b"0123456789abcdef0123456789abcdef\n");
     let base = format!(
-        "run --coordination quorum --peers {PEERS} --peer-key-file {} --services",
+        "run --coordination quorum --peers {PEERS} --peer-key-file {} --address 192.0.2.100 --services --backend kubernetes --kubeconfig /etc/kubernetes/admin.conf",
         key.path()
     );
-    for (mode, flags) in [
-        (
-            "BGP for Services on the quorum",
-            "--bgp --bgpRouterID 192.0.2.11 --bgppeers 192.0.2.1:65001",
-        ),
-        ("routing-table for Services on the quorum", "--table"),
+    for (flags, svc_election) in [
+        ("--bgp --bgpRouterID 192.0.2.11 --bgppeers 192.0.2.1:65001", false),
+        ("--table", false),
     ] {
-        let err = run(&format!("{base} {flags}"), &[]).expect_err(mode);
-        assert!(err.contains(mode) && err.contains("not wired"), "{err}");
+        let c = run(&format!("{base} {flags}"), &[]).unwrap_or_else(|e| panic!("{flags}: {e}"));
+        // Without svc_election every eligible node announces Services
+        // (no coordination); the VIP has one holder: the quorum's.
+        assert!(c.services_ecmp() != svc_election, "{flags}");
+        match (&c.bgp, &c.routing_table) {
+            (Some(b), _) => assert!(b.leader_election, "{flags}"),
+            (None, Some(t)) => assert!(t.leader_election, "{flags}"),
+            (None, None) => panic!("{flags}: no mode"),
+        }
     }
-    // Without --services the quorum holder announces the VIP: accepted.
-    let ok = format!(
-        "run --coordination quorum --peers {PEERS} --peer-key-file {} --address 192.0.2.100 --bgp --bgpRouterID 192.0.2.11 --bgppeers 192.0.2.1:65001",
-        key.path()
-    );
-    run(&ok, &[]).expect("quorum + BGP for the VIP");
+    let c = run(
+        &format!("{base} --bgp --bgpRouterID 192.0.2.11 --bgppeers 192.0.2.1:65001"),
+        &[("svc_election", "true")],
+    )
+    .expect("svc_election on the quorum");
+    assert!(!c.services_ecmp(), "svc_election: one owner per address (grants)");
 }

@@ -51,11 +51,9 @@
 //! kube-vip parses these variables whether or not its mode is on, so a
 //! malformed one is an error either way; the checks that need the mode
 //! (a peer, a router ID, MP-BGP next hops that can be found) apply only
-//! when it is on. BGP and routing-table mode, for the control-plane VIP
-//! and for Services, are wired into the daemon (`daemon/bgp.rs`,
-//! `daemon/table.rs`, `services.rs`); Services on the quorum in either mode
-//! are not yet: [`refuse_unwired`] turns a valid configuration that asks
-//! for them into an error that says so.
+//! when it is on. Both modes, for the control-plane VIP and for Services,
+//! are wired into the daemon (`daemon/bgp.rs`, `daemon/table.rs`,
+//! `daemon/routes.rs`, `services.rs`).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -66,7 +64,7 @@ use super::bgp_peers::{
 };
 use super::options::*;
 use super::sources::Resolver;
-use super::{values, Config, ConfigError, Setting, Source};
+use super::{values, ConfigError, Source};
 
 /// kube-vip's `--localAS` and `--peerAS` default.
 pub const DEFAULT_BGP_AS: u32 = 65000;
@@ -713,47 +711,6 @@ pub(super) fn one_mode(bgp: bool, table: bool) -> Result<(), ConfigError> {
         });
     }
     Ok(())
-}
-
-/// The last check of resolution: the parts of BGP and routing-table mode
-/// that are not wired into the daemon yet are refused, showing what was
-/// validated, so a user learns about malformed settings first and then
-/// that the mode is not there yet. Wired: BGP for the control-plane VIP
-/// and for Services (lease mode or none) with peers and a router ID from
-/// the configuration.
-pub(super) fn refuse_unwired(config: &Config) -> Result<(), ConfigError> {
-    let (mode, switch, options) = match (&config.bgp, &config.routing_table) {
-        (Some(_), _)
-            if config.services.is_some()
-                && matches!(config.coordination, super::Coordination::Quorum(_)) =>
-        {
-            ("BGP for Services on the quorum", &BGP, BGP_OPTIONS)
-        }
-        (Some(_), _) => return Ok(()),
-        (None, Some(_))
-            if config.services.is_some()
-                && matches!(config.coordination, super::Coordination::Quorum(_)) =>
-        {
-            (
-                "routing-table for Services on the quorum",
-                &ROUTING_TABLE,
-                TABLE_OPTIONS,
-            )
-        }
-        (None, Some(_)) => return Ok(()),
-        (None, None) => return Ok(()),
-    };
-    let shown: Vec<Setting> = config
-        .settings
-        .iter()
-        .filter(|s| options.iter().any(|o| o.key == s.name))
-        .cloned()
-        .collect();
-    Err(ConfigError::NotWired {
-        option: switch.describe(),
-        mode,
-        settings: super::describe::table(&shown, "  "),
-    })
 }
 
 #[cfg(test)]

@@ -67,18 +67,6 @@ pub enum ConfigError {
         /// Which entry and field, the entry with its password redacted.
         peer: Box<super::PeerError>,
     },
-    /// A valid configuration for a mode the daemon does not run yet (BGP,
-    /// routing table): refused only after every setting was validated.
-    #[error("{option} is on and its settings are valid, but {mode} mode is not wired into the vipd daemon yet; use ARP/NDP mode (vip_arp=true) for now. Validated settings:\n{settings}")]
-    NotWired {
-        /// The mode switch's spellings.
-        option: String,
-        /// `BGP` or `routing-table`.
-        mode: &'static str,
-        /// The mode's settings as `check-config` shows them (passwords
-        /// redacted), one indented line each.
-        settings: String,
-    },
     /// The configured interface does not exist (and `--wait-for-interface`
     /// is off).
     #[error("unknown --interface (VIPD_INTERFACE, vip_interface) {0:?}: no such interface in this network namespace; pass --wait-for-interface to wait for it")]

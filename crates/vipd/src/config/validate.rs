@@ -526,6 +526,5 @@ pub(super) fn resolve(
         errors,
         settings,
     };
-    bgp::refuse_unwired(&config)?;
     Ok(config)
 }
