@@ -240,7 +240,10 @@ fn services_on_the_quorum_run_in_bgp_and_routing_table_mode() {
         key.path()
     );
     for (flags, svc_election) in [
-        ("--bgp --bgpRouterID 192.0.2.11 --bgppeers 192.0.2.1:65001", false),
+        (
+            "--bgp --bgpRouterID 192.0.2.11 --bgppeers 192.0.2.1:65001",
+            false,
+        ),
         ("--table", false),
     ] {
         let c = run(&format!("{base} {flags}"), &[]).unwrap_or_else(|e| panic!("{flags}: {e}"));
@@ -258,5 +261,8 @@ fn services_on_the_quorum_run_in_bgp_and_routing_table_mode() {
         &[("svc_election", "true")],
     )
     .expect("svc_election on the quorum");
-    assert!(!c.services_ecmp(), "svc_election: one owner per address (grants)");
+    assert!(
+        !c.services_ecmp(),
+        "svc_election: one owner per address (grants)"
+    );
 }
