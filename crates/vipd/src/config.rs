@@ -87,6 +87,12 @@ pub const DEFAULT_LEASE_NAMESPACE: &str = "kube-system";
 pub const DEFAULT_ARP_REFRESH: Duration = Duration::from_secs(30);
 /// How often the reconciler compares intent with the kernel (SPEC R3).
 pub const DEFAULT_RECONCILE_PERIOD: Duration = Duration::from_secs(5);
+/// ECMP withdraw drain: FRR took ~70 ms from receiving a withdrawal to
+/// removing the path from its kernel in the lab (`vipd lab --mode bgp`,
+/// graceful); hardware routers program their FIB in the same order of
+/// magnitude or slower. Half a second covers that several times over and
+/// only delays a node's shutdown by as much.
+pub const DEFAULT_WITHDRAW_DRAIN: Duration = Duration::from_millis(500);
 /// What the command line asked for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
@@ -187,6 +193,11 @@ pub struct Config {
     pub log_json: bool,
     /// Reconcile period (SPEC R3).
     pub reconcile_period: Duration,
+    /// BGP or routing-table mode with every node announcing (ECMP): how
+    /// long an address keeps serving after its route was withdrawn, so
+    /// packets the routers still send during their convergence are
+    /// answered (`--withdraw-drain`).
+    pub withdraw_drain: Duration,
     /// Limits of the general Kubernetes client (`--kube-api-qps`,
     /// `--kube-api-burst`, `--kube-api-timeout`).
     pub kube_api: KubeApiSettings,

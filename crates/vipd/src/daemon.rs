@@ -158,6 +158,7 @@ async fn run(mut cfg: Config) -> ExitCode {
     // dies without doing so (SIGKILL, OOM, abort).
     guard::start();
     let obs = Obs::for_config(&cfg);
+    table::report_to(&obs);
     let stop_http = CancellationToken::new();
     let http = cfg
         .http_addr
@@ -462,6 +463,7 @@ async fn run_ecmp(cfg: Config, vip: Vip, health: Vec<HealthCheckSpec>, obs: Obs)
         return code;
     }
     let mut holder = plumbing.holder(vip);
+    holder.drain = cfg.withdraw_drain;
     let mut eligible = plumbing.eligible_rx.clone();
     let (_, never) = mpsc::unbounded_channel();
     let mut vip_events = plumbing.vip_ev_rx.take().unwrap_or(never);
@@ -543,6 +545,10 @@ struct VipHolder {
     /// Routing-table mode: the host route follows the address the same
     /// way (written once bound, deleted before the address goes).
     table: Option<table::TableGate>,
+    /// Every node announcing (ECMP): how long the address keeps serving
+    /// once its route is withdrawn (`--withdraw-drain`), while the routers
+    /// converge; zero with one holder, whose successor waits for it.
+    drain: Duration,
 }
 
 impl VipHolder {
@@ -565,6 +571,15 @@ impl VipHolder {
         }
         if let Some(g) = &self.table {
             g.withdraw(self.vip.addr).await;
+        }
+        let routed = self.bgp.is_some() || self.table.is_some();
+        if routed && !self.drain.is_zero() && !self.bound.borrow().is_empty() {
+            // Routers still send packets until they have taken the path
+            // out of their forwarding table (FRR: ~70 ms in the lab); the
+            // other nodes' paths are already there, so serving them here
+            // a little longer loses nothing and drops nothing.
+            info!(vip = %self.vip.addr, drain = ?self.drain, "route withdrawn; serving while the routers converge");
+            tokio::time::sleep(self.drain).await;
         }
     }
 }
@@ -700,6 +715,7 @@ impl Plumbing {
             manager: self.manager.clone(),
             bgp: self.bgp.clone(),
             table: self.table.clone(),
+            drain: Duration::ZERO,
         }
     }
 
@@ -895,6 +911,8 @@ async fn run_with_store<S: LeaseStore>(
                     manager: holder_parts.2.clone(),
                     bgp: holder_parts.3.clone(),
                     table: holder_parts.4.clone(),
+                    // One holder: its successor waits for the release.
+                    drain: Duration::ZERO,
                 };
                 let elector = Elector::new(
                     node.clone(),

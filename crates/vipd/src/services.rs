@@ -438,7 +438,15 @@ impl Kernel {
         if let Some(gate) = gate.clone() {
             let (to_manager, manager_rx) = watch::channel(BTreeSet::new());
             let watched = to_manager.subscribe();
-            let relay = tokio::spawn(crate::daemon::routes::relay(desired_rx, to_manager, gate));
+            // Every node announcing: serve on while the routers converge.
+            let drain = if cfg.services_ecmp() {
+                cfg.withdraw_drain
+            } else {
+                Duration::ZERO
+            };
+            let relay = tokio::spawn(crate::daemon::routes::relay(
+                desired_rx, to_manager, gate, drain,
+            ));
             relayed = Some(Relayed {
                 passed: watched,
                 _task: AbortOnDropHandle::new(relay),

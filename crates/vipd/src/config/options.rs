@@ -77,6 +77,7 @@ opts! {
     LOG_LEVEL = "log-level", Some("log"), "VIPD_LOG_LEVEL", ["vip_loglevel"];
     LOG_FORMAT = "log-format", None, "VIPD_LOG_FORMAT", [];
     RECONCILE_PERIOD = "reconcile-period", None, "VIPD_RECONCILE_PERIOD", [];
+    WITHDRAW_DRAIN = "withdraw-drain", None, "VIPD_WITHDRAW_DRAIN", [];
     KUBE_API_QPS = "kube-api-qps", None, "VIPD_KUBE_API_QPS", [];
     KUBE_API_BURST = "kube-api-burst", None, "VIPD_KUBE_API_BURST", [];
     KUBE_API_TIMEOUT = "kube-api-timeout", None, "VIPD_KUBE_API_TIMEOUT", [];
@@ -350,6 +351,9 @@ pub(super) struct RawOptions {
     /// Reconcile period in seconds; default 5 [env: VIPD_RECONCILE_PERIOD]
     #[arg(long, value_name = "SECS")]
     reconcile_period: Option<String>,
+    /// BGP / routing-table mode, every node announcing: seconds an address keeps serving after its route is withdrawn, while the routers converge; default 0.5 [env: VIPD_WITHDRAW_DRAIN]
+    #[arg(long, value_name = "SECS")]
+    withdraw_drain: Option<String>,
     /// Queries per second of the general Kubernetes client (events; never the lease); default 50 [env: VIPD_KUBE_API_QPS]
     #[arg(long, value_name = "QPS")]
     kube_api_qps: Option<String>,
@@ -438,6 +442,7 @@ impl RawOptions {
             (LOG_LEVEL.key, self.log_level),
             (LOG_FORMAT.key, self.log_format),
             (RECONCILE_PERIOD.key, self.reconcile_period),
+            (WITHDRAW_DRAIN.key, self.withdraw_drain),
             (KUBE_API_QPS.key, self.kube_api_qps),
             (KUBE_API_BURST.key, self.kube_api_burst),
             (KUBE_API_TIMEOUT.key, self.kube_api_timeout),

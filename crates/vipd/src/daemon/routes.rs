@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use tokio::sync::watch;
 use vipd::config::Config;
@@ -64,36 +65,54 @@ impl RouteGate {
 /// ownership or ECMP core) and its VIP manager: an address added is bound
 /// at once and its route goes out once the kernel has it; an address
 /// dropped is withdrawn first (the bounded wait of
-/// [`RouteGate::withdraw_all`]) and only then removed (SPEC §5b: withdraw
-/// before we stop serving). Runs until `input`'s sender is gone, then
-/// withdraws and empties what it forwarded.
+/// [`RouteGate::withdraw_all`]), keeps serving for `drain` while the
+/// routers converge (ECMP; zero with one owner per address), and only then
+/// is removed (SPEC §5b: withdraw before we stop serving). Runs until
+/// `input`'s sender is gone, then withdraws and empties what it forwarded.
 pub(crate) async fn relay(
     mut input: watch::Receiver<BTreeSet<Vip>>,
     output: watch::Sender<BTreeSet<Vip>>,
     gate: RouteGate,
+    drain: Duration,
 ) {
     loop {
         let want = input.borrow_and_update().clone();
-        apply(&want, &output, &gate).await;
+        apply(&want, &output, &gate, drain).await;
         if input.changed().await.is_err() {
-            apply(&BTreeSet::new(), &output, &gate).await;
+            apply(&BTreeSet::new(), &output, &gate, drain).await;
             return;
         }
     }
 }
 
-async fn apply(want: &BTreeSet<Vip>, output: &watch::Sender<BTreeSet<Vip>>, gate: &RouteGate) {
+async fn apply(
+    want: &BTreeSet<Vip>,
+    output: &watch::Sender<BTreeSet<Vip>>,
+    gate: &RouteGate,
+    drain: Duration,
+) {
     let have = output.borrow().clone();
-    let gone: BTreeSet<IpAddr> = have.difference(want).map(|v| v.addr).collect();
-    if !gone.is_empty() {
-        gate.withdraw_all(&gone).await;
-    }
+    // Additions first: a drain must not delay a new address.
     for v in want.difference(&have) {
         gate.announce(v.addr);
     }
+    let gone: BTreeSet<IpAddr> = have.difference(want).map(|v| v.addr).collect();
+    if gone.is_empty() {
+        set(output, want);
+        return;
+    }
+    set(output, &have.union(want).copied().collect());
+    gate.withdraw_all(&gone).await;
+    if !drain.is_zero() {
+        tokio::time::sleep(drain).await;
+    }
+    set(output, want);
+}
+
+fn set(output: &watch::Sender<BTreeSet<Vip>>, to: &BTreeSet<Vip>) {
     output.send_if_modified(|o| {
-        let changed = o != want;
-        o.clone_from(want);
+        let changed = o != to;
+        o.clone_from(to);
         changed
     });
 }
