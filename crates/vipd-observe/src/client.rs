@@ -7,15 +7,19 @@
 //!
 //! [`verdict`] decides the exit status: a daemon that answers but holds
 //! nothing it should (it leads a VIP the kernel does not have, no node holds
-//! the lease, its Services node lease is not valid, or in BGP mode it has
-//! addresses to announce and no router to announce them to) is not "fine".
+//! the lease, its Services node lease is not valid, in BGP mode it has
+//! addresses to announce and no router to announce them to, or in
+//! routing-table mode it has bound an address whose route it could not
+//! write) is not "fine".
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use crate::status::{BgpEntry, BgpPeerEntry, Role, StatusSnapshot, BGP_ESTABLISHED};
+use crate::status::{
+    BgpEntry, BgpPeerEntry, Role, RoutingTableEntry, StatusSnapshot, BGP_ESTABLISHED,
+};
 
 /// Why `/status` could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -118,8 +122,9 @@ pub fn verdict(s: &StatusSnapshot) -> Vec<String> {
                 "the quorum socket is not bound (is the --peers address on this host?)".into(),
             );
         }
-    } else if !s.vips.is_empty() && s.lease.holder.is_none() && !bgp_ecmp(s) {
-        // (BGP ECMP mode has no lease: every healthy node announces.)
+    } else if !s.vips.is_empty() && s.lease.holder.is_none() && !bgp_ecmp(s) && !table_ecmp(s) {
+        // (BGP ECMP mode and routing-table mode without leader election
+        // have no lease: every healthy node announces or routes.)
         problems.push(format!(
             "no node holds lease {} (as last read): the VIP is not served",
             s.lease.name
@@ -136,7 +141,67 @@ pub fn verdict(s: &StatusSnapshot) -> Vec<String> {
     if let Some(b) = &s.bgp {
         problems.extend(bgp_problem(b));
     }
+    if let Some(t) = &s.routing_table {
+        problems.extend(table_problem(t));
+    }
     problems
+}
+
+/// Whether routing-table mode is on with every healthy node routing.
+fn table_ecmp(s: &StatusSnapshot) -> bool {
+    s.routing_table.as_ref().is_some_and(|t| t.mode == "ecmp")
+}
+
+/// The routes wanted and not in the table.
+fn missing_routes(t: &RoutingTableEntry) -> Vec<&str> {
+    t.wanted
+        .iter()
+        .filter(|w| !t.routes.contains(w))
+        .map(String::as_str)
+        .collect()
+}
+
+/// Routing-table mode's verdict: an address bound here and allowed whose
+/// route is not in the table is not exported by the routing daemon, so
+/// nobody is sent to this node for it (with leader election: nobody at
+/// all). The sink publishes after each pass over the table, so a wanted
+/// route missing from a snapshot is one that pass could not write.
+fn table_problem(t: &RoutingTableEntry) -> Option<String> {
+    let missing = missing_routes(t);
+    if missing.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "routing table {} (proto {}): no route for {} although the address is bound here, so the routing daemon does not export it{}",
+        t.table,
+        t.protocol,
+        missing.join(", "),
+        t.last_error
+            .as_ref()
+            .map_or_else(String::new, |e| format!(" (last error: {e})"))
+    ))
+}
+
+fn render_table(out: &mut String, t: &RoutingTableEntry) {
+    let _ = writeln!(
+        out,
+        "\nrouting table {} proto {} ({})  routes {}",
+        t.table,
+        t.protocol,
+        t.mode,
+        if t.routes.is_empty() {
+            "none".to_string()
+        } else {
+            format!("{}: {}", t.routes.len(), t.routes.join(", "))
+        }
+    );
+    let missing = missing_routes(t);
+    if !missing.is_empty() {
+        let _ = writeln!(out, "  NOT written: {}", missing.join(", "));
+    }
+    if let Some(e) = &t.last_error {
+        let _ = writeln!(out, "  last error: {e}");
+    }
 }
 
 /// Whether BGP mode is on with every healthy node announcing (no lease).
@@ -290,6 +355,10 @@ pub fn render(s: &StatusSnapshot) -> String {
     );
     if bgp_ecmp(s) && s.lease.backend == "none" {
         out.push_str("lease: none (BGP ECMP mode: every healthy node announces)\n");
+    } else if table_ecmp(s) && s.lease.backend == "none" {
+        out.push_str(
+            "lease: none (routing-table mode without leader election: every healthy node writes its route)\n",
+        );
     } else if s.quorum.is_none() {
         let _ = writeln!(
             out,
@@ -366,6 +435,9 @@ pub fn render(s: &StatusSnapshot) -> String {
     }
     if let Some(b) = &s.bgp {
         render_bgp(&mut out, b);
+    }
+    if let Some(t) = &s.routing_table {
+        render_table(&mut out, t);
     }
     if s.health.is_empty() {
         out.push_str("\nhealth checks: none (the node is always eligible)\n");
@@ -462,7 +534,62 @@ mod tests {
             services: None,
             quorum: None,
             bgp: None,
+            routing_table: None,
         }
+    }
+
+    /// Routing-table mode without leader election, one VIP bound.
+    fn table_snapshot(routes: &[&str], last_error: Option<&str>) -> StatusSnapshot {
+        let mut s = snapshot();
+        s.lease.backend = "none".into();
+        s.lease.holder = None;
+        s.routing_table = Some(RoutingTableEntry {
+            mode: "ecmp".into(),
+            table: 198,
+            protocol: 248,
+            routes: routes.iter().map(|r| r.to_string()).collect(),
+            wanted: vec!["192.0.2.100/32".into()],
+            last_error: last_error.map(Into::into),
+        });
+        s
+    }
+
+    #[test]
+    fn a_written_route_is_fine_and_shown_without_a_lease() {
+        let s = table_snapshot(&["192.0.2.100/32"], None);
+        assert!(verdict(&s).is_empty(), "{:?}", verdict(&s));
+        let text = render(&s);
+        assert!(
+            text.contains("routing table 198 proto 248 (ecmp)  routes 1: 192.0.2.100/32"),
+            "{text}"
+        );
+        assert!(text.contains("lease: none (routing-table mode"), "{text}");
+        assert!(!text.contains("NOT written") && !text.contains("last error"));
+    }
+
+    #[test]
+    fn a_bound_address_whose_route_could_not_be_written_is_unhealthy() {
+        let err = "add route 192.0.2.100/32 to table 198 (proto 248): occupied by protocol 249";
+        let s = table_snapshot(&[], Some(err));
+        let v = verdict(&s);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(
+            v[0].starts_with("routing table 198 (proto 248): no route for 192.0.2.100/32")
+                && v[0].ends_with(&format!("(last error: {err})")),
+            "{v:?}"
+        );
+        let text = render(&s);
+        assert!(text.contains("routes none"), "{text}");
+        assert!(text.contains("  NOT written: 192.0.2.100/32"), "{text}");
+        assert!(text.contains(&format!("  last error: {err}")), "{text}");
+        // Nothing wanted (an ineligible node, a follower): nothing missing.
+        let mut s = s;
+        if let Some(t) = s.routing_table.as_mut() {
+            t.wanted.clear();
+            t.mode = "leader".into();
+        }
+        s.lease.holder = Some("n2".into());
+        assert!(verdict(&s).is_empty(), "{:?}", verdict(&s));
     }
 
     #[test]

@@ -20,9 +20,11 @@ use prometheus_client::registry::Registry;
 mod bgp;
 mod quorum;
 mod services;
+mod table;
 pub use bgp::{BgpMetrics, BgpPeerSample, BFD_STATE_UP, BGP_STATES};
 pub use quorum::{QuorumMetrics, QuorumSample, QUORUM_ROLES};
 pub use services::ServiceMetrics;
+pub use table::{TableMetrics, TableOp};
 
 /// The `Content-Type` of [`Metrics::encode`]'s output (OpenMetrics text,
 /// which Prometheus negotiates and scrapes natively).
@@ -162,6 +164,8 @@ pub struct Metrics {
     pub quorum: QuorumMetrics,
     /// BGP-mode metrics, BFD included (SPEC §5b).
     pub bgp: BgpMetrics,
+    /// Routing-table mode metrics (SPEC §5b, kube-vip's `vip_routingtable`).
+    pub routing_table: TableMetrics,
 }
 
 /// Buckets from 1 ms to ~16 s: lease calls are bounded by the renew
@@ -275,6 +279,8 @@ impl Metrics {
         quorum.register(&mut registry);
         let bgp = BgpMetrics::default();
         bgp.register(&mut registry);
+        let routing_table = TableMetrics::default();
+        routing_table.register(&mut registry);
 
         build_info
             .get_or_create(&VersionOnly {
@@ -300,6 +306,7 @@ impl Metrics {
             services,
             quorum,
             bgp,
+            routing_table,
         }
     }
 

@@ -192,6 +192,31 @@ pub struct BfdEntry {
     pub detection_time_ms: u64,
 }
 
+/// Routing-table mode as `/status` shows it (SPEC §5b; kube-vip's
+/// `vip_routingtable`): the host routes vipd keeps in its kernel table
+/// for a host routing daemon to export.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoutingTableEntry {
+    /// `ecmp` (every healthy node writes its route, no lease) or `leader`
+    /// (only the elected holder does), as [`BgpEntry::mode`].
+    pub mode: String,
+    /// The kernel table (`vip_routingtableid`).
+    pub table: u32,
+    /// The route protocol that marks the routes as vipd's
+    /// (`vip_routingprotocol`).
+    pub protocol: u8,
+    /// Routes of ours the kernel has in the table now, text form
+    /// (`203.0.113.10/32`).
+    pub routes: Vec<String>,
+    /// Routes vipd wants there now (addresses bound on this node and
+    /// allowed by their holder). One wanted and not in
+    /// [`RoutingTableEntry::routes`] could not be written.
+    pub wanted: Vec<String>,
+    /// The last failure, while the table is not as wanted (`None` once a
+    /// pass succeeded).
+    pub last_error: Option<String>,
+}
+
 /// The JSON body of `/status`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StatusSnapshot {
@@ -225,6 +250,9 @@ pub struct StatusSnapshot {
     /// BGP mode, when on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bgp: Option<BgpEntry>,
+    /// Routing-table mode, when on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing_table: Option<RoutingTableEntry>,
 }
 
 #[derive(Debug)]
@@ -246,6 +274,7 @@ struct Inner {
     quorum: Option<QuorumEntry>,
     /// The BGP section and the instant its ages were measured at.
     bgp: Option<(BgpEntry, Instant)>,
+    routing_table: Option<RoutingTableEntry>,
 }
 
 /// Shared, cheaply clonable status handle.
@@ -279,6 +308,7 @@ impl StatusHandle {
                 services: None,
                 quorum: None,
                 bgp: None,
+                routing_table: None,
             })),
             ready: Arc::new(AtomicBool::new(false)),
         }
@@ -302,6 +332,11 @@ impl StatusHandle {
     /// state change does not report a frozen age.
     pub fn set_bgp(&self, entry: BgpEntry, at: Instant) {
         self.write(|s| s.bgp = Some((entry, at)));
+    }
+
+    /// Sets the routing-table section.
+    pub fn set_routing_table(&self, entry: RoutingTableEntry) {
+        self.write(|s| s.routing_table = Some(entry));
     }
 
     /// Sets the Services-mode section.
@@ -408,6 +443,7 @@ impl StatusHandle {
                 }
                 entry
             }),
+            routing_table: s.routing_table.clone(),
         }
     }
 }
@@ -570,6 +606,37 @@ mod tests {
         old.as_object_mut().map(|o| o.remove("bgp"));
         let old: StatusSnapshot = serde_json::from_value(old).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(old.bgp, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn routing_table_section_is_absent_when_off_and_has_the_documented_shape_when_on() {
+        let status = StatusHandle::new("node-a", "0.1.0", "plndr-cp-lock", "none");
+        let off =
+            serde_json::to_value(status.snapshot(Instant::now())).unwrap_or_else(|e| panic!("{e}"));
+        assert!(off.get("routing_table").is_none(), "{off}");
+        status.set_routing_table(RoutingTableEntry {
+            mode: "ecmp".into(),
+            table: 198,
+            protocol: 248,
+            routes: vec!["203.0.113.10/32".into()],
+            wanted: vec!["203.0.113.10/32".into()],
+            last_error: None,
+        });
+        let snap = status.snapshot(Instant::now());
+        let on = serde_json::to_value(&snap).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            on["routing_table"],
+            serde_json::json!({
+                "mode": "ecmp",
+                "table": 198,
+                "protocol": 248,
+                "routes": ["203.0.113.10/32"],
+                "wanted": ["203.0.113.10/32"],
+                "last_error": null
+            })
+        );
+        let back: StatusSnapshot = serde_json::from_value(on).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, snap);
     }
 
     #[tokio::test(start_paused = true)]

@@ -20,12 +20,29 @@
 //! node's own address). A graceful stop has removed and un-listed
 //! everything first, so the guard finds nothing to do.
 //!
+//! Routing-table mode (kube-vip's `vip_routingtable`) leaves a second kind
+//! of leftover: the VIP's host route in the table a host routing daemon
+//! exports. A route outliving its address is a black hole (the routers
+//! keep sending the VIP's traffic to a node that no longer answers for
+//! it), so the route sink reports through the same pipe, with a
+//! [`RouteGuard`]: one line before each route it writes, one after each
+//! route it deleted. At end-of-file the guard deletes those routes *first*
+//! and the addresses after them, the order of the daemon's own graceful
+//! stop (withdraw before unbind, kube-vip's "delete the route, then the
+//! address"): the routing daemon stops exporting the VIP while the node
+//! can still answer the packets already on their way, instead of routers
+//! sending to a node that has just dropped the address. A route is deleted
+//! by table, protocol and destination, and only if the kernel still lists
+//! it with that table and protocol: never another daemon's route, nor ours
+//! to an address the daemon did not report.
+//!
 //! Limits, stated: a guard killed together with the daemon (a SIGKILL to
 //! the whole cgroup, a container whose PID 1 is the daemon) cannot help;
 //! the restarted daemon's reconcile (R3) removes the leftover then.
 //!
-//! The line format (`+`/`-`, tag, interface, address/prefix) is private to
-//! the two halves of this module.
+//! The line format (`+`/`-`, tag, interface, address/prefix; for routes
+//! `+route`/`-route`, table, protocol, address) is private to the two
+//! halves of this module; both are the same binary (`/proc/self/exe`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -38,9 +55,13 @@ use tokio::io::AsyncWrite;
 
 use crate::netlink::{Netlink, NetlinkError};
 use crate::reconcile::Vip;
+use crate::table::{RouteTable, TableError, TableSpec};
 
 /// Where the daemon's addresses are: interface name and `IFA_PROTO` tag.
 pub type GuardScope = (String, u8);
+
+/// Where the daemon's routes are: kernel table and route protocol.
+pub type RouteScope = (u32, u8);
 
 /// The daemon's end of the pipe to the guard. Cloned into every VIP
 /// manager, which writes through its own [`ManagerGuard`]; all clones write
@@ -79,6 +100,16 @@ impl GuardPipe {
         ManagerGuard {
             pipe: self.clone(),
             scope: (ifname.to_string(), tag),
+            told: BTreeSet::new(),
+        }
+    }
+
+    /// The handle the routing-table sink reports through: its table and
+    /// route protocol.
+    pub fn for_routes(&self, table: u32, protocol: u8) -> RouteGuard {
+        RouteGuard {
+            pipe: self.clone(),
+            scope: (table, protocol),
             told: BTreeSet::new(),
         }
     }
@@ -148,14 +179,58 @@ impl ManagerGuard {
     }
 }
 
+/// The routing-table sink's view of the guard: the host routes it has
+/// told the guard may be in its table, so each change is written once.
+#[derive(Debug)]
+pub struct RouteGuard {
+    pipe: GuardPipe,
+    scope: RouteScope,
+    told: BTreeSet<IpAddr>,
+}
+
+impl RouteGuard {
+    /// The host route for `addr` may be in the table from now on. Called
+    /// before the route is written (the guard knows a superset).
+    pub fn adding(&mut self, addr: IpAddr) {
+        if self.told.insert(addr) {
+            self.pipe.write(&route_line('+', self.scope, addr));
+        }
+    }
+
+    /// The route for `addr` is gone (called after its deletion).
+    pub fn removed(&mut self, addr: IpAddr) {
+        if self.told.remove(&addr) {
+            self.pipe.write(&route_line('-', self.scope, addr));
+        }
+    }
+
+    /// Brings the guard to what a fresh table dump shows as ours (a route
+    /// we could not delete, one someone else deleted).
+    pub fn sync(&mut self, ours: &BTreeSet<IpAddr>) {
+        let new: Vec<IpAddr> = ours.difference(&self.told).copied().collect();
+        let gone: Vec<IpAddr> = self.told.difference(ours).copied().collect();
+        new.into_iter().for_each(|a| self.adding(a));
+        gone.into_iter().for_each(|a| self.removed(a));
+    }
+}
+
 fn line(op: char, (ifname, tag): &GuardScope, vip: Vip) -> String {
     format!("{op}{tag} {ifname} {}/{}\n", vip.addr, vip.prefix_len)
 }
 
-/// The guard's sans-IO state: what the daemon may have on which interface.
+/// The word that starts a route line after its `+`/`-`.
+const ROUTE_WORD: &str = "route";
+
+fn route_line(op: char, (table, protocol): RouteScope, addr: IpAddr) -> String {
+    format!("{op}{ROUTE_WORD} {table} {protocol} {addr}\n")
+}
+
+/// The guard's sans-IO state: what the daemon may have on which interface,
+/// and which host routes in which table.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct GuardState {
     listed: BTreeMap<GuardScope, BTreeSet<Vip>>,
+    routes: BTreeMap<RouteScope, BTreeSet<IpAddr>>,
     /// A line could not be parsed: the stream is not trustworthy.
     corrupt: bool,
 }
@@ -166,18 +241,19 @@ impl GuardState {
     /// then removes nothing at all, rather than something wrong.
     pub fn apply(&mut self, text: &str) {
         match parse(text) {
-            Some((true, scope, vip)) => {
-                self.listed.entry(scope).or_default().insert(vip);
-            }
-            Some((false, scope, vip)) => {
-                if let Some(set) = self.listed.get_mut(&scope) {
-                    set.remove(&vip);
-                    if set.is_empty() {
-                        self.listed.remove(&scope);
-                    }
-                }
-            }
+            Some(Line::Addr(add, scope, vip)) => update(&mut self.listed, add, scope, vip),
+            Some(Line::Route(add, scope, addr)) => update(&mut self.routes, add, scope, addr),
             None => self.corrupt = true,
+        }
+    }
+
+    /// Routes to delete at end-of-file, before the addresses (nothing if
+    /// the stream was corrupt).
+    pub fn route_leftovers(&self) -> BTreeMap<RouteScope, BTreeSet<IpAddr>> {
+        if self.corrupt {
+            BTreeMap::new()
+        } else {
+            self.routes.clone()
         }
     }
 
@@ -196,7 +272,25 @@ impl GuardState {
     }
 }
 
-fn parse(text: &str) -> Option<(bool, GuardScope, Vip)> {
+/// `add` (or remove) `item` under `scope`, dropping emptied scopes.
+fn update<S: Ord, T: Ord>(map: &mut BTreeMap<S, BTreeSet<T>>, add: bool, scope: S, item: T) {
+    if add {
+        map.entry(scope).or_default().insert(item);
+    } else if let Some(set) = map.get_mut(&scope) {
+        set.remove(&item);
+        if set.is_empty() {
+            map.remove(&scope);
+        }
+    }
+}
+
+/// One parsed line: `true` adds, `false` removes.
+enum Line {
+    Addr(bool, GuardScope, Vip),
+    Route(bool, RouteScope, IpAddr),
+}
+
+fn parse(text: &str) -> Option<Line> {
     let text = text.trim_end_matches('\n');
     let add = match text.chars().next()? {
         '+' => true,
@@ -204,7 +298,19 @@ fn parse(text: &str) -> Option<(bool, GuardScope, Vip)> {
         _ => return None,
     };
     let mut words = text.get(1..)?.split(' ');
-    let tag: u8 = words.next()?.parse().ok()?;
+    let first = words.next()?;
+    if first == ROUTE_WORD {
+        let table: u32 = words.next()?.parse().ok()?;
+        let protocol: u8 = words.next()?.parse().ok()?;
+        let addr: IpAddr = words.next()?.parse().ok()?;
+        // Table 0 and protocol 0 match every table and protocol in a
+        // delete request: never accept them.
+        if words.next().is_some() || table == 0 || protocol == 0 {
+            return None;
+        }
+        return Some(Line::Route(add, (table, protocol), addr));
+    }
+    let tag: u8 = first.parse().ok()?;
     let ifname = words.next()?.to_string();
     let (addr, prefix) = words.next()?.split_once('/')?;
     if words.next().is_some() || ifname.is_empty() {
@@ -216,7 +322,7 @@ fn parse(text: &str) -> Option<(bool, GuardScope, Vip)> {
     if prefix > max {
         return None;
     }
-    Some((add, (ifname, tag), Vip::new(addr, prefix)))
+    Some(Line::Addr(add, (ifname, tag), Vip::new(addr, prefix)))
 }
 
 /// One address the guard removed or could not remove.
@@ -267,6 +373,76 @@ pub async fn remove_leftovers(
         }
     }
     out
+}
+
+/// One host route the guard deleted or could not delete.
+#[derive(Debug)]
+pub struct RouteOutcome {
+    /// Table and route protocol.
+    pub scope: RouteScope,
+    /// The route's destination (a host route: /32 or /128).
+    pub addr: IpAddr,
+    /// `Ok(true)`: deleted; `Ok(false)`: already gone (or not ours: not
+    /// in the table with our protocol); `Err`: netlink failed (the error's
+    /// text, shared by every route of the table when the dump failed).
+    pub result: Result<bool, String>,
+}
+
+/// Deletes every leftover host route that the kernel still lists in its
+/// table with its protocol. The delete request names table, protocol and
+/// destination, so the kernel matches nothing else (`fib_table_delete`,
+/// `ip6_route_del` compare the protocol when one is given).
+pub async fn remove_route_leftovers(
+    leftovers: &BTreeMap<RouteScope, BTreeSet<IpAddr>>,
+) -> Vec<RouteOutcome> {
+    let mut out = Vec::new();
+    for (&(table, protocol), addrs) in leftovers {
+        let outcome = |addr: IpAddr, result| RouteOutcome {
+            scope: (table, protocol),
+            addr,
+            result,
+        };
+        match ours_in(table, protocol).await {
+            Ok((rt, ours)) => {
+                for addr in addrs {
+                    let result = if ours.contains(addr) {
+                        rt.remove(*addr)
+                            .await
+                            .map(|()| true)
+                            .map_err(|e| e.to_string())
+                    } else {
+                        Ok(false)
+                    };
+                    out.push(outcome(*addr, result));
+                }
+            }
+            Err(e) => {
+                let text = e.to_string();
+                out.extend(addrs.iter().map(|a| outcome(*a, Err(text.clone()))));
+            }
+        }
+    }
+    out
+}
+
+/// A route socket for `table`/`protocol` and the host routes in that
+/// table with that protocol.
+async fn ours_in(table: u32, protocol: u8) -> Result<(RouteTable, BTreeSet<IpAddr>), TableError> {
+    // The type does not take part in a delete (the request leaves it
+    // unspecified); unicast only makes the specification valid.
+    let rt = RouteTable::new(TableSpec {
+        table,
+        protocol,
+        route_type: 1,
+    })?;
+    let ours = rt
+        .list()
+        .await?
+        .iter()
+        .filter(|r| r.is_host())
+        .map(|r| r.dst)
+        .collect();
+    Ok((rt, ours))
 }
 
 /// A netlink socket with `tag`, the index of `ifname`, and the addresses
@@ -341,6 +517,75 @@ mod tests {
             assert!(g.corrupt(), "{bad:?} accepted");
             assert!(g.leftovers().is_empty(), "{bad:?}");
         }
+    }
+
+    fn a(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn route_lines_are_kept_apart_from_addresses_and_by_table() {
+        let mut g = GuardState::default();
+        g.apply(&line('+', &scope(), v("203.0.113.10", 32)));
+        g.apply(&route_line('+', (198, 248), a("203.0.113.10")));
+        g.apply(&route_line('+', (198, 248), a("2001:db8::10")));
+        g.apply(&route_line('+', (199, 248), a("203.0.113.10")));
+        g.apply(&route_line('-', (198, 248), a("2001:db8::10")));
+        g.apply(&route_line('-', (199, 248), a("203.0.113.10")));
+        assert_eq!(
+            g.route_leftovers(),
+            BTreeMap::from([((198, 248), BTreeSet::from([a("203.0.113.10")]))])
+        );
+        assert_eq!(
+            g.leftovers()[&scope()],
+            BTreeSet::from([v("203.0.113.10", 32)])
+        );
+        // A torn route line poisons the routes too.
+        g.apply("+route 198 248");
+        assert!(g.corrupt());
+        assert!(g.route_leftovers().is_empty() && g.leftovers().is_empty());
+    }
+
+    #[test]
+    fn route_lines_with_wildcard_table_or_protocol_are_refused() {
+        for bad in [
+            "+route 0 248 203.0.113.10",
+            "+route 198 0 203.0.113.10",
+            "+route 198 256 203.0.113.10",
+            "+route 198 248 203.0.113.10/32",
+            "+route 198 248 203.0.113.10 extra",
+            "+route -1 248 203.0.113.10",
+        ] {
+            let mut g = GuardState::default();
+            g.apply(bad);
+            assert!(g.corrupt(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn the_route_guard_writes_each_change_once_and_syncs_to_the_kernel() {
+        let (pipe_end, mut b) = tokio::io::duplex(1024);
+        let pipe = GuardPipe::new(pipe_end);
+        let mut r = pipe.for_routes(198, 248);
+        r.adding(a("203.0.113.10"));
+        r.adding(a("203.0.113.10"));
+        r.sync(&BTreeSet::from([a("203.0.113.11")]));
+        r.removed(a("203.0.113.12"));
+        let mut buf = [0u8; 1024];
+        let mut cx = Context::from_waker(noop_waker_ref());
+        let mut rb = tokio::io::ReadBuf::new(&mut buf);
+        let _ = tokio::io::AsyncRead::poll_read(Pin::new(&mut b), &mut cx, &mut rb);
+        let text = String::from_utf8(rb.filled().to_vec()).unwrap();
+        assert_eq!(
+            text,
+            "+route 198 248 203.0.113.10\n+route 198 248 203.0.113.11\n-route 198 248 203.0.113.10\n"
+        );
+        let mut state = GuardState::default();
+        text.lines().for_each(|l| state.apply(l));
+        assert_eq!(
+            state.route_leftovers(),
+            BTreeMap::from([((198, 248), BTreeSet::from([a("203.0.113.11")]))])
+        );
     }
 
     #[test]

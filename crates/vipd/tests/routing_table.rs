@@ -15,7 +15,8 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 #![allow(clippy::disallowed_types)] // wall-clock timing of real processes
 
-use std::net::TcpListener;
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -133,6 +134,65 @@ impl Node {
             .status()
             .unwrap();
         t
+    }
+
+    /// SIGKILL (no cleanup at all: what the OOM killer does), reaped.
+    fn sigkill(&mut self) -> Instant {
+        let mut c = self.child.take().unwrap();
+        let t = Instant::now();
+        c.kill().unwrap();
+        let _ = c.wait();
+        t
+    }
+
+    /// `GET path` from the daemon's HTTP endpoint (127.0.0.1:2112 in the
+    /// node's namespace): `(status code, body)`, or `None` while nothing
+    /// answers yet.
+    fn http(&self, path: &str) -> Option<(u16, String)> {
+        let req = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+        self.ns
+            .enter(move || {
+                let mut s = TcpStream::connect("127.0.0.1:2112").ok()?;
+                s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+                s.write_all(req.as_bytes()).ok()?;
+                let mut raw = String::new();
+                s.read_to_string(&mut raw).ok()?;
+                let (head, body) = raw.split_once("\r\n\r\n")?;
+                let code = head.split_whitespace().nth(1)?.parse().ok()?;
+                Some((code, body.to_string()))
+            })
+            .unwrap()
+    }
+
+    /// `/status`'s `routing_table` section.
+    fn table_status(&self) -> Option<vipd_observe::status::RoutingTableEntry> {
+        let (code, body) = self.http("/status")?;
+        assert_eq!(code, 200, "{body}");
+        let snap: vipd_observe::status::StatusSnapshot = serde_json::from_str(&body).unwrap();
+        snap.routing_table
+    }
+
+    /// `/metrics`' value of `series` (the whole name with labels).
+    fn metric(&self, series: &str) -> Option<f64> {
+        let (_, body) = self.http("/metrics")?;
+        body.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    /// `vipd status` in the node's namespace: exit code, stdout, stderr.
+    fn vipd_status(&self) -> (i32, String, String) {
+        let out = self
+            .ns
+            .command(env!("CARGO_BIN_EXE_vipd"))
+            .arg("status")
+            .env_clear()
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     fn wait_exit(&mut self) -> std::process::ExitStatus {
@@ -420,6 +480,29 @@ fn a_route_deleted_by_hand_comes_back() {
     // back long before that.
     n.start(VIP, &[("VIPD_HEALTH_CHECKS", "none")]);
     n.wait("route", |n| n.has_route(VIP));
+    // Observability over HTTP: the route is in /status and /metrics, and
+    // `vipd status` is content.
+    let host = format!("{VIP}/32");
+    n.wait("/status shows the route", |n| {
+        n.table_status().is_some_and(|t| t.routes == [host.clone()])
+    });
+    let t = n.table_status().unwrap();
+    assert_eq!((t.mode.as_str(), t.table, t.protocol), ("ecmp", 198, 248));
+    assert_eq!((t.wanted, t.last_error), (vec![host.clone()], None));
+    let routes = r#"vipd_routing_table_routes{table="198"}"#;
+    let adds = r#"vipd_routing_table_writes_total{op="add"}"#;
+    assert_eq!(n.metric(routes), Some(1.0));
+    assert_eq!(n.metric(adds), Some(1.0));
+    assert_eq!(n.metric("vipd_routing_table_errors_total"), Some(0.0));
+    let (code, out, err) = n.vipd_status();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "routing table 198 proto 248 (ecmp)  routes 1: {host}"
+        )),
+        "{out}"
+    );
+
     n.ip(&["route", "del", VIP, "table", "198", "proto", "248"]);
     let back = n.wait("route re-written (R3)", |n| n.has_route(VIP));
     assert!(
@@ -430,8 +513,128 @@ fn a_route_deleted_by_hand_comes_back() {
         "routing table: route deleted by hand back after {:.0} ms",
         ms(back)
     );
+    n.wait("the second write counted", |n| n.metric(adds) == Some(2.0));
+    assert_eq!(n.metric(routes), Some(1.0));
     n.sigterm();
     assert!(n.wait_exit().success());
+}
+
+/// A route vipd cannot write (another protocol's route holds the VIP's
+/// destination in the table) shows in `/status`, in the error counter,
+/// and makes `vipd status` fail; once the way is clear the route is
+/// written and all is well again.
+#[test]
+fn a_route_that_cannot_be_written_is_reported_and_judged_unhealthy() {
+    if !root() {
+        return;
+    }
+    let mut n = Node::new("rtocc");
+    n.ip(&[
+        "route", "add", VIP, "dev", "lo", "table", "198", "proto", "249",
+    ]);
+    n.start(VIP, &[("VIPD_HEALTH_CHECKS", "none")]);
+    n.wait("the failure in /status", |n| {
+        n.table_status().is_some_and(|t| t.last_error.is_some())
+    });
+    let t = n.table_status().unwrap();
+    assert!(t.routes.is_empty(), "{t:?}");
+    assert_eq!(t.wanted, vec![format!("{VIP}/32")]);
+    assert!(
+        n.has_addr(VIP),
+        "the address is bound, only the route fails"
+    );
+    assert!(n.metric("vipd_routing_table_errors_total").unwrap() >= 1.0);
+    let (code, out, err) = n.vipd_status();
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(out.contains(&format!("NOT written: {VIP}/32")), "{out}");
+    assert!(
+        err.contains(&format!(
+            "routing table 198 (proto 248): no route for {VIP}/32"
+        )),
+        "{err}"
+    );
+    println!("routing table, occupied destination: vipd status says {err:?}");
+    // The other daemon's route goes: ours is written (back-off ≤ 5 s).
+    n.ip(&["route", "del", VIP, "table", "198", "proto", "249"]);
+    n.wait("route once the way is clear", |n| n.has_route(VIP));
+    n.wait("vipd status content again", |n| n.vipd_status().0 == 0);
+    n.sigterm();
+    assert!(n.wait_exit().success());
+}
+
+/// SIGKILL (OOM killer, abort): vipd deletes nothing itself, and the
+/// address guard deletes the route and the address it was told about,
+/// route first, leaving every other route alone.
+#[test]
+fn sigkill_leaves_neither_route_nor_address() {
+    if !root() {
+        return;
+    }
+    let mut took = Vec::new();
+    for run in 1..=3 {
+        let mut n = Node::new("rtkill");
+        // Not ours: another protocol in our table, our protocol for an
+        // address vipd does not manage, our VIP in another table.
+        for args in [
+            &[
+                "route",
+                "add",
+                "203.0.113.0/24",
+                "dev",
+                "lo",
+                "table",
+                "198",
+                "proto",
+                "249",
+            ][..],
+            &[
+                "route",
+                "add",
+                "198.51.100.77",
+                "dev",
+                "lo",
+                "table",
+                "198",
+                "proto",
+                "248",
+            ],
+            &[
+                "route", "add", VIP, "dev", "lo", "table", "199", "proto", "248",
+            ],
+        ] {
+            n.ip(args);
+        }
+        n.start(VIP, &[("VIPD_HEALTH_CHECKS", "none")]);
+        n.wait("route", |n| n.has_route(VIP) && n.has_addr(VIP));
+        let t = n.sigkill();
+        n.wait("route and address gone after SIGKILL", |n| {
+            !n.has_route(VIP) && !n.has_addr(VIP)
+        });
+        let d = t.elapsed();
+        assert!(n.routes("198", "249").contains("203.0.113.0/24"));
+        assert!(n.has_route("198.51.100.77"), "an unmanaged route deleted");
+        assert!(
+            n.routes("199", "248").contains(VIP),
+            "our VIP's route in another table deleted"
+        );
+        // The guard's own lines (its stderr is the daemon's log): route
+        // first, then the address.
+        let log = n.log();
+        let (route, addr) = (
+            log.find("the guard deleted it"),
+            log.find("the guard removed it"),
+        );
+        assert!(
+            matches!((route, addr), (Some(r), Some(a)) if r < a),
+            "guard lines missing or out of order:\n{log}"
+        );
+        println!(
+            "routing table run {run}: SIGKILL → route and address gone {:.1} ms",
+            ms(d)
+        );
+        took.push(ms(d));
+    }
+    println!("routing table: SIGKILL → route and address gone (ms) {took:.1?}");
 }
 
 /// With `vip_leaderelection=true` (kube-vip's `StartCluster`) only the

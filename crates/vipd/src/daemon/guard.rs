@@ -8,7 +8,7 @@ use std::process::{ExitCode, Stdio};
 use std::sync::OnceLock;
 
 use tracing::{info, warn};
-use vipd_vip::guard::{remove_leftovers, GuardPipe, GuardState};
+use vipd_vip::guard::{remove_leftovers, remove_route_leftovers, GuardPipe, GuardState};
 
 /// The guard of this process, once started (`None`: it could not start).
 static PIPE: OnceLock<Option<GuardPipe>> = OnceLock::new();
@@ -62,7 +62,9 @@ fn spawn() -> std::io::Result<GuardPipe> {
 }
 
 /// `vipd guard`: reads the daemon's lines until end-of-file, then removes
-/// what is still listed. Always exits 0 (nobody waits for its status).
+/// what is still listed: routing-table routes first, then addresses (see
+/// [`vipd_vip::guard`] for why that order). Always exits 0 (nobody waits
+/// for its status).
 pub fn guard_main() -> ExitCode {
     super::init_logging_with(tracing::Level::INFO, false);
     let mut state = GuardState::default();
@@ -77,7 +79,8 @@ pub fn guard_main() -> ExitCode {
         warn!("address guard: unreadable input from vipd; removing nothing");
     }
     let leftovers = state.leftovers();
-    if leftovers.is_empty() {
+    let routes = state.route_leftovers();
+    if leftovers.is_empty() && routes.is_empty() {
         return ExitCode::SUCCESS;
     }
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -90,6 +93,21 @@ pub fn guard_main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
+    // Routes before addresses, as the daemon's own stop: the routing
+    // daemon withdraws the VIP while this node still answers for it, so
+    // no router is left sending to a node without the address.
+    for o in rt.block_on(remove_route_leftovers(&routes)) {
+        let (table, protocol) = o.scope;
+        match o.result {
+            Ok(true) => {
+                warn!(vip = %o.addr, table, protocol, "vipd exited without deleting its route: the guard deleted it")
+            }
+            Ok(false) => {}
+            Err(e) => {
+                warn!(vip = %o.addr, table, protocol, error = %e, "vipd exited without deleting its route and the guard could not delete it")
+            }
+        }
+    }
     for o in rt.block_on(remove_leftovers(&leftovers)) {
         let (interface, _) = &o.scope;
         match o.result {

@@ -46,6 +46,16 @@
 //! Every failure is retried with back-off (R2); the table is reconciled
 //! again on every route event in it and every `reconcile_period` (R3: a
 //! route deleted by hand while we hold the VIP comes back at once).
+//!
+//! A crash (SIGKILL, OOM, abort) leaves no stale route: the sink tells the
+//! address guard ([`vipd_vip::guard::RouteGuard`]) about every route
+//! before it writes it and after it deleted it, and the guard deletes
+//! what is still listed, before the addresses, when the daemon is gone.
+//!
+//! After every pass the sink publishes what the table holds, what it
+//! wants and its running counts; [`report_to`] turns that into the
+//! `vipd_routing_table_*` metrics and the `/status` section
+//! `routing_table`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -57,7 +67,12 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::{info, warn};
 use vipd::config::RoutingTableSettings;
 use vipd_backoff::Backoff;
+use vipd_observe::metrics::TableOp;
+use vipd_observe::status::RoutingTableEntry;
+use vipd_vip::guard::RouteGuard;
 use vipd_vip::{Netlink, RouteMonitor, RouteTable, TableSpec, Vip};
+
+use crate::context::Obs;
 
 /// How long a withdrawal may take before the address is removed anyway:
 /// one netlink delete takes microseconds; a wedged socket must not hold
@@ -140,10 +155,37 @@ impl TableGate {
     }
 }
 
+/// What the sink publishes after every pass over the table (and after
+/// the start-up cleaning): the state behind `/status` and the cumulative
+/// counts behind the counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Report {
+    /// Managed routes the kernel has (as last dumped).
+    installed: BTreeSet<IpAddr>,
+    /// Routes wanted: allowed ∩ bound.
+    wanted: BTreeSet<IpAddr>,
+    /// The failures of the last pass, `None` after a clean pass.
+    last_error: Option<String>,
+    /// Routes written.
+    adds: u64,
+    /// Routes of ours deleted by reconciling.
+    removes: u64,
+    /// Routes deleted by the start-up cleaning.
+    cleaned: u64,
+    /// Failed operations.
+    errors: u64,
+}
+
 /// The running sink: one task owning the netlink socket.
 struct Table {
     gate: TableGate,
+    /// `ecmp` or `leader`, for `/status`.
+    mode: &'static str,
+    spec: TableSpec,
+    report: watch::Receiver<Report>,
     _task: AbortOnDropHandle<()>,
+    /// The metrics and `/status` feeder, once [`report_to`] ran.
+    reporter: Option<AbortOnDropHandle<()>>,
 }
 
 /// The process's one sink, started by [`start_shared`] before any mode
@@ -158,6 +200,9 @@ static GATE: OnceLock<TableGate> = OnceLock::new();
 /// runs inside it before any route is written. Called once, from `run`,
 /// when routing-table mode is configured.
 pub(crate) fn start_shared(s: &RoutingTableSettings, period: Duration) {
+    // The guard first (idempotent: `run` starts it too), so the sink has
+    // it before it can write a route.
+    super::guard::start();
     let spec = TableSpec {
         table: s.table_id,
         protocol: s.protocol,
@@ -167,6 +212,7 @@ pub(crate) fn start_shared(s: &RoutingTableSettings, period: Duration) {
     let (managed, managed_rx) = watch::channel(BTreeSet::new());
     let (installed_tx, installed) = watch::channel(BTreeSet::new());
     let (sources, sources_rx) = mpsc::unbounded_channel();
+    let (report_tx, report) = watch::channel(Report::default());
     info!(
         table = s.table_id,
         protocol = s.protocol,
@@ -184,6 +230,7 @@ pub(crate) fn start_shared(s: &RoutingTableSettings, period: Duration) {
             sources: sources_rx,
         },
         installed_tx,
+        report_tx,
     ));
     let gate = TableGate {
         allowed: Arc::new(allowed),
@@ -194,8 +241,63 @@ pub(crate) fn start_shared(s: &RoutingTableSettings, period: Duration) {
     let _ = GATE.set(gate.clone());
     *SINK.lock().unwrap_or_else(|p| p.into_inner()) = Some(Table {
         gate,
+        mode: if s.leader_election { "leader" } else { "ecmp" },
+        spec,
+        report,
         _task: AbortOnDropHandle::new(task),
+        reporter: None,
     });
+}
+
+/// Feeds the sink's reports into `obs`: the `vipd_routing_table_*`
+/// metrics and the `routing_table` section of `/status`, on every pass
+/// that changed something. A no-op without routing-table mode; called
+/// once by `run` when the observers exist (after [`start_shared`]).
+pub(crate) fn report_to(obs: &Obs) {
+    let mut sink = SINK.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(t) = sink.as_mut() else { return };
+    let (mut rx, spec, mode, obs) = (t.report.clone(), t.spec, t.mode, obs.clone());
+    t.reporter = Some(AbortOnDropHandle::new(tokio::spawn(async move {
+        let mut last = Report::default();
+        loop {
+            let now = rx.borrow_and_update().clone();
+            publish(&obs, spec, mode, &last, &now);
+            last = now;
+            // Closed: the sink stopped (shutdown); its last report is out.
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    })));
+}
+
+/// One report into metrics (counters by the increase since `last`; the
+/// sink's counts only grow) and `/status`.
+fn publish(obs: &Obs, spec: TableSpec, mode: &'static str, last: &Report, now: &Report) {
+    let m = &obs.metrics.routing_table;
+    m.set_routes(spec.table, now.installed.len(), now.wanted.len());
+    m.inc_writes(TableOp::Add, now.adds.saturating_sub(last.adds));
+    m.inc_writes(TableOp::Remove, now.removes.saturating_sub(last.removes));
+    m.inc_writes(TableOp::Clean, now.cleaned.saturating_sub(last.cleaned));
+    m.inc_errors(now.errors.saturating_sub(last.errors));
+    obs.status.set_routing_table(entry(spec, mode, now));
+}
+
+/// The `/status` section for a report.
+fn entry(spec: TableSpec, mode: &'static str, r: &Report) -> RoutingTableEntry {
+    let text = |set: &BTreeSet<IpAddr>| -> Vec<String> {
+        set.iter()
+            .map(|a| format!("{a}/{}", if a.is_ipv4() { 32 } else { 128 }))
+            .collect()
+    };
+    RoutingTableEntry {
+        mode: mode.into(),
+        table: spec.table,
+        protocol: spec.protocol,
+        routes: text(&r.installed),
+        wanted: text(&r.wanted),
+        last_error: r.last_error.clone(),
+    }
 }
 
 /// The shared sink's gate, once [`start_shared`] ran.
@@ -238,20 +340,31 @@ async fn sink(
     period: Duration,
     mut inputs: Inputs,
     installed_tx: watch::Sender<BTreeSet<IpAddr>>,
+    report_tx: watch::Sender<Report>,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let (table, nl) = open(spec, &mut backoff).await;
+    // `start_shared` started the guard: every route from here on is
+    // listed with it before it is written. No guard (it could not start):
+    // a crash leaves the routes until the restart's reconcile (R3).
+    let mut guard = super::guard::pipe().map(|p| p.for_routes(spec.table, spec.protocol));
+    let mut report = Report::default();
     // Before anything is written: nothing of ours is wanted yet, so every
     // route of our protocol in the table is stale.
     if clean {
         loop {
             match table.clean().await {
                 Ok(removed) => {
+                    report.cleaned += u64::try_from(removed.len()).unwrap_or(u64::MAX);
+                    report_tx.send_replace(report.clone());
                     let routes: Vec<String> = removed.iter().map(ToString::to_string).collect();
                     info!(table = spec.table, protocol = spec.protocol, removed = ?routes, "routing table cleaned (vip_cleanroutingtable)");
                     break;
                 }
                 Err(e) => {
+                    report.errors += 1;
+                    report.last_error = Some(e.to_string());
+                    report_tx.send_replace(report.clone());
                     warn!(error = %e, "routing table: cleaning failed; retrying");
                     tokio::time::sleep(backoff.next_delay()).await;
                 }
@@ -276,14 +389,31 @@ async fn sink(
                 }
             }
         }
-        let (installed, errors) = reconcile(&table, &nl, &want, &managed).await;
+        let (installed, errors) =
+            reconcile(&table, &nl, &want, &managed, guard.as_mut(), &mut report).await;
+        report.errors += u64::try_from(errors.len()).unwrap_or(u64::MAX);
+        report.wanted = want.keys().copied().collect();
+        report.last_error = (!errors.is_empty()).then(|| errors.join("; "));
         if let Some(installed) = installed {
+            // The dump is the truth: a route we could not delete stays
+            // listed with the guard, one deleted by someone else goes.
+            if let Some(g) = guard.as_mut() {
+                g.sync(&installed);
+            }
+            report.installed.clone_from(&installed);
             installed_tx.send_if_modified(|i| {
                 let changed = *i != installed;
                 *i = installed;
                 changed
             });
         }
+        report_tx.send_if_modified(|r| {
+            let changed = *r != report;
+            if changed {
+                r.clone_from(&report);
+            }
+            changed
+        });
         let wait = if errors.is_empty() {
             last_error.clear();
             backoff.reset();
@@ -324,12 +454,16 @@ async fn any_changed(sources: &mut [Source]) -> (bool, usize) {
 /// Makes the table hold exactly the wanted routes among the managed
 /// addresses; returns the managed routes the kernel has afterwards
 /// (`None` when the table could not be read) and what failed. Routes of
-/// addresses we do not manage are never touched.
+/// addresses we do not manage are never touched. Each route is listed
+/// with the `guard` before it is written and un-listed after it was
+/// deleted; successful writes are counted in `counts`.
 async fn reconcile(
     table: &RouteTable,
     nl: &Netlink,
     want: &BTreeMap<IpAddr, String>,
     managed: &BTreeSet<IpAddr>,
+    mut guard: Option<&mut RouteGuard>,
+    counts: &mut Report,
 ) -> (Option<BTreeSet<IpAddr>>, Vec<String>) {
     let mut errors = Vec::new();
     let kernel = match table.list().await {
@@ -371,8 +505,14 @@ async fn reconcile(
         } else if let Err(e) = table.remove(r.dst).await {
             errors.push(e.to_string());
             installed.insert(r.dst);
-        } else if !want.contains_key(&r.dst) {
-            info!(route = %r, "routing table: route deleted");
+        } else {
+            counts.removes += 1;
+            if let Some(g) = guard.as_deref_mut() {
+                g.removed(r.dst);
+            }
+            if !want.contains_key(&r.dst) {
+                info!(route = %r, "routing table: route deleted");
+            }
         }
     }
     let missing: Vec<IpAddr> = want
@@ -382,8 +522,13 @@ async fn reconcile(
         .collect();
     for addr in &missing {
         let Some(i) = dev_of(addr) else { continue };
+        // Listed before it exists: the guard knows a superset.
+        if let Some(g) = guard.as_deref_mut() {
+            g.adding(*addr);
+        }
         match table.add(*addr, i).await {
             Ok(()) => {
+                counts.adds += 1;
                 info!(vip = %addr, table = spec.table, protocol = spec.protocol, "routing table: route written");
                 installed.insert(*addr);
             }
@@ -393,4 +538,72 @@ async fn reconcile(
         }
     }
     (Some(installed), errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vipd_observe::metrics::Metrics;
+    use vipd_observe::status::{Liveness, StatusHandle};
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse()
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reports_become_counters_by_increase_and_a_status_section() {
+        let obs = Obs {
+            metrics: Arc::new(Metrics::new("0")),
+            status: StatusHandle::new("n1", "0", "cp", "none"),
+            liveness: Liveness::new(),
+        };
+        let spec = TableSpec {
+            table: 198,
+            protocol: 248,
+            route_type: 1,
+        };
+        let first = Report {
+            installed: BTreeSet::from([ip("203.0.113.10")]),
+            wanted: BTreeSet::from([ip("203.0.113.10"), ip("2001:db8::10")]),
+            last_error: Some("occupied".into()),
+            adds: 1,
+            cleaned: 2,
+            errors: 1,
+            ..Report::default()
+        };
+        publish(&obs, spec, "ecmp", &Report::default(), &first);
+        let second = Report {
+            adds: 3,
+            removes: 1,
+            last_error: None,
+            ..first.clone()
+        };
+        publish(&obs, spec, "ecmp", &first, &second);
+        let text = obs.metrics.encode();
+        for needle in [
+            r#"vipd_routing_table_routes{table="198"} 1"#,
+            r#"vipd_routing_table_routes_wanted{table="198"} 2"#,
+            r#"vipd_routing_table_writes_total{op="add"} 3"#,
+            r#"vipd_routing_table_writes_total{op="remove"} 1"#,
+            r#"vipd_routing_table_writes_total{op="clean"} 2"#,
+            "vipd_routing_table_errors_total 1",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        let t = obs
+            .status
+            .snapshot(tokio::time::Instant::now())
+            .routing_table
+            .unwrap_or_else(|| panic!("no routing_table section"));
+        assert_eq!(t.routes, vec!["203.0.113.10/32".to_string()]);
+        assert_eq!(
+            t.wanted,
+            vec![
+                "203.0.113.10/32".to_string(),
+                "2001:db8::10/128".to_string()
+            ]
+        );
+        assert_eq!((t.table, t.protocol, t.last_error), (198, 248, None));
+    }
 }
