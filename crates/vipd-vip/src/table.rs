@@ -34,7 +34,7 @@
 //!   table that no current VIP or Service wants is deleted. kube-vip runs
 //!   it 10 s after start ("we assume that after 10s all services should be
 //!   configured"); vipd cleans before it writes anything instead (see the
-//!   daemon's `daemon/table.rs`), so there is no window in which a stale
+//!   daemon's `routing/table.rs`), so there is no window in which a stale
 //!   route is exported next to a fresh one. Other protocols' routes in
 //!   the table are never touched.
 //! - **The address is bound too**: kube-vip's control plane in this mode

@@ -33,17 +33,15 @@ use vipd_vip::{preflight, PreflightError, Vip, VipEvent, VipManager, VipManagerC
 use vipd_elector::quorum::{GrantSink, NoSink, ServicesLink};
 use vipd_elector::{self as elect, Control, Holder, Observation};
 
-pub(crate) mod bgp;
-#[cfg(feature = "kubernetes")]
-mod bgp_node;
 mod events;
 mod glue;
 mod guard;
 mod health;
 mod quorum;
-pub(crate) mod routes;
-pub(crate) mod table;
 
+#[cfg(feature = "kubernetes")]
+use crate::routing::bgp_node;
+use crate::routing::{bgp, table};
 use events::Events;
 use glue::{glue, GlueCtx};
 use health::health_loop;
@@ -150,13 +148,13 @@ async fn run(mut cfg: Config) -> ExitCode {
         warn!("routing-table mode: vip_arp is ignored, the VIP is reached through its host route only");
         cfg.arp = false;
     }
-    if let Some(t) = &cfg.routing_table {
-        // One sink for the process, like the BGP speaker (daemon/table.rs).
-        table::start_shared(t, cfg.reconcile_period);
-    }
-    // Before any address exists: the guard removes them if this process
-    // dies without doing so (SIGKILL, OOM, abort).
+    // Before any address or route exists: the guard removes them if this
+    // process dies without doing so (SIGKILL, OOM, abort).
     guard::start();
+    if let Some(t) = &cfg.routing_table {
+        // One sink for the process, like the BGP speaker (routing/table.rs).
+        table::start_shared(t, cfg.reconcile_period, guard::pipe());
+    }
     let obs = Obs::for_config(&cfg);
     table::report_to(&obs);
     let stop_http = CancellationToken::new();

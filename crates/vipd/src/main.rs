@@ -8,6 +8,7 @@
 mod context;
 mod daemon;
 #[cfg(feature = "kubernetes")]
+mod routing;
 mod services;
 mod supervise;
 

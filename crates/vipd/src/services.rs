@@ -398,7 +398,7 @@ struct Kernel {
     relayed: Option<Relayed>,
 }
 
-/// BGP mode's relay (`daemon::bgp::relay`): it withdraws a route before it
+/// The route relay (`routing::routes::relay`): it withdraws a route before it
 /// lets the address go to the manager.
 struct Relayed {
     /// What the relay has passed to the manager.
@@ -433,7 +433,7 @@ impl Kernel {
         // BGP or routing-table mode (SPEC §5b): routes follow the
         // addresses through the process's speaker or table sink, withdrawn
         // before an address goes.
-        let gate = crate::daemon::routes::RouteGate::shared(cfg);
+        let gate = crate::routing::routes::RouteGate::shared(cfg);
         let mut relayed = None;
         if let Some(gate) = gate.clone() {
             let (to_manager, manager_rx) = watch::channel(BTreeSet::new());
@@ -444,7 +444,7 @@ impl Kernel {
             } else {
                 Duration::ZERO
             };
-            let relay = tokio::spawn(crate::daemon::routes::relay(
+            let relay = tokio::spawn(crate::routing::routes::relay(
                 desired_rx, to_manager, gate, drain,
             ));
             relayed = Some(Relayed {

@@ -39,7 +39,7 @@
 //!   Kubernetes client, so here only the prefix is validated, and a
 //!   configuration with it needs neither peers nor a router ID; the daemon
 //!   reads the Node before the speaker starts (`bgp_annotations.rs`,
-//!   `daemon/bgp_node.rs`).
+//!   `routing/bgp_node.rs`).
 //! - `zebra_*`: not used (warned in `kubevip.rs`).
 //!
 //! Routing-table mode: `vip_routingtable` / `--table`, with
@@ -52,8 +52,8 @@
 //! malformed one is an error either way; the checks that need the mode
 //! (a peer, a router ID, MP-BGP next hops that can be found) apply only
 //! when it is on. Both modes, for the control-plane VIP and for Services,
-//! are wired into the daemon (`daemon/bgp.rs`, `daemon/table.rs`,
-//! `daemon/routes.rs`, `services.rs`).
+//! are wired into the daemon (`routing/bgp.rs`, `routing/table.rs`,
+//! `routing/routes.rs`, `services.rs`).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;

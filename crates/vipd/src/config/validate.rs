@@ -475,15 +475,16 @@ pub(super) fn resolve(
             _ => Err("seconds greater than zero, e.g. 5 or 0.5"),
         },
     )?;
-    let (withdraw_drain, _) = r.get_or(
-        &WITHDRAW_DRAIN,
-        DEFAULT_WITHDRAW_DRAIN,
-        secs,
-        |s| match values::seconds(s) {
-            Ok(d) if d <= Duration::from_secs(30) => Ok(d),
-            _ => Err("seconds from 0 to 30, e.g. 0.5"),
-        },
-    )?;
+    let (withdraw_drain, _) =
+        r.get_or(
+            &WITHDRAW_DRAIN,
+            DEFAULT_WITHDRAW_DRAIN,
+            secs,
+            |s| match values::seconds(s) {
+                Ok(d) if d <= Duration::from_secs(30) => Ok(d),
+                _ => Err("seconds from 0 to 30, e.g. 0.5"),
+            },
+        )?;
 
     // Leftover variables: one line each.
     warnings.extend(kubevip::warnings(env));

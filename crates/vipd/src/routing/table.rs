@@ -199,10 +199,13 @@ static GATE: OnceLock<TableGate> = OnceLock::new();
 /// Starts the process's sink. `clean` (kube-vip's `vip_cleanroutingtable`)
 /// runs inside it before any route is written. Called once, from `run`,
 /// when routing-table mode is configured.
-pub(crate) fn start_shared(s: &RoutingTableSettings, period: Duration) {
-    // The guard first (idempotent: `run` starts it too), so the sink has
-    // it before it can write a route.
-    super::guard::start();
+/// `guard`: the process's address guard (started by `run` before this),
+/// which also deletes our routes if vipd dies without doing so.
+pub(crate) fn start_shared(
+    s: &RoutingTableSettings,
+    period: Duration,
+    guard: Option<vipd_vip::guard::GuardPipe>,
+) {
     let spec = TableSpec {
         table: s.table_id,
         protocol: s.protocol,
@@ -228,6 +231,7 @@ pub(crate) fn start_shared(s: &RoutingTableSettings, period: Duration) {
             allowed: allowed_rx,
             managed: managed_rx,
             sources: sources_rx,
+            guard,
         },
         installed_tx,
         report_tx,
@@ -320,6 +324,7 @@ struct Inputs {
     allowed: watch::Receiver<BTreeSet<IpAddr>>,
     managed: watch::Receiver<BTreeSet<IpAddr>>,
     sources: mpsc::UnboundedReceiver<Source>,
+    guard: Option<vipd_vip::guard::GuardPipe>,
 }
 
 /// Opens what the sink needs, retrying until it can (R2).
@@ -347,7 +352,10 @@ async fn sink(
     // `start_shared` started the guard: every route from here on is
     // listed with it before it is written. No guard (it could not start):
     // a crash leaves the routes until the restart's reconcile (R3).
-    let mut guard = super::guard::pipe().map(|p| p.for_routes(spec.table, spec.protocol));
+    let mut guard = inputs
+        .guard
+        .take()
+        .map(|p| p.for_routes(spec.table, spec.protocol));
     let mut report = Report::default();
     // Before anything is written: nothing of ours is wanted yet, so every
     // route of our protocol in the table is stale.

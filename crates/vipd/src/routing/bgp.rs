@@ -66,6 +66,20 @@ pub(crate) struct BgpGate {
 }
 
 impl BgpGate {
+    /// A gate without a speaker (no peers): tests of its callers.
+    #[cfg(test)]
+    pub(crate) fn detached() -> (BgpGate, watch::Receiver<BTreeSet<IpAddr>>) {
+        let (allowed, rx) = watch::channel(BTreeSet::new());
+        let (sources, _) = tokio::sync::mpsc::unbounded_channel();
+        let gate = BgpGate {
+            allowed: Arc::new(allowed),
+            sources,
+            statuses: Vec::new(),
+            remote_as: Vec::new(),
+        };
+        (gate, rx)
+    }
+
     /// Adds a VIP manager's bound set: an allowed address is announced
     /// once any attached manager confirms it in the kernel.
     pub(crate) fn attach(&self, bound: watch::Receiver<BTreeSet<Vip>>) {
