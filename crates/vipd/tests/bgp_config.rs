@@ -238,3 +238,26 @@ fn routing_table_mode_takes_kube_vips_names_and_the_issues_spellings() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_withdraw_drain_is_configurable_and_bounded() {
+    let (code, stdout, stderr) = check_config(KUBE_VIP_BGP);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("withdraw-drain") && stdout.contains("= 0.5s  (default)"),
+        "{stdout}"
+    );
+    let mut env = KUBE_VIP_BGP.to_vec();
+    env.push(("VIPD_WITHDRAW_DRAIN", "0"));
+    let (code, stdout, stderr) = check_config(&env);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("(env VIPD_WITHDRAW_DRAIN)"), "{stdout}");
+    let mut env = KUBE_VIP_BGP.to_vec();
+    env.push(("VIPD_WITHDRAW_DRAIN", "31"));
+    let (code, _, stderr) = check_config(&env);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("VIPD_WITHDRAW_DRAIN") && stderr.contains("0 to 30"),
+        "{stderr}"
+    );
+}
