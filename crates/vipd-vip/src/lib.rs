@@ -36,8 +36,8 @@ pub mod table;
 pub mod task;
 
 pub use netlink::{
-    LinkInfo, Monitor, MonitorEvent, Netlink, NetlinkError, REQUEST_TIMEOUT, VIPD_ADDR_PROTO,
-    VIPD_SVC_ADDR_PROTO,
+    ArpConf, LinkInfo, Monitor, MonitorEvent, Netlink, NetlinkError, REQUEST_TIMEOUT,
+    VIPD_ADDR_PROTO, VIPD_SVC_ADDR_PROTO,
 };
 pub use reconcile::{KernelAddr, Observed, ReconcileAction, Reconciler, RefuseReason, Vip};
 pub use table::{RouteMonitor, RouteTable, TableError, TableRoute, TableSpec};

@@ -146,6 +146,39 @@ impl LinkInfo {
     }
 }
 
+/// An interface's own IPv4 ARP settings (`net.ipv4.conf.<if>.arp_ignore`
+/// and `arp_announce`); the kernel applies the larger of these and the
+/// `all` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ArpConf {
+    /// `arp_ignore`: 0 answers ARP for any local address on any interface,
+    /// 1 only for addresses on the interface the request came in on.
+    pub arp_ignore: i32,
+    /// `arp_announce`: 0 may use any local address (a VIP on `lo`
+    /// included) as the sender of ARP requests, 2 the best address of the
+    /// outgoing interface.
+    pub arp_announce: i32,
+}
+
+/// The IPv4 devconf of a link dump message (`IFLA_AF_SPEC` / `AF_INET`),
+/// if the kernel sent one (interfaces without IPv4 have none).
+fn arp_conf_of(msg: &LinkMessage) -> Option<ArpConf> {
+    use netlink_packet_route::link::{AfSpecInet, AfSpecUnspec};
+    msg.attributes.iter().find_map(|a| match a {
+        LinkAttribute::AfSpecUnspec(specs) => specs.iter().find_map(|s| match s {
+            AfSpecUnspec::Inet(inet) => inet.iter().find_map(|i| match i {
+                AfSpecInet::DevConf(c) => Some(ArpConf {
+                    arp_ignore: c.arp_ignore,
+                    arp_announce: c.arp_announce,
+                }),
+                _ => None,
+            }),
+            _ => None,
+        }),
+        _ => None,
+    })
+}
+
 /// Parses one address message into its interface index and a [`KernelAddr`].
 /// `ours` means tagged with `tag`.
 fn parse_addr(msg: &AddressMessage, tag: u8) -> Option<(u32, KernelAddr)> {
@@ -258,6 +291,39 @@ impl Netlink {
             Err(e) if e.errno() == Some(libc::ENODEV) => Err(NetlinkError::NoSuchIfindex(ifindex)),
             Err(e) => Err(e),
         }
+    }
+
+    /// Every interface with its own IPv4 ARP settings (`None`: no IPv4).
+    pub async fn links_with_arp(&self) -> Result<Vec<(LinkInfo, Option<ArpConf>)>, NetlinkError> {
+        let req = self.handle.link().get().execute();
+        let msgs: Vec<LinkMessage> =
+            with_timeout(|| "dump interfaces".to_string(), req.try_collect()).await?;
+        Ok(msgs
+            .iter()
+            .map(|m| (LinkInfo::from_message(m), arp_conf_of(m)))
+            .collect())
+    }
+
+    /// Raises interface `ifindex`'s own `arp_ignore` / `arp_announce` to
+    /// `conf` through netlink (`IFLA_INET_CONF`, CAP_NET_ADMIN), which
+    /// works where `/proc/sys` is mounted read-only (containers). Only
+    /// non-zero values are sent (the kernel keeps the others), so this
+    /// can raise but never lower a setting.
+    pub async fn raise_arp_conf(&self, ifindex: u32, conf: ArpConf) -> Result<(), NetlinkError> {
+        use netlink_packet_route::link::{AfSpecInet, AfSpecUnspec, InetDevConf};
+        let mut c = InetDevConf::default();
+        c.arp_ignore = conf.arp_ignore;
+        c.arp_announce = conf.arp_announce;
+        let msg = rtnetlink::LinkUnspec::new_with_index(ifindex)
+            .append_extra_attribute(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![
+                AfSpecInet::DevConfRequest(c),
+            ])]))
+            .build();
+        with_timeout(
+            || format!("set arp_ignore/arp_announce on ifindex {ifindex}"),
+            self.handle.link().set(msg).execute(),
+        )
+        .await
     }
 
     async fn dump_messages(&self) -> Result<Vec<AddressMessage>, NetlinkError> {

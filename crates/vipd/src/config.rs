@@ -198,6 +198,10 @@ pub struct Config {
     /// packets the routers still send during their convergence are
     /// answered (`--withdraw-drain`).
     pub withdraw_drain: Duration,
+    /// BGP or routing-table mode: raise `arp_ignore` / `arp_announce` on
+    /// the node's other IPv4 interfaces so a VIP bound on `lo` is never
+    /// answered by ARP nor used as an ARP sender (`--routed-arp-ignore`).
+    pub routed_arp_ignore: bool,
     /// Limits of the general Kubernetes client (`--kube-api-qps`,
     /// `--kube-api-burst`, `--kube-api-timeout`).
     pub kube_api: KubeApiSettings,

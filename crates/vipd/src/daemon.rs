@@ -148,6 +148,14 @@ async fn run(mut cfg: Config) -> ExitCode {
         warn!("routing-table mode: vip_arp is ignored, the VIP is reached through its host route only");
         cfg.arp = false;
     }
+    if (cfg.bgp.is_some() || cfg.routing_table.is_some()) && cfg.routed_arp_ignore {
+        // Before any VIP is bound: the kernel must not answer ARP for it.
+        let mut vip_ifs = vec![cfg.interface.as_str()];
+        if let Some(s) = &cfg.services {
+            vip_ifs.push(s.interface.as_str());
+        }
+        crate::routing::arp::quiet(&vip_ifs).await;
+    }
     // Before any address or route exists: the guard removes them if this
     // process dies without doing so (SIGKILL, OOM, abort).
     guard::start();

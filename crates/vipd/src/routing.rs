@@ -6,6 +6,7 @@
 //! knows which caller announces; the callers keep the order "bound, then
 //! announced; withdrawn, then removed".
 
+pub(crate) mod arp;
 pub(crate) mod bgp;
 #[cfg(feature = "kubernetes")]
 pub(crate) mod bgp_node;

@@ -492,3 +492,72 @@ fn with_a_quorum_only_the_holder_announces_and_the_route_follows_a_failover() {
         t.elapsed()
     );
 }
+
+/// The MAC address of `node`'s eth0.
+fn mac_of(lab: &Lab, node: &str) -> String {
+    let out = lab
+        .topo
+        .host(node)
+        .ns
+        .ip(&["-j", "link", "show", "eth0"])
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v[0]["address"].as_str().unwrap().to_lowercase()
+}
+
+#[test]
+fn the_kernel_does_not_answer_arp_for_the_vip_on_lo_unless_told_to_leave_the_node_alone() {
+    if !have_frr() {
+        return;
+    }
+    let mut lab = Lab::new("bgparp", false, 2);
+    lab.start("n1", false, &[("VIPD_HEALTH_CHECKS", "none")]);
+    lab.start(
+        "n2",
+        false,
+        &[
+            ("VIPD_HEALTH_CHECKS", "none"),
+            ("VIPD_ROUTED_ARP_IGNORE", "false"),
+        ],
+    );
+    lab.wait_paths(&["192.0.2.11", "192.0.2.12"], SETUP);
+    assert!(lab.has_vip("n1") && lab.has_vip("n2"));
+    // A LAN neighbour asks who has the VIP: only the node left alone
+    // (kernel default arp_ignore=0) answers.
+    let out = lab
+        .topo
+        .host("r1")
+        .ns
+        .command("arping")
+        .args(["-c", "3", "-w", "3", "-I", "eth0", VIP])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    let (m1, m2) = (mac_of(&lab, "n1"), mac_of(&lab, "n2"));
+    println!("arping {VIP} from the router:\n{text}");
+    assert!(
+        !text.contains(&m1),
+        "n1 answered ARP for the VIP on lo:\n{text}"
+    );
+    assert!(
+        text.contains(&m2),
+        "the control (n2, left alone) did not answer:\n{text}"
+    );
+    let conf = |node: &str, key: &str| {
+        let out = lab
+            .topo
+            .host(node)
+            .ns
+            .command("cat")
+            .arg(format!("/proc/sys/net/ipv4/conf/eth0/{key}"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(conf("n1", "arp_ignore"), "1");
+    assert_eq!(conf("n1", "arp_announce"), "2");
+    assert_eq!(conf("n2", "arp_ignore"), "0");
+    assert!(lab
+        .log("n1")
+        .contains("raised so the kernel neither answers ARP"));
+}

@@ -78,6 +78,7 @@ opts! {
     LOG_FORMAT = "log-format", None, "VIPD_LOG_FORMAT", [];
     RECONCILE_PERIOD = "reconcile-period", None, "VIPD_RECONCILE_PERIOD", [];
     WITHDRAW_DRAIN = "withdraw-drain", None, "VIPD_WITHDRAW_DRAIN", [];
+    ROUTED_ARP_IGNORE = "routed-arp-ignore", None, "VIPD_ROUTED_ARP_IGNORE", [];
     KUBE_API_QPS = "kube-api-qps", None, "VIPD_KUBE_API_QPS", [];
     KUBE_API_BURST = "kube-api-burst", None, "VIPD_KUBE_API_BURST", [];
     KUBE_API_TIMEOUT = "kube-api-timeout", None, "VIPD_KUBE_API_TIMEOUT", [];
@@ -354,6 +355,9 @@ pub(super) struct RawOptions {
     /// BGP / routing-table mode, every node announcing: seconds an address keeps serving after its route is withdrawn, while the routers converge; default 0.5 [env: VIPD_WITHDRAW_DRAIN]
     #[arg(long, value_name = "SECS")]
     withdraw_drain: Option<String>,
+    /// BGP / routing-table mode: raise arp_ignore to 1 and arp_announce to 2 on the node's other IPv4 interfaces, so the kernel never answers ARP for (or sends ARP from) a VIP bound on lo; true or false, default true [env: VIPD_ROUTED_ARP_IGNORE]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    routed_arp_ignore: Option<String>,
     /// Queries per second of the general Kubernetes client (events; never the lease); default 50 [env: VIPD_KUBE_API_QPS]
     #[arg(long, value_name = "QPS")]
     kube_api_qps: Option<String>,
@@ -443,6 +447,7 @@ impl RawOptions {
             (LOG_FORMAT.key, self.log_format),
             (RECONCILE_PERIOD.key, self.reconcile_period),
             (WITHDRAW_DRAIN.key, self.withdraw_drain),
+            (ROUTED_ARP_IGNORE.key, self.routed_arp_ignore),
             (KUBE_API_QPS.key, self.kube_api_qps),
             (KUBE_API_BURST.key, self.kube_api_burst),
             (KUBE_API_TIMEOUT.key, self.kube_api_timeout),

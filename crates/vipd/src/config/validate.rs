@@ -485,6 +485,7 @@ pub(super) fn resolve(
                 _ => Err("seconds from 0 to 30, e.g. 0.5"),
             },
         )?;
+    let (routed_arp_ignore, _) = r.get_or(&ROUTED_ARP_IGNORE, true, yes_no, values::boolean)?;
 
     // Leftover variables: one line each.
     warnings.extend(kubevip::warnings(env));
@@ -526,6 +527,7 @@ pub(super) fn resolve(
         log_json,
         reconcile_period,
         withdraw_drain,
+        routed_arp_ignore,
         kube_api,
         health_checks,
         health,
