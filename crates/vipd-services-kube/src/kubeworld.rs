@@ -532,13 +532,7 @@ fn request_for(svc: &SvcInfo) -> Request {
 /// on IPs only: an API server older than 1.30 drops `ipMode`, and
 /// comparing it would rewrite forever.
 fn status_ok(svc: &Service, addrs: &[IpAddr], node: Option<&str>) -> bool {
-    let host_ok = node.is_none_or(|node| {
-        svc.metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(ANNOTATION_VIP_HOST))
-            .is_some_and(|h| h == node)
-    });
+    let host_ok = host_ok(svc, node);
     let have: BTreeSet<String> = svc
         .status
         .as_ref()
@@ -548,6 +542,18 @@ fn status_ok(svc: &Service, addrs: &[IpAddr], node: Option<&str>) -> bool {
         .unwrap_or_default();
     let want: BTreeSet<String> = addrs.iter().map(ToString::to_string).collect();
     host_ok && have == want
+}
+
+/// Whether the Service's `vipHost` annotation names `node` (always true
+/// without a node: shared addresses have no single host).
+fn host_ok(svc: &Service, node: Option<&str>) -> bool {
+    node.is_none_or(|node| {
+        svc.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ANNOTATION_VIP_HOST))
+            .is_some_and(|h| h == node)
+    })
 }
 
 fn api_for(client: kube::Client, svc: &Service) -> Api<Service> {
@@ -567,14 +573,7 @@ async fn write_owner_status(
 ) -> Result<(), GeneralError> {
     let name = svc.metadata.name.clone().unwrap_or_default();
     svc.metadata.managed_fields = None;
-    let host_ok = node.is_none_or(|node| {
-        svc.metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(ANNOTATION_VIP_HOST))
-            .is_some_and(|h| h == node)
-    });
-    if let (false, Some(node)) = (host_ok, node) {
+    if let (false, Some(node)) = (host_ok(&svc, node), node) {
         svc.metadata
             .annotations
             .get_or_insert_with(BTreeMap::new)

@@ -21,30 +21,13 @@ use netlab::router::{
 };
 use netlab::{Topology, TopologyBuilder};
 
+mod common;
+use common::routed::{have_frr, ip, node_ip};
+
 const VIP: &str = "203.0.113.10";
 const NODE_AS: u32 = 65001;
 const ROUTER_AS: u32 = 65000;
 const SETUP: Duration = Duration::from_secs(30);
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn node_ip(i: usize) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10 + u8::try_from(i).unwrap()))
-}
-
-fn have_frr() -> bool {
-    if !netlab::is_root() {
-        eprintln!("SKIPPED: this test needs root (network namespaces); run as root to execute it");
-        return false;
-    }
-    if !RouterKind::Frr.installed() {
-        eprintln!("SKIPPED: FRR is not installed (scripts/install-deps.sh installs it)");
-        return false;
-    }
-    true
-}
 
 /// r1 = FRR (.1), nodes n1 (.11) and n2 (.12), a client (.50) whose route
 /// to the VIP goes through r1.

@@ -26,10 +26,11 @@ use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use common::k8s::{meta, to_value};
 use common::kube::KubeApi;
+use common::routed::{have_frr, ip, node_ip};
 use k8s_openapi::api::core::v1::{Node, Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlice};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use netlab::router::{Family, Neighbor, Router, RouterConfig, RouterKind};
 use netlab::{Topology, TopologyBuilder};
 use serde_json::Value;
@@ -39,41 +40,6 @@ const LOCAL_IP: &str = "203.0.113.21";
 const NODE_AS: u32 = 65001;
 const ROUTER_AS: u32 = 65000;
 const SETUP: Duration = Duration::from_secs(30);
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn node_ip(i: usize) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10 + u8::try_from(i).unwrap()))
-}
-
-fn ready() -> bool {
-    if !netlab::is_root() {
-        eprintln!("SKIPPED: this test needs root (network namespaces); run as root to execute it");
-        return false;
-    }
-    if !RouterKind::Frr.installed() {
-        eprintln!("SKIPPED: FRR is not installed (scripts/install-deps.sh installs it)");
-        return false;
-    }
-    true
-}
-
-fn meta(ns: Option<&str>, name: &str) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name.into()),
-        namespace: ns.map(Into::into),
-        ..ObjectMeta::default()
-    }
-}
-
-fn to_value<T: serde::Serialize>(kind: &str, api_version: &str, obj: &T) -> Value {
-    let mut v = serde_json::to_value(obj).unwrap();
-    v["kind"] = kind.into();
-    v["apiVersion"] = api_version.into();
-    v
-}
 
 fn node(name: &str) -> Value {
     to_value(
@@ -236,6 +202,32 @@ impl Lab {
         &mut self.nodes.iter_mut().find(|(n, _)| n == node).unwrap().1
     }
 
+    /// Sends `sig` (`TERM`, `KILL`) to `node`'s vipd.
+    fn signal(&mut self, node: &str, sig: &str) {
+        let pid = self.child(node).id().to_string();
+        std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &pid])
+            .status()
+            .unwrap();
+    }
+
+    /// Waits (at most [`SETUP`]) until `node`'s vipd exited 0.
+    fn wait_clean_exit(&mut self, node: &str) {
+        let t = Instant::now();
+        let st = loop {
+            if let Some(st) = self.child(node).try_wait().unwrap() {
+                break st;
+            }
+            assert!(
+                t.elapsed() < SETUP,
+                "{node} did not exit\n{}",
+                self.log(node)
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert!(st.success(), "{}", self.log(node));
+    }
+
     fn log(&self, node: &str) -> String {
         std::fs::read_to_string(self.logs.join(format!("{node}.log"))).unwrap_or_default()
     }
@@ -309,7 +301,7 @@ impl Drop for Lab {
 
 #[test]
 fn services_are_announced_by_eligible_nodes_and_a_rolling_update_never_withdraws_a_serving_node() {
-    if !ready() {
+    if !have_frr() {
         return;
     }
     let mut lab = Lab::new("bgpsvc", 3);
@@ -420,24 +412,13 @@ fn services_are_announced_by_eligible_nodes_and_a_rolling_update_never_withdraws
     // SIGTERM n1: its paths leave before its addresses, web stays on n2
     // and n3, app has nobody (no stale path).
     let t = Instant::now();
-    let pid = lab.child("n1").id().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
+    lab.signal("n1", "TERM");
     lab.wait_paths(&[(CLUSTER_IP, &[2, 3]), (LOCAL_IP, &[])], SETUP);
     println!(
         "BGP Services: SIGTERM n1 → its paths gone at the router after {:?}",
         t.elapsed()
     );
-    let st = loop {
-        if let Some(st) = lab.child("n1").try_wait().unwrap() {
-            break st;
-        }
-        assert!(t.elapsed() < SETUP, "n1 did not exit\n{}", lab.log("n1"));
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    assert!(st.success(), "{}", lab.log("n1"));
+    lab.wait_clean_exit("n1");
     assert!(!lab.has_addr("n1", CLUSTER_IP) && !lab.has_addr("n1", LOCAL_IP));
     // The Service is deleted: every path leaves, nothing stale.
     lab.api
@@ -466,7 +447,7 @@ fn services_are_announced_by_eligible_nodes_and_a_rolling_update_never_withdraws
 
 #[test]
 fn with_svc_election_only_the_owner_announces_and_the_route_moves_on_sigterm() {
-    if !ready() {
+    if !have_frr() {
         return;
     }
     let mut lab = Lab::new("bgpsvcel", 2);
@@ -506,12 +487,8 @@ fn with_svc_election_only_the_owner_announces_and_the_route_moves_on_sigterm() {
     } else {
         ("n2", 1)
     };
-    let pid = lab.child(from).id().to_string();
     let t = Instant::now();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
+    lab.signal(from, "TERM");
     lab.wait_paths(&[(CLUSTER_IP, &[to])], SETUP);
     println!(
         "BGP Services with svc_election: SIGTERM of the owner → route on the other node after {:?}",
@@ -521,7 +498,7 @@ fn with_svc_election_only_the_owner_announces_and_the_route_moves_on_sigterm() {
 
 #[test]
 fn the_control_plane_vip_and_services_share_one_session_per_router() {
-    if !ready() {
+    if !have_frr() {
         return;
     }
     let mut lab = Lab::new("bgpsvccp", 1);
@@ -534,25 +511,14 @@ fn the_control_plane_vip_and_services_share_one_session_per_router() {
     // takes one connection per neighbour), so the session counter is 1.
     let st = lab.router.neighbor_state(node_ip(1)).unwrap();
     assert!(format!("{st:?}").contains("Established"), "{st:?}");
-    let pid = lab.child("n1").id().to_string();
     let t = Instant::now();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
+    lab.signal("n1", "TERM");
     lab.wait_paths(&[], SETUP);
     println!(
         "BGP control plane + Services: SIGTERM → both routes gone after {:?}",
         t.elapsed()
     );
-    let st = loop {
-        if let Some(st) = lab.child("n1").try_wait().unwrap() {
-            break st;
-        }
-        assert!(t.elapsed() < SETUP, "n1 did not exit\n{}", lab.log("n1"));
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    assert!(st.success(), "{}", lab.log("n1"));
+    lab.wait_clean_exit("n1");
     let log = lab.log("n1");
     assert_eq!(
         log.matches("starting BGP session").count(),
@@ -563,7 +529,7 @@ fn the_control_plane_vip_and_services_share_one_session_per_router() {
 
 #[test]
 fn node_annotations_supply_as_router_id_and_peers_once_they_appear() {
-    if !ready() {
+    if !have_frr() {
         return;
     }
     let mut lab = Lab::new("bgpsvcann", 1);
@@ -621,7 +587,7 @@ fn table_routes(lab: &Lab, node: &str) -> BTreeSet<String> {
 
 #[test]
 fn routing_table_mode_writes_service_routes_where_they_may_be_served() {
-    if !ready() {
+    if !have_frr() {
         return;
     }
     let mut lab = Lab::new("tblsvc", 2);
@@ -672,22 +638,10 @@ fn routing_table_mode_writes_service_routes_where_they_may_be_served() {
     let took = wait(&lab, want(&[CLUSTER_IP], &[CLUSTER_IP, LOCAL_IP]));
     println!("routing table Services: endpoint moved, route followed after {took:?}");
     // SIGTERM n1: its route goes before its address, n2 keeps its own.
-    let pid = lab.child("n1").id().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
+    lab.signal("n1", "TERM");
     let took = wait(&lab, want(&[], &[CLUSTER_IP, LOCAL_IP]));
     println!("routing table Services: SIGTERM n1 → its routes gone after {took:?}");
-    let t = Instant::now();
-    let st = loop {
-        if let Some(st) = lab.child("n1").try_wait().unwrap() {
-            break st;
-        }
-        assert!(t.elapsed() < SETUP, "n1 did not exit\n{}", lab.log("n1"));
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    assert!(st.success(), "{}", lab.log("n1"));
+    lab.wait_clean_exit("n1");
     assert!(!lab.has_addr("n1", CLUSTER_IP));
     if std::env::var_os("VIPD_TEST_SHOW_LOG").is_some() {
         println!("{}", lab.log("n1"));
@@ -696,7 +650,7 @@ fn routing_table_mode_writes_service_routes_where_they_may_be_served() {
 
 #[test]
 fn with_lease_election_only_the_holder_announces_the_vip_and_a_killed_holder_is_replaced() {
-    if !ready() {
+    if !have_frr() {
         return;
     }
     const VIP: &str = "203.0.113.10";
@@ -751,12 +705,8 @@ fn with_lease_election_only_the_holder_announces_the_vip_and_a_killed_holder_is_
     };
     // SIGKILL: the kernel closes the session (the router drops the path at
     // once); the other node announces after the lease expires.
-    let pid = lab.child(dead).id().to_string();
     let t = Instant::now();
-    std::process::Command::new("kill")
-        .args(["-KILL", &pid])
-        .status()
-        .unwrap();
+    lab.signal(dead, "KILL");
     lab.wait_paths(&[(VIP, &[other])], SETUP);
     println!(
         "BGP lease election: SIGKILL of the holder → route on the other node after {:?} (lease 3 s)",
@@ -766,7 +716,7 @@ fn with_lease_election_only_the_holder_announces_the_vip_and_a_killed_holder_is_
 
 #[test]
 fn on_the_quorum_the_holder_announces_the_vip_and_every_node_the_services() {
-    if !ready() {
+    if !have_frr() {
         return;
     }
     const VIP: &str = "203.0.113.10";
@@ -823,12 +773,8 @@ fn on_the_quorum_the_holder_announces_the_vip_and_every_node_the_services() {
         .into_iter()
         .find(|n| lab.topo.host(n).ipv4().unwrap() == holder)
         .unwrap();
-    let pid = lab.child(dead).id().to_string();
     let t = Instant::now();
-    std::process::Command::new("kill")
-        .args(["-KILL", &pid])
-        .status()
-        .unwrap();
+    lab.signal(dead, "KILL");
     // The VIP moves to one live node; the Service keeps the live two.
     loop {
         let p = lab.paths();

@@ -18,10 +18,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
+use common::k8s::{meta, to_value};
 use common::{Backend, Cluster, Family, NODES};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlice};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use netlab::MultiAddrWatcher;
 use serde_json::Value;
 
@@ -30,21 +30,6 @@ const CONVERGE: Duration = Duration::from_secs(30);
 /// Liveness bound for a dead node's addresses to move (lease expiry +
 /// tombstone + a few retry periods).
 const MOVE_BOUND: Duration = Duration::from_secs(15);
-
-fn meta(ns: Option<&str>, name: &str) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name.into()),
-        namespace: ns.map(Into::into),
-        ..ObjectMeta::default()
-    }
-}
-
-fn to_value<T: serde::Serialize>(kind: &str, api_version: &str, obj: &T) -> Value {
-    let mut v = serde_json::to_value(obj).unwrap();
-    v["kind"] = kind.into();
-    v["apiVersion"] = api_version.into();
-    v
-}
 
 fn node(name: &str, zone: &str) -> Value {
     let mut m = meta(None, name);

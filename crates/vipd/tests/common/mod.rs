@@ -19,7 +19,9 @@
 #![allow(clippy::unwrap_used)] // test harness: a panic is the failure report
 
 pub mod bench;
+pub mod k8s;
 pub mod kube;
+pub mod routed;
 
 use netlab::etcd::EtcdServer;
 use netlab::probe::{Prober, Responder, Sample};
