@@ -375,18 +375,40 @@ impl World {
     /// The EndpointSlice API: `conditions.ready` absent means ready
     /// ("unknown state ... should be interpreted as ready"), and the
     /// controller sets it false for terminating endpoints.
+    ///
+    /// A Service with no ready endpoint anywhere falls back to the nodes
+    /// whose endpoints are terminating but still `serving` (KEP-1669):
+    /// kube-proxy sends a node's `Local` traffic to those when it has no
+    /// ready one, so announcing from them keeps a one-replica rolling
+    /// update (old pod terminating, new one not ready yet) reachable
+    /// instead of withdrawn everywhere. While any endpoint is ready, only
+    /// ready ones count: new connections go where they are welcome.
     fn ready_nodes(&self) -> BTreeMap<(String, String), BTreeSet<NodeId>> {
         let mut ready: BTreeMap<(String, String), BTreeSet<NodeId>> = BTreeMap::new();
+        let mut serving: BTreeMap<(String, String), BTreeSet<NodeId>> = BTreeMap::new();
         for slice in self.slices.values() {
             let Some(svc) = label(&slice.metadata, LABEL_SERVICE_NAME) else {
                 continue;
             };
-            let ns = slice.metadata.namespace.clone().unwrap_or_default();
-            let set = ready.entry((ns, svc.to_owned())).or_default();
+            let key = (
+                slice.metadata.namespace.clone().unwrap_or_default(),
+                svc.to_owned(),
+            );
+            let set = ready.entry(key.clone()).or_default();
             for ep in &slice.endpoints {
-                let is_ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
-                if let (true, Some(node)) = (is_ready, &ep.node_name) {
+                let Some(node) = &ep.node_name else { continue };
+                let c = ep.conditions.as_ref();
+                if c.and_then(|c| c.ready).unwrap_or(true) {
                     set.insert(node.clone());
+                } else if c.and_then(|c| c.serving) == Some(true) {
+                    serving.entry(key.clone()).or_default().insert(node.clone());
+                }
+            }
+        }
+        for (key, nodes) in &mut ready {
+            if nodes.is_empty() {
+                if let Some(s) = serving.remove(key) {
+                    *nodes = s;
                 }
             }
         }

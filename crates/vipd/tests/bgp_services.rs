@@ -409,6 +409,28 @@ fn services_are_announced_by_eligible_nodes_and_a_rolling_update_never_withdraws
         std::thread::sleep(Duration::from_millis(10));
     }
 
+    // One replica left and it terminates before its successor is ready:
+    // no ready endpoint anywhere, so the terminating-but-serving one
+    // counts (kube-proxy serves it) and n1 keeps the route instead of the
+    // address going dark everywhere; then the new pod on n1 turns ready.
+    for step in [
+        &[("10.244.1.12", "n1", false)][..],
+        &[("10.244.1.12", "n1", false), ("10.244.1.14", "n1", true)][..],
+    ] {
+        lab.api.put_object(slice("app", step));
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_millis(500) {
+            let p = lab.paths();
+            assert_eq!(
+                p.get(&ip(LOCAL_IP)),
+                Some(&BTreeSet::from([node_ip(1)])),
+                "{step:?}: {p:?}\n{}",
+                lab.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     // SIGTERM n1: its paths leave before its addresses, web stays on n2
     // and n3, app has nobody (no stale path).
     let t = Instant::now();

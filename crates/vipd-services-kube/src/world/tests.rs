@@ -359,6 +359,35 @@ fn local_service_without_ready_endpoints_may_be_owned_by_nobody() {
 }
 
 #[test]
+fn without_a_ready_endpoint_anywhere_terminating_but_serving_ones_count() {
+    let s = local(svc("ns", "web", &[(ANNOTATION_LB_IPS, "192.0.2.1")]));
+    let terminating = |n: &str, serving: Option<bool>| Endpoint {
+        addresses: vec!["192.0.2.150".to_owned()],
+        node_name: Some(n.to_owned()),
+        conditions: Some(EndpointConditions {
+            ready: Some(false),
+            serving,
+            terminating: Some(true),
+        }),
+        ..Endpoint::default()
+    };
+    // One replica replaced: the old pod on n1 terminates (still serving),
+    // the new one on n2 is not ready yet.
+    let mut sl = slice("ns", "web-a", "web", &[("n2", Some(false))]);
+    sl.endpoints.push(terminating("n1", Some(true)));
+    sl.endpoints.push(terminating("n3", Some(false)));
+    let d = world(vec![s.clone()], three_nodes(), vec![sl.clone()]).derive(&WorldConfig::default());
+    assert_eq!(d.policies[&ip("192.0.2.1")].nodes, Some(set(&["n1"])));
+    // The new pod turns ready: only it counts from then on.
+    sl.endpoints[0].conditions = Some(EndpointConditions {
+        ready: Some(true),
+        ..EndpointConditions::default()
+    });
+    let d = world(vec![s], three_nodes(), vec![sl]).derive(&WorldConfig::default());
+    assert_eq!(d.policies[&ip("192.0.2.1")].nodes, Some(set(&["n2"])));
+}
+
+#[test]
 fn shared_address_of_two_local_services_needs_endpoints_of_both() {
     let a = local(svc("ns", "a", &[(ANNOTATION_LB_IPS, "192.0.2.1")]));
     let b = with_spec(
