@@ -202,6 +202,55 @@ impl Lab {
         &mut self.nodes.iter_mut().find(|(n, _)| n == node).unwrap().1
     }
 
+    /// Nodes started from now on vote in a quorum of n1..n3 (kube-vip's
+    /// environment plus vipd's `--coordination quorum` flags).
+    fn quorum(&mut self) {
+        let key = self.logs.join("peer.key");
+        std::fs::write(
+            &key,
+            "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n",
+        )
+        .unwrap();
+        self.args = [
+            "--coordination",
+            "quorum",
+            "--peers",
+            "n1=192.0.2.11:7480,n2=192.0.2.12:7480,n3=192.0.2.13:7480",
+            "--peer-key-file",
+            &key.display().to_string(),
+            "--quorum-promise",
+            "0.6",
+            "--quorum-heartbeat",
+            "0.1",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    }
+
+    /// Waits until exactly one node announces `addr`; returns it.
+    fn sole_path(&self, addr: &str) -> IpAddr {
+        let t = Instant::now();
+        loop {
+            let p = self.paths();
+            if let Some(h) = p.get(&ip(addr)) {
+                assert_eq!(
+                    h.len(),
+                    1,
+                    "one node announces {addr}: {p:?}\n{}",
+                    self.logs()
+                );
+                return *h.iter().next().unwrap();
+            }
+            assert!(
+                t.elapsed() < SETUP,
+                "{addr} never announced: {p:?}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Sends `sig` (`TERM`, `KILL`) to `node`'s vipd.
     fn signal(&mut self, node: &str, sig: &str) {
         let pid = self.child(node).id().to_string();
@@ -747,27 +796,7 @@ fn on_the_quorum_the_holder_announces_the_vip_and_every_node_the_services() {
         lab.api.put_object(node(n));
     }
     lab.api.put_object(service("web", CLUSTER_IP, false));
-    let key = lab.logs.join("peer.key");
-    std::fs::write(
-        &key,
-        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n",
-    )
-    .unwrap();
-    lab.args = [
-        "--coordination",
-        "quorum",
-        "--peers",
-        "n1=192.0.2.11:7480,n2=192.0.2.12:7480,n3=192.0.2.13:7480",
-        "--peer-key-file",
-        &key.display().to_string(),
-        "--quorum-promise",
-        "0.6",
-        "--quorum-heartbeat",
-        "0.1",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
+    lab.quorum();
     let env = [("cp_enable", "true"), ("address", VIP)];
     for n in ["n1", "n2", "n3"] {
         lab.start_with(n, &env);
@@ -810,6 +839,53 @@ fn on_the_quorum_the_holder_announces_the_vip_and_every_node_the_services() {
     }
     println!(
         "BGP on the quorum: SIGKILL of the holder → VIP on a new holder, Service on the live two, after {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn with_svc_election_on_the_quorum_the_granted_owner_announces_and_a_killed_owner_is_replaced() {
+    if !have_frr() {
+        return;
+    }
+    let mut lab = Lab::new("bgpqsvc", 3);
+    for n in ["n1", "n2", "n3"] {
+        lab.api.put_object(node(n));
+    }
+    lab.api.put_object(service("web", CLUSTER_IP, false));
+    lab.quorum();
+    for n in ["n1", "n2", "n3"] {
+        lab.start_with(n, &[("svc_election", "true")]);
+    }
+    let t = Instant::now();
+    let owner = lab.sole_path(CLUSTER_IP);
+    println!(
+        "BGP Services on the quorum with svc_election: {owner} (granted) announces, {:?} after start",
+        t.elapsed()
+    );
+    // Stays alone.
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(1) {
+        assert_eq!(lab.sole_path(CLUSTER_IP), owner);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let dead = ["n1", "n2", "n3"]
+        .into_iter()
+        .find(|n| lab.topo.host(n).ipv4().unwrap() == owner)
+        .unwrap();
+    let t = Instant::now();
+    lab.signal(dead, "KILL");
+    loop {
+        let p = lab.paths();
+        let h = p.get(&ip(CLUSTER_IP)).cloned().unwrap_or_default();
+        if h.len() == 1 && !h.contains(&owner) {
+            break;
+        }
+        assert!(t.elapsed() < SETUP, "paths {p:?}\n{}", lab.logs());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    println!(
+        "BGP Services on the quorum with svc_election: SIGKILL of the owner → another node announces after {:?}",
         t.elapsed()
     );
 }

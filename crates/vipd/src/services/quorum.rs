@@ -46,6 +46,9 @@ use crate::context::{load_kube, Obs};
 pub(crate) struct ServicesSink {
     desired: Arc<watch::Sender<BTreeSet<Vip>>>,
     manager: Arc<VipManager>,
+    /// BGP / routing-table mode: what the route relay has passed to the
+    /// manager (it withdraws a route before it lets the address go).
+    passed: Option<watch::Receiver<BTreeSet<Vip>>>,
 }
 
 fn vips(set: &AddrSet) -> BTreeSet<Vip> {
@@ -60,6 +63,14 @@ impl GrantSink for ServicesSink {
     async fn settle(&mut self, set: AddrSet) -> bool {
         let want = vips(&set);
         let before = self.desired.send_replace(want.clone());
+        if let Some(passed) = self.passed.as_mut() {
+            // The routes of what goes are withdrawn first (the relay's
+            // bounded wait), and only then is the removal confirmed.
+            let wait = passed.wait_for(|p| p.is_subset(&want));
+            if tokio::time::timeout(Duration::from_secs(1), wait).await.is_err() {
+                warn!("Service routes not withdrawn within 1 s; removing the addresses anyway");
+            }
+        }
         // Whatever was wanted or is still bound, and is not wanted now,
         // must be gone from the kernel (a fresh dump) before we say so.
         let mut gone: BTreeSet<Vip> = before.difference(&want).copied().collect();
@@ -94,6 +105,8 @@ pub(crate) struct QuorumServices {
     manager: Arc<VipManager>,
     cancel: CancellationToken,
     _tasks: Vec<AbortOnDropHandle<()>>,
+    /// BGP / routing-table mode's route relay (its task lives as long).
+    _relayed: Option<super::Relayed>,
 }
 
 impl QuorumServices {
@@ -134,6 +147,7 @@ impl QuorumServices {
                 sink: ServicesSink {
                     desired,
                     manager: kernel.manager.clone(),
+                    passed: kernel.relayed.as_ref().map(|r| r.passed.clone()),
                 },
                 view: view_rx,
                 observe: grants_tx,
@@ -143,6 +157,7 @@ impl QuorumServices {
             manager: kernel.manager,
             cancel,
             _tasks: tasks,
+            _relayed: kernel.relayed,
         })
     }
 
