@@ -67,7 +67,10 @@ impl GrantSink for ServicesSink {
             // The routes of what goes are withdrawn first (the relay's
             // bounded wait), and only then is the removal confirmed.
             let wait = passed.wait_for(|p| p.is_subset(&want));
-            if tokio::time::timeout(Duration::from_secs(1), wait).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(1), wait)
+                .await
+                .is_err()
+            {
                 warn!("Service routes not withdrawn within 1 s; removing the addresses anyway");
             }
         }
