@@ -2,8 +2,10 @@
 //! netlink in a namespace this test creates (and deletes on drop), read
 //! back with `ip -j route show table T proto P`. Root only.
 
+use std::fmt::Display;
 use std::future::Future;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use netlab::NetNs;
 use vipd_vip::{RouteMonitor, RouteTable, TableError, TableSpec};
@@ -14,6 +16,17 @@ const SPEC: TableSpec = TableSpec {
     route_type: 1,
 };
 
+/// A test step's result, or the failure report `what: error`.
+trait Must<T> {
+    fn must(self, what: impl Display) -> T;
+}
+
+impl<T, E: Display> Must<T> for Result<T, E> {
+    fn must(self, what: impl Display) -> T {
+        self.unwrap_or_else(|e| panic!("{what}: {e}"))
+    }
+}
+
 fn ip(s: &str) -> IpAddr {
     s.parse()
         .unwrap_or_else(|e| panic!("bad test address {s}: {e}"))
@@ -22,7 +35,7 @@ fn ip(s: &str) -> IpAddr {
 /// A namespace with `lo` and a veth pair `vip0`/`vip1` up (no dummy
 /// module on these kernels).
 fn lab() -> NetNs {
-    let ns = NetNs::new(&netlab::unique_prefix("rt")).unwrap_or_else(|e| panic!("netns: {e}"));
+    let ns = NetNs::new(&netlab::unique_prefix("rt")).must("netns");
     for args in [
         &["link", "set", "lo", "up"][..],
         &[
@@ -31,7 +44,7 @@ fn lab() -> NetNs {
         &["link", "set", "vip1", "up"],
         &["link", "set", "vip0", "up"],
     ] {
-        ns.ip(args).unwrap_or_else(|e| panic!("ip {args:?}: {e}"));
+        ns.ip(args).must(format_args!("ip {args:?}"));
     }
     ns
 }
@@ -47,17 +60,30 @@ where
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap_or_else(|e| panic!("runtime: {e}"));
+            .must("runtime");
         rt.block_on(f(name));
     })
-    .unwrap_or_else(|e| panic!("enter: {e}"));
+    .must("enter");
 }
 
 /// `ip -n NS args...`.
 fn ip_n(ns: &str, args: &[&str]) -> String {
     let mut full = vec!["-n", ns];
     full.extend_from_slice(args);
-    netlab::run_ok("ip", &full).unwrap_or_else(|e| panic!("ip {full:?}: {e}"))
+    netlab::run_ok("ip", &full).must(format_args!("ip {full:?}"))
+}
+
+/// `ip -n NS route add DST dev lo table T proto P` (`-6` for an IPv6
+/// destination).
+fn add_route(ns: &str, dst: &str, table: &str, proto: &str) {
+    let route = [
+        "route", "add", dst, "dev", "lo", "table", table, "proto", proto,
+    ];
+    if dst.contains(':') {
+        ip_n(ns, &[&["-6"][..], &route].concat());
+    } else {
+        ip_n(ns, &route);
+    }
 }
 
 /// `ip -j route show table T proto P` for both families, concatenated
@@ -82,6 +108,13 @@ fn has_dst(json: &str, dst: &str) -> bool {
     json.contains(&format!("\"dst\":\"{dst}\""))
 }
 
+/// `dst` is in table T with protocol P; else fails with `what` and what
+/// is there.
+fn assert_shown(ns: &str, table: &str, proto: &str, dst: &str, what: &str) {
+    let json = shown(ns, table, proto);
+    assert!(has_dst(&json, dst), "{what}: {json}");
+}
+
 fn ifindex(ns: &str, name: &str) -> u32 {
     let out = ip_n(ns, &["-o", "link", "show", name]);
     out.split(':')
@@ -90,21 +123,38 @@ fn ifindex(ns: &str, name: &str) -> u32 {
         .unwrap_or_else(|| panic!("no ifindex in {out:?}"))
 }
 
+fn open(spec: TableSpec) -> RouteTable {
+    RouteTable::new(spec).must("open")
+}
+
+/// Adds `a` twice (EEXIST of our own route is success).
+async fn add_twice(t: &RouteTable, a: &str, dev: u32) {
+    t.add(ip(a), dev).await.must(format_args!("add {a}"));
+    t.add(ip(a), dev).await.must(format_args!("re-add {a}"));
+}
+
+/// Removes `a` twice (ESRCH is success).
+async fn remove_twice(t: &RouteTable, a: &str) {
+    t.remove(ip(a)).await.must(format_args!("remove {a}"));
+    t.remove(ip(a)).await.must(format_args!("re-remove {a}"));
+}
+
+/// `m` wakes within `within`; else fails with `what`.
+async fn wakes(m: &mut RouteMonitor, within: Duration, what: &str) {
+    tokio::time::timeout(within, m.changed())
+        .await
+        .unwrap_or_else(|_| panic!("{what}"));
+}
+
 #[test]
 fn add_and_remove_are_idempotent_for_ipv4_and_ipv6() {
     netlab::require_root!();
     let ns = lab();
     let dev = ifindex(ns.name(), "vip0");
     run_in(&ns, move |name| async move {
-        let t = RouteTable::new(SPEC).unwrap_or_else(|e| panic!("open: {e}"));
+        let t = open(SPEC);
         for a in ["192.0.2.10", "2001:db8::10"] {
-            t.add(ip(a), dev)
-                .await
-                .unwrap_or_else(|e| panic!("add {a}: {e}"));
-            // Twice: EEXIST of our own route is success.
-            t.add(ip(a), dev)
-                .await
-                .unwrap_or_else(|e| panic!("re-add {a}: {e}"));
+            add_twice(&t, a, dev).await;
         }
         let json = shown(&name, "198", "248");
         assert!(has_dst(&json, "192.0.2.10"), "IPv4 route missing: {json}");
@@ -117,7 +167,7 @@ fn add_and_remove_are_idempotent_for_ipv4_and_ipv6() {
         let main = shown(&name, "main", "248");
         assert!(!has_dst(&main, "192.0.2.10"), "route in main: {main}");
 
-        let listed = t.list().await.unwrap_or_else(|e| panic!("list: {e}"));
+        let listed = t.list().await.must("list");
         let dsts: Vec<IpAddr> = listed.iter().map(|r| r.dst).collect();
         assert_eq!(dsts, vec![ip("192.0.2.10"), ip("2001:db8::10")]);
         assert!(listed
@@ -125,24 +175,14 @@ fn add_and_remove_are_idempotent_for_ipv4_and_ipv6() {
             .all(|r| r.is_host() && r.ifindex == Some(dev) && r.route_type == 1));
 
         for a in ["192.0.2.10", "2001:db8::10"] {
-            t.remove(ip(a))
-                .await
-                .unwrap_or_else(|e| panic!("remove {a}: {e}"));
-            // Twice: ESRCH is success.
-            t.remove(ip(a))
-                .await
-                .unwrap_or_else(|e| panic!("re-remove {a}: {e}"));
+            remove_twice(&t, a).await;
         }
         let json = shown(&name, "198", "248");
         assert!(
             !has_dst(&json, "192.0.2.10") && !has_dst(&json, "2001:db8::10"),
             "routes left: {json}"
         );
-        assert!(t
-            .list()
-            .await
-            .unwrap_or_else(|e| panic!("list: {e}"))
-            .is_empty());
+        assert!(t.list().await.must("list").is_empty());
     });
 }
 
@@ -153,95 +193,19 @@ fn clean_removes_only_our_protocol_in_our_table() {
     let n = ns.name().to_string();
     // Leftovers of ours (a host route and a prefix), a neighbour's route in
     // the same table, and our protocol in another table.
-    ip_n(
-        &n,
-        &[
-            "route",
-            "add",
-            "203.0.113.5",
-            "dev",
-            "lo",
-            "table",
-            "198",
-            "proto",
-            "248",
-        ],
-    );
-    ip_n(
-        &n,
-        &[
-            "route",
-            "add",
-            "203.0.113.64/26",
-            "dev",
-            "lo",
-            "table",
-            "198",
-            "proto",
-            "248",
-        ],
-    );
-    ip_n(
-        &n,
-        &[
-            "-6",
-            "route",
-            "add",
-            "2001:db8::5",
-            "dev",
-            "lo",
-            "table",
-            "198",
-            "proto",
-            "248",
-        ],
-    );
-    ip_n(
-        &n,
-        &[
-            "route",
-            "add",
-            "198.51.100.0/24",
-            "dev",
-            "lo",
-            "table",
-            "198",
-            "proto",
-            "249",
-        ],
-    );
-    ip_n(
-        &n,
-        &[
-            "-6",
-            "route",
-            "add",
-            "2001:db8:1::/64",
-            "dev",
-            "lo",
-            "table",
-            "198",
-            "proto",
-            "static",
-        ],
-    );
-    ip_n(
-        &n,
-        &[
-            "route",
-            "add",
-            "198.51.100.7",
-            "dev",
-            "lo",
-            "table",
-            "199",
-            "proto",
-            "248",
-        ],
-    );
+    for (dst, table, proto) in [
+        ("203.0.113.5", "198", "248"),
+        ("203.0.113.64/26", "198", "248"),
+        ("2001:db8::5", "198", "248"),
+        ("198.51.100.0/24", "198", "249"),
+        ("2001:db8:1::/64", "198", "static"),
+        ("198.51.100.7", "199", "248"),
+    ] {
+        add_route(&n, dst, table, proto);
+    }
     run_in(&ns, move |name| async move {
-        let t = RouteTable::new(SPEC).unwrap_or_else(|e| panic!("open: {e}"));
-        let removed = t.clean().await.unwrap_or_else(|e| panic!("clean: {e}"));
+        let t = open(SPEC);
+        let removed = t.clean().await.must("clean");
         let dsts: Vec<String> = removed
             .iter()
             .map(|r| format!("{}/{}", r.dst, r.prefix_len))
@@ -255,27 +219,15 @@ fn clean_removes_only_our_protocol_in_our_table() {
             "",
             "ours left"
         );
-        let other = shown(&name, "198", "249");
-        assert!(
-            has_dst(&other, "198.51.100.0/24"),
-            "neighbour's route gone: {other}"
-        );
-        let stat = shown(&name, "198", "static");
-        assert!(
-            has_dst(&stat, "2001:db8:1::/64"),
-            "static route gone: {stat}"
-        );
-        let t199 = shown(&name, "199", "248");
-        assert!(
-            has_dst(&t199, "198.51.100.7"),
-            "other table touched: {t199}"
-        );
+        for (table, proto, dst, what) in [
+            ("198", "249", "198.51.100.0/24", "neighbour's route gone"),
+            ("198", "static", "2001:db8:1::/64", "static route gone"),
+            ("199", "248", "198.51.100.7", "other table touched"),
+        ] {
+            assert_shown(&name, table, proto, dst, what);
+        }
         // Cleaning an empty table is fine.
-        assert!(t
-            .clean()
-            .await
-            .unwrap_or_else(|e| panic!("clean: {e}"))
-            .is_empty());
+        assert!(t.clean().await.must("clean").is_empty());
     });
 }
 
@@ -284,23 +236,10 @@ fn another_protocols_route_is_occupied_and_never_removed() {
     netlab::require_root!();
     let ns = lab();
     let n = ns.name().to_string();
-    ip_n(
-        &n,
-        &[
-            "route",
-            "add",
-            "192.0.2.20",
-            "dev",
-            "lo",
-            "table",
-            "198",
-            "proto",
-            "static",
-        ],
-    );
+    add_route(&n, "192.0.2.20", "198", "static");
     let dev = ifindex(&n, "vip0");
     run_in(&ns, move |name| async move {
-        let t = RouteTable::new(SPEC).unwrap_or_else(|e| panic!("open: {e}"));
+        let t = open(SPEC);
         match t.add(ip("192.0.2.20"), dev).await {
             Err(TableError::Occupied {
                 protocol: 4,
@@ -309,13 +248,13 @@ fn another_protocols_route_is_occupied_and_never_removed() {
             }) => {}
             other => panic!("expected Occupied by static (4), got {other:?}"),
         }
-        t.remove(ip("192.0.2.20"))
-            .await
-            .unwrap_or_else(|e| panic!("remove: {e}"));
-        let stat = shown(&name, "198", "static");
-        assert!(
-            has_dst(&stat, "192.0.2.20"),
-            "foreign route removed: {stat}"
+        t.remove(ip("192.0.2.20")).await.must("remove");
+        assert_shown(
+            &name,
+            "198",
+            "static",
+            "192.0.2.20",
+            "foreign route removed",
         );
     });
 }
@@ -326,39 +265,29 @@ fn tables_above_255_and_other_route_types_work() {
     let ns = lab();
     let dev = ifindex(ns.name(), "vip0");
     run_in(&ns, move |name| async move {
-        let big = TableSpec {
+        let t = open(TableSpec {
             table: 1000,
             ..SPEC
-        };
-        let t = RouteTable::new(big).unwrap_or_else(|e| panic!("open: {e}"));
-        t.add(ip("198.51.100.10"), dev)
-            .await
-            .unwrap_or_else(|e| panic!("add: {e}"));
+        });
+        t.add(ip("198.51.100.10"), dev).await.must("add");
         assert!(has_dst(&shown(&name, "1000", "248"), "198.51.100.10"));
         assert_eq!(t.list().await.map(|l| l.len()).unwrap_or(0), 1);
-        t.remove(ip("198.51.100.10"))
-            .await
-            .unwrap_or_else(|e| panic!("remove: {e}"));
+        t.remove(ip("198.51.100.10")).await.must("remove");
         assert!(!has_dst(&shown(&name, "1000", "248"), "198.51.100.10"));
 
         // A blackhole route takes no device; kube-vip's always-a-device
         // shape would be refused here.
-        let bh = TableSpec {
+        let t = open(TableSpec {
             route_type: 6,
             ..SPEC
-        };
-        let t = RouteTable::new(bh).unwrap_or_else(|e| panic!("open: {e}"));
-        t.add(ip("203.0.113.9"), dev)
-            .await
-            .unwrap_or_else(|e| panic!("add blackhole: {e}"));
+        });
+        t.add(ip("203.0.113.9"), dev).await.must("add blackhole");
         let json = shown(&name, "198", "248");
         assert!(
             json.contains("blackhole") && has_dst(&json, "203.0.113.9"),
             "{json}"
         );
-        t.remove(ip("203.0.113.9"))
-            .await
-            .unwrap_or_else(|e| panic!("remove: {e}"));
+        t.remove(ip("203.0.113.9")).await.must("remove");
     });
 }
 
@@ -382,43 +311,24 @@ fn the_monitor_wakes_on_route_changes_in_its_table_only() {
     netlab::require_root!();
     let ns = lab();
     run_in(&ns, move |name| async move {
-        let wait = std::time::Duration::from_secs(2);
+        let wait = Duration::from_secs(2);
         let mut m = RouteMonitor::new(198);
         // The first wake is the subscription itself.
-        tokio::time::timeout(wait, m.changed())
-            .await
-            .unwrap_or_else(|_| panic!("no first wake"));
+        wakes(&mut m, wait, "no first wake").await;
         // Another table: no wake.
         ip_n(
             &name,
             &["route", "add", "198.51.100.1", "dev", "lo", "table", "199"],
         );
         assert!(
-            tokio::time::timeout(std::time::Duration::from_millis(200), m.changed())
+            tokio::time::timeout(Duration::from_millis(200), m.changed())
                 .await
                 .is_err(),
             "woke for table 199"
         );
-        ip_n(
-            &name,
-            &[
-                "route",
-                "add",
-                "198.51.100.2",
-                "dev",
-                "lo",
-                "table",
-                "198",
-                "proto",
-                "9",
-            ],
-        );
-        tokio::time::timeout(wait, m.changed())
-            .await
-            .unwrap_or_else(|_| panic!("no wake for an add in table 198"));
+        add_route(&name, "198.51.100.2", "198", "9");
+        wakes(&mut m, wait, "no wake for an add in table 198").await;
         ip_n(&name, &["route", "del", "198.51.100.2", "table", "198"]);
-        tokio::time::timeout(wait, m.changed())
-            .await
-            .unwrap_or_else(|_| panic!("no wake for a delete in table 198"));
+        wakes(&mut m, wait, "no wake for a delete in table 198").await;
     });
 }

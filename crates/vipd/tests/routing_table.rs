@@ -17,8 +17,8 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use netlab::NetNs;
@@ -26,13 +26,59 @@ use netlab::NetNs;
 const VIP: &str = "203.0.113.10";
 const VIP6: &str = "2001:db8::10";
 const BOUND: Duration = Duration::from_secs(20);
+/// No health checks: no API server here, so the default /livez gate would
+/// keep the node ineligible.
+const NO_CHECKS: (&str, &str) = ("VIPD_HEALTH_CHECKS", "none");
 
-fn root() -> bool {
-    if !netlab::is_root() {
-        eprintln!("SKIPPED: this test needs root (network namespaces); run as root to execute it");
-        return false;
+/// Polls `probe` every `every` until it gives `Ok`, failing with
+/// `fail(last error)` once [`BOUND`] has passed: the value and the time
+/// until it came.
+fn poll<T, E>(
+    every: Duration,
+    mut probe: impl FnMut() -> Result<T, E>,
+    fail: impl Fn(E) -> String,
+) -> (T, Duration) {
+    let t = Instant::now();
+    loop {
+        match probe() {
+            Ok(v) => return (v, t.elapsed()),
+            Err(e) => assert!(t.elapsed() < BOUND, "{}", fail(e)),
+        }
+        std::thread::sleep(every);
     }
-    true
+}
+
+/// `vipd run args...` in `ns` as a kube-vip user configures routing-table
+/// mode for `vip` on node `node`, stdout and stderr into `log`.
+fn vipd_run(ns: &NetNs, args: &[&str], node: &str, vip: &str, log: &Path) -> Command {
+    let log = std::fs::File::create(log).unwrap();
+    let mut cmd = ns.command(env!("CARGO_BIN_EXE_vipd"));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("cp_enable", "true")
+        .env("address", vip)
+        .env("vip_interface", "lo")
+        .env("vip_nodename", node)
+        .env("vip_routingtable", "true")
+        .env("prometheus_server", "127.0.0.1:2112")
+        .env("vip_loglevel", "debug")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    cmd
+}
+
+/// `kill -TERM` to `child`: the moment it was sent.
+fn sigterm(child: &Child) -> Instant {
+    let pid = child.id().to_string();
+    let t = Instant::now();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    t
+}
+
+fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
 }
 
 /// One node: a namespace with `lo` and a veth `eth0` (192.0.2.11) up, and
@@ -68,21 +114,7 @@ impl Node {
     /// `vipd run` as a kube-vip user configures routing-table mode, plus
     /// `extra` environment.
     fn start(&mut self, vip: &str, extra: &[(&str, &str)]) -> Instant {
-        let log = std::fs::File::create(&self.log).unwrap();
-        let mut cmd = self.ns.command(env!("CARGO_BIN_EXE_vipd"));
-        cmd.arg("run")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("cp_enable", "true")
-            .env("address", vip)
-            .env("vip_interface", "lo")
-            .env("vip_nodename", "n1")
-            .env("vip_routingtable", "true")
-            .env("prometheus_server", "127.0.0.1:2112")
-            .env("vip_loglevel", "debug")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
+        let mut cmd = vipd_run(&self.ns, &["run"], "n1", vip, &self.log);
         for (k, v) in extra {
             cmd.env(k, v);
         }
@@ -91,12 +123,41 @@ impl Node {
         t
     }
 
+    /// [`Node::start`] without health checks.
+    fn start_unchecked(&mut self, vip: &str) -> Instant {
+        self.start(vip, &[NO_CHECKS])
+    }
+
+    /// [`Node::start`] with a health check of `target` every 0.2 s (0.2 s
+    /// timeout), plus `more` environment.
+    fn start_checked(&mut self, vip: &str, target: &str, more: &[(&str, &str)]) -> Instant {
+        let mut env = vec![
+            ("VIPD_HEALTH_CHECKS", target),
+            ("VIPD_HEALTH_CHECK_PERIOD", "0.2"),
+            ("VIPD_HEALTH_CHECK_TIMEOUT", "0.2"),
+        ];
+        env.extend_from_slice(more);
+        self.start(vip, &env)
+    }
+
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        read_log(&self.log)
     }
 
     fn ip(&self, args: &[&str]) -> String {
         self.ns.ip(args).unwrap()
+    }
+
+    /// `ip route add DST dev lo table T proto P`.
+    fn add_route(&self, dst: &str, table: &str, proto: &str) {
+        self.ip(&[
+            "route", "add", dst, "dev", "lo", "table", table, "proto", proto,
+        ]);
+    }
+
+    /// `ip route del DST table T proto P`.
+    fn del_route(&self, dst: &str, table: &str, proto: &str) {
+        self.ip(&["route", "del", dst, "table", table, "proto", proto]);
     }
 
     fn routes(&self, table: &str, proto: &str) -> String {
@@ -113,27 +174,22 @@ impl Node {
 
     /// Polls `cond` every few milliseconds; the time until it held.
     fn wait(&self, what: &str, cond: impl Fn(&Node) -> bool) -> Duration {
-        let t = Instant::now();
-        while !cond(self) {
-            assert!(
-                t.elapsed() < BOUND,
-                "{what} not within {BOUND:?}\nroutes: {}\n--- log\n{}",
-                self.routes("198", "all"),
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        t.elapsed()
+        let ((), took) = poll(
+            Duration::from_millis(2),
+            || cond(self).then_some(()).ok_or(()),
+            |()| {
+                format!(
+                    "{what} not within {BOUND:?}\nroutes: {}\n--- log\n{}",
+                    self.routes("198", "all"),
+                    self.log()
+                )
+            },
+        );
+        took
     }
 
     fn sigterm(&mut self) -> Instant {
-        let pid = self.child.as_ref().unwrap().id().to_string();
-        let t = Instant::now();
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        t
+        sigterm(self.child.as_ref().unwrap())
     }
 
     /// SIGKILL (no cleanup at all: what the OOM killer does), reaped.
@@ -196,15 +252,26 @@ impl Node {
     }
 
     fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let t = Instant::now();
-        loop {
-            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                self.child = None;
-                return st;
-            }
-            assert!(t.elapsed() < BOUND, "vipd did not exit:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let (child, log) = (&mut self.child, &self.log);
+        let (st, _) = poll(
+            Duration::from_millis(10),
+            || child.as_mut().unwrap().try_wait().unwrap().ok_or(()),
+            |()| format!("vipd did not exit:\n{}", read_log(log)),
+        );
+        self.child = None;
+        st
+    }
+
+    /// Waits for vipd's exit, which must be a success.
+    fn exits_cleanly(&mut self) {
+        let st = self.wait_exit();
+        assert!(st.success(), "exit {st:?}\n{}", self.log());
+    }
+
+    /// SIGTERM, and a clean exit.
+    fn stop(&mut self) {
+        self.sigterm();
+        self.exits_cleanly();
     }
 }
 
@@ -252,16 +319,14 @@ fn ms(d: Duration) -> f64 {
 
 #[test]
 fn the_route_follows_the_vip_and_sigterm_deletes_it() {
-    if !root() {
-        return;
-    }
+    netlab::require_root!();
     let mut starts = Vec::new();
     let mut stops = Vec::new();
     for run in 1..=3 {
         let mut n = Node::new("rte2e");
         // No API server here: the default /livez gate would keep the node
         // ineligible; the health test below covers the gate.
-        let t0 = n.start(VIP, &[("vip_arp", "true"), ("VIPD_HEALTH_CHECKS", "none")]);
+        let t0 = n.start(VIP, &[("vip_arp", "true"), NO_CHECKS]);
         n.wait("route in table 198 proto 248", |n| n.has_route(VIP));
         let up = t0.elapsed();
         // kube-vip's shape: dev vip_interface, unicast, our table and
@@ -275,8 +340,7 @@ fn the_route_follows_the_vip_and_sigterm_deletes_it() {
         let t1 = n.sigterm();
         n.wait("route deleted after SIGTERM", |n| !n.has_route(VIP));
         let down = t1.elapsed();
-        let st = n.wait_exit();
-        assert!(st.success(), "exit {st:?}\n{}", n.log());
+        n.exits_cleanly();
         assert!(!n.has_addr(VIP), "address left after SIGTERM");
         // The route went first (SPEC §5b: withdraw before we stop serving).
         let log = n.log();
@@ -301,82 +365,32 @@ fn the_route_follows_the_vip_and_sigterm_deletes_it() {
 
 #[test]
 fn ipv6_vip_gets_a_128_route() {
-    if !root() {
-        return;
-    }
+    netlab::require_root!();
     let mut n = Node::new("rte6");
-    n.start(VIP6, &[("VIPD_HEALTH_CHECKS", "none")]);
+    n.start_unchecked(VIP6);
     n.wait("IPv6 route in table 198", |n| n.has_route(VIP6));
     let json = n.routes("198", "248");
     assert!(json.contains("\"dev\":\"lo\""), "{json}");
     n.sigterm();
     n.wait("IPv6 route deleted", |n| !n.has_route(VIP6));
-    assert!(n.wait_exit().success());
+    n.exits_cleanly();
 }
 
 #[test]
 fn clean_at_start_removes_leftovers_of_our_protocol_only() {
-    if !root() {
-        return;
-    }
+    netlab::require_root!();
     let mut n = Node::new("rtclean");
     // Leftovers of a previous run (ours), a neighbour's route in the same
     // table and our protocol in another table.
-    for args in [
-        &[
-            "route",
-            "add",
-            "198.51.100.77",
-            "dev",
-            "lo",
-            "table",
-            "198",
-            "proto",
-            "248",
-        ][..],
-        &[
-            "route",
-            "add",
-            "198.51.100.64/26",
-            "dev",
-            "lo",
-            "table",
-            "198",
-            "proto",
-            "248",
-        ],
-        &[
-            "route",
-            "add",
-            "203.0.113.0/24",
-            "dev",
-            "lo",
-            "table",
-            "198",
-            "proto",
-            "249",
-        ],
-        &[
-            "route",
-            "add",
-            "198.51.100.78",
-            "dev",
-            "lo",
-            "table",
-            "199",
-            "proto",
-            "248",
-        ],
+    for (dst, table, proto) in [
+        ("198.51.100.77", "198", "248"),
+        ("198.51.100.64/26", "198", "248"),
+        ("203.0.113.0/24", "198", "249"),
+        ("198.51.100.78", "199", "248"),
     ] {
-        n.ip(args);
+        n.add_route(dst, table, proto);
     }
-    n.start(
-        VIP,
-        &[
-            ("VIPD_HEALTH_CHECKS", "none"),
-            ("vip_cleanroutingtable", "true"),
-        ],
-    );
+    n.start(VIP, &[NO_CHECKS, ("vip_cleanroutingtable", "true")]);
     n.wait("VIP route", |n| n.has_route(VIP));
     let ours = n.routes("198", "248");
     assert!(
@@ -386,8 +400,7 @@ fn clean_at_start_removes_leftovers_of_our_protocol_only() {
     assert!(n.routes("198", "249").contains("203.0.113.0/24"));
     assert!(n.routes("199", "248").contains("198.51.100.78"));
     assert!(n.log().contains("routing table cleaned"), "{}", n.log());
-    n.sigterm();
-    assert!(n.wait_exit().success());
+    n.stop();
     assert!(!n.has_route(VIP));
     // The neighbour's route survives our shutdown too.
     assert!(n.routes("198", "249").contains("203.0.113.0/24"));
@@ -395,45 +408,21 @@ fn clean_at_start_removes_leftovers_of_our_protocol_only() {
 
 #[test]
 fn without_clean_only_our_own_vips_leftover_route_goes() {
-    if !root() {
-        return;
-    }
+    netlab::require_root!();
     let mut n = Node::new("rtleft");
-    n.ip(&[
-        "route",
-        "add",
-        "198.51.100.77",
-        "dev",
-        "lo",
-        "table",
-        "198",
-        "proto",
-        "248",
-    ]);
+    n.add_route("198.51.100.77", "198", "248");
     // A leftover route of our VIP from a crash, while this node does not
     // hold it (its health check fails: nothing listens on the port).
-    n.ip(&[
-        "route", "add", VIP, "dev", "lo", "table", "198", "proto", "248",
-    ]);
-    n.start(
-        VIP,
-        &[
-            ("VIPD_HEALTH_CHECKS", "tcp://127.0.0.1:18081"),
-            ("VIPD_HEALTH_CHECK_PERIOD", "0.2"),
-            ("VIPD_HEALTH_CHECK_TIMEOUT", "0.2"),
-        ],
-    );
+    n.add_route(VIP, "198", "248");
+    n.start_checked(VIP, "tcp://127.0.0.1:18081", &[]);
     n.wait("leftover VIP route deleted", |n| !n.has_route(VIP));
     assert!(n.has_route("198.51.100.77"), "someone else's route deleted");
-    n.sigterm();
-    assert!(n.wait_exit().success());
+    n.stop();
 }
 
 #[test]
 fn a_failing_health_check_deletes_the_route_and_recovery_writes_it_again() {
-    if !root() {
-        return;
-    }
+    netlab::require_root!();
     let mut n = Node::new("rthc");
     // The check is a TCP port in the node's namespace that the test opens
     // and closes (kube-vip watches the local API server the same way).
@@ -442,14 +431,10 @@ fn a_failing_health_check_deletes_the_route_and_recovery_writes_it_again() {
             .unwrap()
     };
     let l = listen(&n);
-    n.start(
+    n.start_checked(
         VIP,
-        &[
-            ("VIPD_HEALTH_CHECKS", "tcp://127.0.0.1:18080"),
-            ("VIPD_HEALTH_CHECK_PERIOD", "0.2"),
-            ("VIPD_HEALTH_CHECK_TIMEOUT", "0.2"),
-            ("VIPD_HEALTH_CHECK_FAILURE_THRESHOLD", "2"),
-        ],
+        "tcp://127.0.0.1:18080",
+        &[("VIPD_HEALTH_CHECK_FAILURE_THRESHOLD", "2")],
     );
     n.wait("route while healthy", |n| n.has_route(VIP));
     drop(l);
@@ -466,19 +451,16 @@ fn a_failing_health_check_deletes_the_route_and_recovery_writes_it_again() {
         ms(back)
     );
     assert!(n.has_addr(VIP));
-    n.sigterm();
-    assert!(n.wait_exit().success());
+    n.stop();
 }
 
 #[test]
 fn a_route_deleted_by_hand_comes_back() {
-    if !root() {
-        return;
-    }
+    netlab::require_root!();
     let mut n = Node::new("rtr3");
     // The default reconcile period is 5 s; the route monitor brings it
     // back long before that.
-    n.start(VIP, &[("VIPD_HEALTH_CHECKS", "none")]);
+    n.start_unchecked(VIP);
     n.wait("route", |n| n.has_route(VIP));
     // Observability over HTTP: the route is in /status and /metrics, and
     // `vipd status` is content.
@@ -503,7 +485,7 @@ fn a_route_deleted_by_hand_comes_back() {
         "{out}"
     );
 
-    n.ip(&["route", "del", VIP, "table", "198", "proto", "248"]);
+    n.del_route(VIP, "198", "248");
     let back = n.wait("route re-written (R3)", |n| n.has_route(VIP));
     assert!(
         back < Duration::from_secs(2),
@@ -515,8 +497,7 @@ fn a_route_deleted_by_hand_comes_back() {
     );
     n.wait("the second write counted", |n| n.metric(adds) == Some(2.0));
     assert_eq!(n.metric(routes), Some(1.0));
-    n.sigterm();
-    assert!(n.wait_exit().success());
+    n.stop();
 }
 
 /// A route vipd cannot write (another protocol's route holds the VIP's
@@ -525,14 +506,10 @@ fn a_route_deleted_by_hand_comes_back() {
 /// written and all is well again.
 #[test]
 fn a_route_that_cannot_be_written_is_reported_and_judged_unhealthy() {
-    if !root() {
-        return;
-    }
+    netlab::require_root!();
     let mut n = Node::new("rtocc");
-    n.ip(&[
-        "route", "add", VIP, "dev", "lo", "table", "198", "proto", "249",
-    ]);
-    n.start(VIP, &[("VIPD_HEALTH_CHECKS", "none")]);
+    n.add_route(VIP, "198", "249");
+    n.start_unchecked(VIP);
     n.wait("the failure in /status", |n| {
         n.table_status().is_some_and(|t| t.last_error.is_some())
     });
@@ -555,11 +532,10 @@ fn a_route_that_cannot_be_written_is_reported_and_judged_unhealthy() {
     );
     println!("routing table, occupied destination: vipd status says {err:?}");
     // The other daemon's route goes: ours is written (back-off ≤ 5 s).
-    n.ip(&["route", "del", VIP, "table", "198", "proto", "249"]);
+    n.del_route(VIP, "198", "249");
     n.wait("route once the way is clear", |n| n.has_route(VIP));
     n.wait("vipd status content again", |n| n.vipd_status().0 == 0);
-    n.sigterm();
-    assert!(n.wait_exit().success());
+    n.stop();
 }
 
 /// SIGKILL (OOM killer, abort): vipd deletes nothing itself, and the
@@ -567,44 +543,20 @@ fn a_route_that_cannot_be_written_is_reported_and_judged_unhealthy() {
 /// route first, leaving every other route alone.
 #[test]
 fn sigkill_leaves_neither_route_nor_address() {
-    if !root() {
-        return;
-    }
+    netlab::require_root!();
     let mut took = Vec::new();
     for run in 1..=3 {
         let mut n = Node::new("rtkill");
         // Not ours: another protocol in our table, our protocol for an
         // address vipd does not manage, our VIP in another table.
-        for args in [
-            &[
-                "route",
-                "add",
-                "203.0.113.0/24",
-                "dev",
-                "lo",
-                "table",
-                "198",
-                "proto",
-                "249",
-            ][..],
-            &[
-                "route",
-                "add",
-                "198.51.100.77",
-                "dev",
-                "lo",
-                "table",
-                "198",
-                "proto",
-                "248",
-            ],
-            &[
-                "route", "add", VIP, "dev", "lo", "table", "199", "proto", "248",
-            ],
+        for (dst, table, proto) in [
+            ("203.0.113.0/24", "198", "249"),
+            ("198.51.100.77", "198", "248"),
+            (VIP, "199", "248"),
         ] {
-            n.ip(args);
+            n.add_route(dst, table, proto);
         }
-        n.start(VIP, &[("VIPD_HEALTH_CHECKS", "none")]);
+        n.start_unchecked(VIP);
         n.wait("route", |n| n.has_route(VIP) && n.has_addr(VIP));
         let t = n.sigkill();
         n.wait("route and address gone after SIGKILL", |n| {
@@ -643,9 +595,7 @@ fn sigkill_leaves_neither_route_nor_address() {
 /// writes its own. Two nodes on a bridge, etcd in a third namespace.
 #[test]
 fn with_leader_election_only_the_holder_writes_the_route() {
-    if !root() {
-        return;
-    }
+    netlab::require_root!();
     let topo = netlab::TopologyBuilder::new(&netlab::unique_prefix("rtle"))
         .host("api", &[("192.0.2.2".parse().unwrap(), 24)])
         .host("n1", &[("192.0.2.11".parse().unwrap(), 24)])
@@ -660,16 +610,12 @@ fn with_leader_election_only_the_holder_writes_the_route() {
     .unwrap();
     let logs = std::env::temp_dir().join(netlab::unique_prefix("rtle-logs"));
     std::fs::create_dir_all(&logs).unwrap();
-    let log_of =
-        |n: &str| std::fs::read_to_string(logs.join(format!("{n}.log"))).unwrap_or_default();
+    let log_path = |n: &str| logs.join(format!("{n}.log"));
     let mut children: Vec<(&str, Child)> = Vec::new();
     for n in ["n1", "n2"] {
-        let log = std::fs::File::create(logs.join(format!("{n}.log"))).unwrap();
-        let child = topo
-            .host(n)
-            .ns
-            .command(env!("CARGO_BIN_EXE_vipd"))
-            .args([
+        let child = vipd_run(
+            &topo.host(n).ns,
+            &[
                 "run",
                 "--backend",
                 "etcd",
@@ -681,23 +627,15 @@ fn with_leader_election_only_the_holder_writes_the_route() {
                 "2",
                 "--retry-period",
                 "0.5",
-            ])
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("cp_enable", "true")
-            .env("address", VIP)
-            .env("vip_interface", "lo")
-            .env("vip_nodename", n)
-            .env("vip_routingtable", "true")
-            .env("vip_leaderelection", "true")
-            .env("VIPD_HEALTH_CHECKS", "none")
-            .env("prometheus_server", "127.0.0.1:2112")
-            .env("vip_loglevel", "debug")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+            ],
+            n,
+            VIP,
+            &log_path(n),
+        )
+        .env("vip_leaderelection", "true")
+        .env(NO_CHECKS.0, NO_CHECKS.1)
+        .spawn()
+        .unwrap();
         children.push((n, child));
     }
     struct Reap<'a>(&'a mut Vec<(&'static str, Child)>);
@@ -716,24 +654,28 @@ fn with_leader_election_only_the_holder_writes_the_route() {
             .filter(|n| has_route(&topo.host(n).ns, VIP))
             .collect()
     };
-    let wait_one = |not: Option<&str>| -> (String, Duration) {
-        let t = Instant::now();
-        loop {
-            let h = holders();
-            if h.len() == 1 && Some(h[0]) != not {
-                return (h[0].to_string(), t.elapsed());
-            }
-            assert!(h.len() < 2, "both nodes route the VIP: {h:?}");
-            assert!(
-                t.elapsed() < BOUND,
-                "no single route holder (have {h:?})\n--- n1\n{}\n--- n2\n{}",
-                log_of("n1"),
-                log_of("n2")
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+    let wait_one = |not: Option<&str>| -> String {
+        let (one, _) = poll(
+            Duration::from_millis(5),
+            || {
+                let h = holders();
+                if h.len() == 1 && Some(h[0]) != not {
+                    return Ok(h[0].to_string());
+                }
+                assert!(h.len() < 2, "both nodes route the VIP: {h:?}");
+                Err(h)
+            },
+            |h| {
+                format!(
+                    "no single route holder (have {h:?})\n--- n1\n{}\n--- n2\n{}",
+                    read_log(&log_path("n1")),
+                    read_log(&log_path("n2"))
+                )
+            },
+        );
+        one
     };
-    let (first, _) = wait_one(None);
+    let first = wait_one(None);
     let other = if first == "n1" { "n2" } else { "n1" };
     // Stays single for a while (the follower never writes it).
     for _ in 0..50 {
@@ -743,13 +685,8 @@ fn with_leader_election_only_the_holder_writes_the_route() {
     assert!(has_addr(&topo.host(&first).ns, VIP));
     assert!(!has_addr(&topo.host(other).ns, VIP));
     let idx = reap.0.iter().position(|(n, _)| *n == first).unwrap();
-    let pid = reap.0[idx].1.id().to_string();
-    let t = Instant::now();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    let (next, _) = wait_one(Some(&first));
+    let t = sigterm(&reap.0[idx].1);
+    let next = wait_one(Some(&first));
     let took = t.elapsed();
     assert_eq!(next, other);
     assert!(!has_route(&topo.host(&first).ns, VIP));
