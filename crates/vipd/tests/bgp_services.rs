@@ -109,6 +109,9 @@ fn slice(service: &str, eps: &[(&str, &str, bool)]) -> Value {
     )
 }
 
+/// Next hops per announced address, as the router shows them.
+type Paths = BTreeMap<IpAddr, BTreeSet<IpAddr>>;
+
 /// r1 = FRR (.1), the API test server (.2), nodes n1.. (.11..).
 struct Lab {
     topo: Topology,
@@ -228,6 +231,40 @@ impl Lab {
         .collect();
     }
 
+    /// Polls the router's paths every 10 ms until `done` holds; returns
+    /// how long that took (panics with every log after [`SETUP`]).
+    fn wait_until(&self, done: impl Fn(&Paths) -> bool) -> Duration {
+        let t = Instant::now();
+        loop {
+            let p = self.paths();
+            if done(&p) {
+                return t.elapsed();
+            }
+            assert!(t.elapsed() < SETUP, "paths {p:?}\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Samples the router's paths every 20 ms for `span`, `check`ing each;
+    /// returns the number of samples.
+    fn hold(&self, span: Duration, check: impl Fn(&Paths)) -> usize {
+        let (t, mut n) = (Instant::now(), 0);
+        while t.elapsed() < span {
+            check(&self.paths());
+            n += 1;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        n
+    }
+
+    /// The node whose address is `a`.
+    fn node_at(&self, a: IpAddr) -> &'static str {
+        ["n1", "n2", "n3"]
+            .into_iter()
+            .find(|n| self.topo.host(n).ipv4() == Some(a))
+            .unwrap()
+    }
+
     /// Waits until exactly one node announces `addr`; returns it.
     fn sole_path(&self, addr: &str) -> IpAddr {
         let t = Instant::now();
@@ -289,7 +326,7 @@ impl Lab {
     }
 
     /// Next hops per announced address in the router's BGP table.
-    fn paths(&self) -> BTreeMap<IpAddr, BTreeSet<IpAddr>> {
+    fn paths(&self) -> Paths {
         let mut out: BTreeMap<IpAddr, BTreeSet<IpAddr>> = BTreeMap::new();
         for e in self.router.routes(Family::Ipv4).unwrap() {
             out.entry(e.prefix.addr)
@@ -422,18 +459,14 @@ fn services_are_announced_by_eligible_nodes_and_a_rolling_update_never_withdraws
     let mut samples = 0;
     for step in steps {
         lab.api.put_object(slice("app", step));
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_millis(500) {
-            let p = lab.paths();
+        samples += lab.hold(Duration::from_millis(500), |p| {
             let hops = p.get(&ip(LOCAL_IP)).cloned().unwrap_or_default();
             assert!(
                 hops.contains(&node_ip(1)) && hops.contains(&node_ip(2)),
                 "a node with a ready endpoint lost its path during the rolling update: {p:?}\n{}",
                 lab.logs()
             );
-            samples += 1;
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        });
     }
     println!("BGP Services: rolling update on n1, {samples} router samples, n1's path never left");
 
@@ -467,17 +500,14 @@ fn services_are_announced_by_eligible_nodes_and_a_rolling_update_never_withdraws
         &[("10.244.1.12", "n1", false), ("10.244.1.14", "n1", true)][..],
     ] {
         lab.api.put_object(slice("app", step));
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_millis(500) {
-            let p = lab.paths();
+        lab.hold(Duration::from_millis(500), |p| {
             assert_eq!(
                 p.get(&ip(LOCAL_IP)),
                 Some(&BTreeSet::from([node_ip(1)])),
                 "{step:?}: {p:?}\n{}",
                 lab.logs()
             );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        });
     }
 
     // SIGTERM n1: its paths leave before its addresses, web stays on n2
@@ -536,19 +566,7 @@ fn with_svc_election_only_the_owner_announces_and_the_route_moves_on_sigterm() {
     lab.start_with("n1", &timing);
     lab.start_with("n2", &timing);
     let t = Instant::now();
-    let owner = loop {
-        let p = lab.paths();
-        if let Some(h) = p.get(&ip(CLUSTER_IP)) {
-            assert_eq!(h.len(), 1, "one owner announces: {p:?}\n{}", lab.logs());
-            break *h.iter().next().unwrap();
-        }
-        assert!(
-            t.elapsed() < SETUP,
-            "never announced: {p:?}\n{}",
-            lab.logs()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let owner = lab.sole_path(CLUSTER_IP);
     println!(
         "BGP Services with svc_election: {owner} announces, {:?} after start",
         t.elapsed()
@@ -740,35 +758,15 @@ fn with_lease_election_only_the_holder_announces_the_vip_and_a_killed_holder_is_
     lab.start_with("n1", &env);
     lab.start_with("n2", &env);
     let t = Instant::now();
-    let holder = loop {
-        let p = lab.paths();
-        if let Some(h) = p.get(&ip(VIP)) {
-            assert_eq!(
-                h.len(),
-                1,
-                "only the holder announces: {p:?}\n{}",
-                lab.logs()
-            );
-            break *h.iter().next().unwrap();
-        }
-        assert!(
-            t.elapsed() < SETUP,
-            "never announced: {p:?}\n{}",
-            lab.logs()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let holder = lab.sole_path(VIP);
     println!(
         "BGP lease election: {holder} holds and announces, {:?} after start",
         t.elapsed()
     );
     // And stays alone (the follower never announces).
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(1) {
-        let p = lab.paths();
+    lab.hold(Duration::from_secs(1), |p| {
         assert_eq!(p.get(&ip(VIP)).map(BTreeSet::len), Some(1), "{p:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    });
     let (dead, other) = if holder == node_ip(1) {
         ("n1", 2)
     } else {
@@ -802,41 +800,20 @@ fn on_the_quorum_the_holder_announces_the_vip_and_every_node_the_services() {
         lab.start_with(n, &env);
     }
     let t = Instant::now();
-    let holder = loop {
-        let p = lab.paths();
-        let web = p.get(&ip(CLUSTER_IP)).map(BTreeSet::len);
-        if let (Some(h), Some(3)) = (p.get(&ip(VIP)), web) {
-            assert_eq!(
-                h.len(),
-                1,
-                "only the quorum holder announces the VIP: {p:?}"
-            );
-            break *h.iter().next().unwrap();
-        }
-        assert!(t.elapsed() < SETUP, "paths {p:?}\n{}", lab.logs());
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    lab.wait_until(|p| p.get(&ip(CLUSTER_IP)).map(BTreeSet::len) == Some(3));
+    let holder = lab.sole_path(VIP);
     println!(
         "BGP on the quorum: {holder} announces the VIP, all 3 the Service, {:?} after start",
         t.elapsed()
     );
-    let dead = ["n1", "n2", "n3"]
-        .into_iter()
-        .find(|n| lab.topo.host(n).ipv4().unwrap() == holder)
-        .unwrap();
     let t = Instant::now();
-    lab.signal(dead, "KILL");
+    lab.signal(lab.node_at(holder), "KILL");
     // The VIP moves to one live node; the Service keeps the live two.
-    loop {
-        let p = lab.paths();
+    lab.wait_until(|p| {
         let vip = p.get(&ip(VIP)).cloned().unwrap_or_default();
         let web = p.get(&ip(CLUSTER_IP)).cloned().unwrap_or_default();
-        if vip.len() == 1 && !vip.contains(&holder) && web.len() == 2 && !web.contains(&holder) {
-            break;
-        }
-        assert!(t.elapsed() < SETUP, "paths {p:?}\n{}", lab.logs());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+        vip.len() == 1 && !vip.contains(&holder) && web.len() == 2 && !web.contains(&holder)
+    });
     println!(
         "BGP on the quorum: SIGKILL of the holder → VIP on a new holder, Service on the live two, after {:?}",
         t.elapsed()
@@ -864,26 +841,19 @@ fn with_svc_election_on_the_quorum_the_granted_owner_announces_and_a_killed_owne
         t.elapsed()
     );
     // Stays alone.
+    lab.hold(Duration::from_secs(1), |p| {
+        assert_eq!(
+            p.get(&ip(CLUSTER_IP)),
+            Some(&BTreeSet::from([owner])),
+            "{p:?}"
+        );
+    });
     let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(1) {
-        assert_eq!(lab.sole_path(CLUSTER_IP), owner);
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let dead = ["n1", "n2", "n3"]
-        .into_iter()
-        .find(|n| lab.topo.host(n).ipv4().unwrap() == owner)
-        .unwrap();
-    let t = Instant::now();
-    lab.signal(dead, "KILL");
-    loop {
-        let p = lab.paths();
+    lab.signal(lab.node_at(owner), "KILL");
+    lab.wait_until(|p| {
         let h = p.get(&ip(CLUSTER_IP)).cloned().unwrap_or_default();
-        if h.len() == 1 && !h.contains(&owner) {
-            break;
-        }
-        assert!(t.elapsed() < SETUP, "paths {p:?}\n{}", lab.logs());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+        h.len() == 1 && !h.contains(&owner)
+    });
     println!(
         "BGP Services on the quorum with svc_election: SIGKILL of the owner → another node announces after {:?}",
         t.elapsed()
