@@ -465,7 +465,7 @@ async fn run_ecmp(cfg: Config, vip: Vip, health: Vec<HealthCheckSpec>, obs: Obs)
         Ok(p) => p,
         Err(code) => return code,
     };
-    if let Err(code) = plumbing.start_bgp(&cfg, &obs).await {
+    if let Err(code) = plumbing.attach_bgp(&cfg) {
         return code;
     }
     let mut holder = plumbing.holder(vip);
@@ -636,7 +636,7 @@ struct Plumbing {
     /// Routing-table mode: the process's sink, fed this manager's bound set.
     table: Option<table::TableGate>,
     /// BGP mode: the process's speaker, fed this manager's bound set by
-    /// [`Plumbing::start_bgp`].
+    /// [`Plumbing::attach_bgp`].
     bgp: Option<bgp::BgpGate>,
 }
 
@@ -698,7 +698,7 @@ impl Plumbing {
     /// BGP mode: feeds this manager's bound set to the process's speaker
     /// (started by `run`; nothing is announced until a holder wants the
     /// VIP).
-    async fn start_bgp(&mut self, cfg: &Config, _obs: &Obs) -> Result<(), ExitCode> {
+    fn attach_bgp(&mut self, cfg: &Config) -> Result<(), ExitCode> {
         if cfg.bgp.is_none() {
             return Ok(());
         }
@@ -860,7 +860,7 @@ async fn run_with_store<S: LeaseStore>(
         Ok(p) => p,
         Err(code) => return code,
     };
-    if let Err(code) = plumbing.start_bgp(&cfg, &obs).await {
+    if let Err(code) = plumbing.attach_bgp(&cfg) {
         return code;
     }
     let metrics = obs.metrics.clone();

@@ -400,9 +400,9 @@ fn services_are_announced_by_eligible_nodes_and_a_rolling_update_never_withdraws
     lab.api.put_object(slice(
         "app",
         &[
-            ("10.244.1.10", "n1", true),
-            ("10.244.1.11", "n1", true),
-            ("10.244.2.10", "n2", true),
+            ("198.51.100.110", "n1", true),
+            ("198.51.100.111", "n1", true),
+            ("198.51.100.210", "n2", true),
         ],
     ));
     for n in ["n1", "n2", "n3"] {
@@ -433,27 +433,27 @@ fn services_are_announced_by_eligible_nodes_and_a_rolling_update_never_withdraws
     // never leave, since a ready endpoint remains on it at every step.
     let steps: [&[(&str, &str, bool)]; 4] = [
         &[
-            ("10.244.1.10", "n1", true),
-            ("10.244.1.11", "n1", true),
-            ("10.244.1.12", "n1", false),
-            ("10.244.2.10", "n2", true),
+            ("198.51.100.110", "n1", true),
+            ("198.51.100.111", "n1", true),
+            ("198.51.100.112", "n1", false),
+            ("198.51.100.210", "n2", true),
         ],
         &[
-            ("10.244.1.10", "n1", false),
-            ("10.244.1.11", "n1", true),
-            ("10.244.1.12", "n1", true),
-            ("10.244.2.10", "n2", true),
+            ("198.51.100.110", "n1", false),
+            ("198.51.100.111", "n1", true),
+            ("198.51.100.112", "n1", true),
+            ("198.51.100.210", "n2", true),
         ],
         &[
-            ("10.244.1.11", "n1", false),
-            ("10.244.1.12", "n1", true),
-            ("10.244.1.13", "n1", false),
-            ("10.244.2.10", "n2", true),
+            ("198.51.100.111", "n1", false),
+            ("198.51.100.112", "n1", true),
+            ("198.51.100.113", "n1", false),
+            ("198.51.100.210", "n2", true),
         ],
         &[
-            ("10.244.1.12", "n1", true),
-            ("10.244.1.13", "n1", true),
-            ("10.244.2.10", "n2", true),
+            ("198.51.100.112", "n1", true),
+            ("198.51.100.113", "n1", true),
+            ("198.51.100.210", "n2", true),
         ],
     ];
     let mut samples = 0;
@@ -475,9 +475,9 @@ fn services_are_announced_by_eligible_nodes_and_a_rolling_update_never_withdraws
     lab.api.put_object(slice(
         "app",
         &[
-            ("10.244.1.12", "n1", true),
-            ("10.244.1.13", "n1", true),
-            ("10.244.2.10", "n2", false),
+            ("198.51.100.112", "n1", true),
+            ("198.51.100.113", "n1", true),
+            ("198.51.100.210", "n2", false),
         ],
     ));
     lab.wait_paths(&[(CLUSTER_IP, &[1, 2, 3]), (LOCAL_IP, &[1])], SETUP);
@@ -496,8 +496,11 @@ fn services_are_announced_by_eligible_nodes_and_a_rolling_update_never_withdraws
     // counts (kube-proxy serves it) and n1 keeps the route instead of the
     // address going dark everywhere; then the new pod on n1 turns ready.
     for step in [
-        &[("10.244.1.12", "n1", false)][..],
-        &[("10.244.1.12", "n1", false), ("10.244.1.14", "n1", true)][..],
+        &[("198.51.100.112", "n1", false)][..],
+        &[
+            ("198.51.100.112", "n1", false),
+            ("198.51.100.114", "n1", true),
+        ][..],
     ] {
         lab.api.put_object(slice("app", step));
         lab.hold(Duration::from_millis(500), |p| {
@@ -686,7 +689,7 @@ fn routing_table_mode_writes_service_routes_where_they_may_be_served() {
     lab.api.put_object(service("web", CLUSTER_IP, false));
     lab.api.put_object(service("app", LOCAL_IP, true));
     lab.api
-        .put_object(slice("app", &[("10.244.1.10", "n1", true)]));
+        .put_object(slice("app", &[("198.51.100.110", "n1", true)]));
     // kube-vip's routing-table variables instead of BGP.
     let table = [
         ("bgp_enable", ""),
@@ -723,7 +726,7 @@ fn routing_table_mode_writes_service_routes_where_they_may_be_served() {
     assert!(lab.has_addr("n1", LOCAL_IP) && !lab.has_addr("n2", LOCAL_IP));
     // The endpoint moves to n2: the route follows.
     lab.api
-        .put_object(slice("app", &[("10.244.2.10", "n2", true)]));
+        .put_object(slice("app", &[("198.51.100.210", "n2", true)]));
     let took = wait(&lab, want(&[CLUSTER_IP], &[CLUSTER_IP, LOCAL_IP]));
     println!("routing table Services: endpoint moved, route followed after {took:?}");
     // SIGTERM n1: its route goes before its address, n2 keeps its own.

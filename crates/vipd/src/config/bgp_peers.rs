@@ -569,12 +569,12 @@ mod tests {
             ),
             // k0s's generated strings (a password, multihop, a port, BFD off).
             (
-                "10.44.0.1:65000:s3cret:true:1179::false;300;300;3",
+                "192.0.2.44:65000:s3cret:true:1179::false;300;300;3",
                 vec![BgpPeer {
                     password: Some(Secret::new("s3cret")),
                     multihop: true,
                     port: 1179,
-                    ..peer("10.44.0.1", 65000)
+                    ..peer("192.0.2.44", 65000)
                 }],
             ),
             // The documentation's fixed next hop.

@@ -55,8 +55,8 @@ pub(super) struct KubeFlag {
     pub(super) kind: Kind,
 }
 
-/// `--leaderElection=false` and `vip_leaderelection=false`: vipd has no
-/// mode without election.
+/// `--leaderElection=false` and `vip_leaderelection=false` in ARP/NDP
+/// mode: vipd has no mode without election there.
 pub(super) const ALWAYS_ELECTS: &str = "vipd always elects a leader before binding a VIP (SPEC R1)";
 const ZEBRA_SETTING: &str =
     "a zebra (FRR) setting: vipd's BGP speaker announces to its peers and never feeds a local zebra";
@@ -115,9 +115,11 @@ pub(super) const FLAGS: &[KubeFlag] = &[
     },
     KubeFlag {
         name: "leaderElection",
+        // `=false` means ECMP in BGP and routing-table mode and nothing in
+        // ARP/NDP mode: validate.rs decides once the mode is known.
         kind: Kind::Bool {
             on: Effect::Same,
-            off: Effect::Ignore(ALWAYS_ELECTS),
+            off: Effect::Same,
         },
     },
     KubeFlag {

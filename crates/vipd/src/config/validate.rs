@@ -107,26 +107,6 @@ pub(super) fn resolve(
     // The same for kube-vip's flags (`--bgp`, `--table`, ...), which also
     // carry the switches vipd ignores with a warning.
     warnings.extend(kube_vip_flags.check()?);
-    // In ARP/NDP mode vipd always elects; in BGP and routing-table mode
-    // kube-vip's switch chooses between ECMP and one holder (read below,
-    // with BGP).
-    let bgp_on = [
-        "bgp_enable",
-        "VIPD_BGP",
-        "vip_routingtable",
-        "VIPD_ROUTING_TABLE",
-    ]
-    .iter()
-    .any(|k| env.get(*k).is_some_and(|v| values::boolean(v) == Ok(true)));
-    if let Some(v) = env
-        .get("vip_leaderelection")
-        .filter(|v| values::boolean(v) == Ok(false) && !bgp_on)
-    {
-        warnings.push(format!(
-            "kube-vip variable vip_leaderelection={v} is ignored: {}",
-            kubevip_flags::ALWAYS_ELECTS
-        ));
-    }
 
     // Address and prefix.
     // Optional only in Services mode (checked once that is resolved).
@@ -455,13 +435,25 @@ pub(super) fn resolve(
             .is_some_and(|v| values::boolean(v) == Ok(true));
     }
     bgp::one_mode(bgp.is_some(), routing_table.is_some())?;
-    if bgp.is_some() || routing_table.is_some() {
-        // Here "no election" is kube-vip's every-node mode (ECMP), not a
-        // switch vipd ignores (the ARP/NDP-mode warnings above).
-        warnings.retain(|w| {
-            !w.starts_with("kube-vip flag --leaderElection=false is ignored")
-                && !w.starts_with("kube-vip variable vip_leaderelection=")
-        });
+    if bgp.is_none() && routing_table.is_none() {
+        // ARP/NDP mode always elects, so kube-vip's "no election" has no
+        // meaning; in BGP and routing-table mode it is the every-node
+        // (ECMP) mode read above, not a warning.
+        if kube_vip_flags.boolean("leaderElection") == Some(false) {
+            warnings.push(format!(
+                "kube-vip flag --leaderElection=false is ignored: {}",
+                kubevip_flags::ALWAYS_ELECTS
+            ));
+        }
+        if let Some(v) = env
+            .get("vip_leaderelection")
+            .filter(|v| values::boolean(v) == Ok(false))
+        {
+            warnings.push(format!(
+                "kube-vip variable vip_leaderelection={v} is ignored: {}",
+                kubevip_flags::ALWAYS_ELECTS
+            ));
+        }
     }
 
     // Observability.

@@ -331,7 +331,7 @@ pub(super) async fn run<S: LeaseStore, G: GrantSink + Clone + 'static>(
         Ok(p) => p,
         Err(code) => return code,
     };
-    if let Err(code) = plumbing.start_bgp(&cfg, &obs).await {
+    if let Err(code) = plumbing.attach_bgp(&cfg) {
         return code;
     }
     let lease_label = format!("{}/{}-quorum", cfg.lease_namespace, cfg.lease_name);

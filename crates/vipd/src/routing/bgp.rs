@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{info, warn};
 use vipd::config::{BgpPeer, BgpSettings, MpbgpNexthop, RouterId};
@@ -139,7 +138,7 @@ static GATE: std::sync::OnceLock<BgpGate> = std::sync::OnceLock::new();
 pub(crate) async fn start_shared(s: &BgpSettings, obs: &Obs) -> Result<(), BgpStartError> {
     let b = Bgp::start(s).await?;
     let mode = if s.leader_election { "leader" } else { "ecmp" };
-    let report = spawn_reporter(b.gate(), obs.clone(), mode, CancellationToken::new());
+    let report = spawn_reporter(b.gate(), obs.clone(), mode);
     let _ = GATE.set(b.gate());
     *SPEAKER.lock().unwrap_or_else(|p| p.into_inner()) = Some((b, report));
     Ok(())
@@ -161,26 +160,28 @@ pub(crate) async fn shutdown_shared(message: &str) {
 }
 
 /// Keeps metrics and `/status` in step with the sessions: on every
-/// change, and once a second so ages and counters stay fresh.
-pub(crate) fn spawn_reporter(
-    gate: BgpGate,
-    obs: Obs,
-    mode: &'static str,
-    stop: CancellationToken,
-) -> AbortOnDropHandle<()> {
+/// change, and once a second so ages and counters stay fresh. Stops when
+/// the handle drops (with the speaker, [`shutdown_shared`]).
+fn spawn_reporter(gate: BgpGate, obs: Obs, mode: &'static str) -> AbortOnDropHandle<()> {
     AbortOnDropHandle::new(tokio::spawn(async move {
         let mut rxs = gate.statuses.clone();
         let mut allowed = gate.allowed.subscribe();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             report(&gate, &rxs, &allowed.borrow_and_update(), &obs, mode);
-            let any_change =
-                futures::future::select_all(rxs.iter_mut().map(|rx| Box::pin(rx.changed())));
+            let any_change = async {
+                if rxs.is_empty() {
+                    // select_all panics on an empty list.
+                    return std::future::pending().await;
+                }
+                let _ =
+                    futures::future::select_all(rxs.iter_mut().map(|rx| Box::pin(rx.changed())))
+                        .await;
+            };
             tokio::select! {
-                () = stop.cancelled() => return,
                 _ = tick.tick() => {}
                 _ = allowed.changed() => {}
-                _ = any_change, if !gate.statuses.is_empty() => {}
+                () = any_change => {}
             }
         }
     }))
